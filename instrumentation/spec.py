@@ -1,0 +1,277 @@
+"""Job names, durations, schedules and job fields: validated once, used by both halves.
+
+The sidecar's configuration file, the wire format's ``job_config`` and the decorator all go
+through :func:`parse_job_fields`, so a field means the same thing wherever it is written.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+import zoneinfo
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from typing import Any, Final
+
+from cronsim import CronSim, CronSimError
+
+from .errors import InvalidDuration, InvalidJobConfig, InvalidName, InvalidSchedule, InvalidTimezone
+
+__all__ = [
+    "JOB_FIELDS",
+    "RESERVED_LABELS",
+    "check_cron",
+    "check_timezone",
+    "format_duration",
+    "parse_duration",
+    "parse_job_fields",
+    "parse_job_name",
+]
+
+_NAME_RE: Final = re.compile(r"[a-z0-9][a-z0-9._-]{0,127}")
+_LABEL_RE: Final = re.compile(r"[a-zA-Z_][a-zA-Z0-9_]*")
+_DURATION_PART_RE: Final = re.compile(r"(\d+(?:\.\d+)?)([smhd])")
+_UNITS: Final = {"s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
+
+RESERVED_LABELS: Final = frozenset(
+    {"job", "instance", "job_name", "schedule", "timezone", "state", "outcome", "window", "le"}
+)
+
+# Every field a job may carry, in the order the docs list them.
+JOB_FIELDS: Final = (
+    "schedule",
+    "every",
+    "timezone",
+    "grace",
+    "early_tolerance",
+    "max_runtime",
+    "heartbeat_timeout",
+    "max_silence",
+    "failure_threshold",
+    "recovery_threshold",
+    "concurrency",
+    "labels",
+    "paused",
+    "buckets",
+)
+
+
+def parse_job_name(value: object) -> str:
+    """Return the case-folded job name, or raise :class:`InvalidName`."""
+    if not isinstance(value, str):
+        raise InvalidName(f"job name must be a string, got {type(value).__name__} {value!r}")
+    name = value.casefold()
+    if not _NAME_RE.fullmatch(name):
+        raise InvalidName(
+            f"job name {value!r} is invalid: use 1-128 characters from a-z, 0-9, '.', '_' "
+            "and '-', starting with a letter or digit"
+        )
+    return name
+
+
+def parse_duration(value: object, *, what: str = "duration") -> float:
+    """Seconds from an int/float or text such as ``90s``, ``15m``, ``1h30m``, ``2d``."""
+    if isinstance(value, bool):
+        raise InvalidDuration(f"{what} {value!r} is not a duration: use seconds or text like 1h30m")
+    if isinstance(value, int | float):
+        seconds = float(value)
+    elif isinstance(value, str):
+        text = value.strip().lower()
+        if re.fullmatch(r"\d+(?:\.\d+)?", text):
+            seconds = float(text)
+        else:
+            pos, seconds = 0, 0.0
+            for match in _DURATION_PART_RE.finditer(text):
+                if match.start() != pos:
+                    break
+                seconds += float(match.group(1)) * _UNITS[match.group(2)]
+                pos = match.end()
+            if pos != len(text) or not text:
+                raise InvalidDuration(
+                    f"{what} {value!r} is not a duration: use seconds (90) or numbers with units "
+                    "s, m, h, d (90s, 15m, 1h30m, 2d)"
+                )
+    else:
+        raise InvalidDuration(f"{what} {value!r} is not a duration: use seconds or text like 1h30m")
+    if not math.isfinite(seconds) or seconds <= 0:
+        raise InvalidDuration(f"{what} {value!r} must be a positive, finite duration")
+    return seconds
+
+
+def format_duration(seconds: float) -> str:
+    """Shortest exact ``1h30m``-style text for ``seconds`` (fractions stay in seconds)."""
+    if seconds != int(seconds):
+        return f"{seconds:g}s"
+    rest, parts = int(seconds), []
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60), ("s", 1)):
+        if rest >= size:
+            parts.append(f"{rest // size}{unit}")
+            rest %= size
+    return "".join(parts) or "0s"
+
+
+def check_timezone(value: object) -> str:
+    """Return ``value`` if it names an IANA zone, else raise :class:`InvalidTimezone`."""
+    if not isinstance(value, str) or not value:
+        raise InvalidTimezone(f"timezone {value!r} must be an IANA zone name such as Europe/Riga")
+    try:
+        zoneinfo.ZoneInfo(value)
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError) as exc:
+        raise InvalidTimezone(
+            f"timezone {value!r} is not an IANA zone name (for example UTC, Europe/Riga, "
+            "America/New_York)"
+        ) from exc
+    return value
+
+
+def check_cron(value: object) -> str:
+    """Return the normalised expression if cronsim accepts it, else raise InvalidSchedule."""
+    if not isinstance(value, str):
+        raise InvalidSchedule(f"schedule {value!r} must be a cron expression string")
+    expr = " ".join(value.split())
+    if len(expr.split()) not in (5, 6):
+        raise InvalidSchedule(
+            f"schedule {value!r} has {len(expr.split())} fields: a cron expression has 5 "
+            "(minute hour day-of-month month day-of-week) or 6 (seconds first)"
+        )
+    try:
+        it = CronSim(expr, datetime(2000, 1, 1, tzinfo=UTC))
+        next(it)
+    except CronSimError as exc:
+        raise InvalidSchedule(f"schedule {value!r} is not a valid cron expression: {exc}") from exc
+    except StopIteration as exc:
+        raise InvalidSchedule(f"schedule {value!r} never fires") from exc
+    return expr
+
+
+def _int_field(job: str, field: str, value: object, *, minimum: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise InvalidJobConfig(
+            f"job {job!r}: {field} {value!r} must be an integer >= {minimum}", job=job, field=field
+        )
+    return value
+
+
+def _labels(job: str, value: object) -> dict[str, str]:
+    if not isinstance(value, Mapping):
+        raise InvalidJobConfig(
+            f"job {job!r}: labels must be a mapping of label names to strings, got {value!r}",
+            job=job,
+            field="labels",
+        )
+    labels: dict[str, str] = {}
+    for key, val in value.items():
+        if not isinstance(key, str) or not _LABEL_RE.fullmatch(key) or key.startswith("__"):
+            raise InvalidJobConfig(
+                f"job {job!r}: label name {key!r} is not a Prometheus label name "
+                "([a-zA-Z_][a-zA-Z0-9_]*, not starting with __)",
+                job=job,
+                field="labels",
+            )
+        if key in RESERVED_LABELS:
+            raise InvalidJobConfig(
+                f"job {job!r}: label name {key!r} is reserved; reserved names are "
+                f"{', '.join(sorted(RESERVED_LABELS))}",
+                job=job,
+                field="labels",
+            )
+        if isinstance(val, bool) or not isinstance(val, str | int | float):
+            raise InvalidJobConfig(
+                f"job {job!r}: label {key!r} has value {val!r}; label values are strings",
+                job=job,
+                field="labels",
+            )
+        labels[key] = str(val)
+    return labels
+
+
+def _buckets(job: str, value: object) -> list[float]:
+    if not isinstance(value, list) or not value:
+        raise InvalidJobConfig(
+            f"job {job!r}: buckets {value!r} must be a non-empty list of durations",
+            job=job,
+            field="buckets",
+        )
+    out = [parse_duration(v, what=f"job {job!r}: bucket") for v in value]
+    if out != sorted(set(out)):
+        raise InvalidJobConfig(
+            f"job {job!r}: buckets {value!r} must be strictly increasing", job=job, field="buckets"
+        )
+    return out
+
+
+def parse_job_fields(job: str, raw: Mapping[str, Any]) -> dict[str, Any]:
+    """Validate the job fields present in ``raw``; return them normalised.
+
+    Durations become float seconds, ``schedule`` a whitespace-normalised cron expression,
+    ``every`` seconds. Only the fields given are returned (a partial update is valid); an
+    unknown field raises, naming the accepted ones.
+    """
+    out: dict[str, Any] = {}
+    for field, value in raw.items():
+        if field not in JOB_FIELDS:
+            raise InvalidJobConfig(
+                f"job {job!r}: unknown field {field!r}; accepted fields are name, "
+                f"{', '.join(JOB_FIELDS)}",
+                job=job,
+                field=field,
+            )
+        try:
+            if value is None and field in (
+                "schedule",
+                "every",
+                "grace",
+                "early_tolerance",
+                "max_runtime",
+                "heartbeat_timeout",
+                "max_silence",
+            ):
+                out[field] = None
+            elif field == "schedule":
+                out[field] = check_cron(value)
+            elif field == "timezone":
+                out[field] = check_timezone(value)
+            elif field in (
+                "every",
+                "grace",
+                "early_tolerance",
+                "max_runtime",
+                "heartbeat_timeout",
+                "max_silence",
+            ):
+                seconds = parse_duration(value, what=f"job {job!r}: {field}")
+                if field == "grace" and seconds < 1:
+                    raise InvalidDuration(f"job {job!r}: grace {value!r} must be at least 1s")
+                out[field] = seconds
+            elif field in ("failure_threshold", "recovery_threshold"):
+                out[field] = _int_field(job, field, value, minimum=1)
+            elif field == "concurrency":
+                if value not in ("allow", "forbid"):
+                    raise InvalidJobConfig(
+                        f"job {job!r}: concurrency {value!r} must be 'allow' or 'forbid'",
+                        job=job,
+                        field=field,
+                    )
+                out[field] = value
+            elif field == "labels":
+                out[field] = _labels(job, value)
+            elif field == "paused":
+                if not isinstance(value, bool):
+                    raise InvalidJobConfig(
+                        f"job {job!r}: paused {value!r} must be true or false", job=job, field=field
+                    )
+                out[field] = value
+            elif field == "buckets":
+                out[field] = _buckets(job, value)
+        except InvalidJobConfig:
+            raise
+        except (InvalidDuration, InvalidSchedule, InvalidTimezone) as exc:
+            text = str(exc)
+            if not text.startswith(f"job {job!r}"):
+                text = f"job {job!r}: {text}"
+            raise InvalidJobConfig(text, job=job, field=field) from exc
+    if out.get("schedule") and out.get("every"):
+        raise InvalidJobConfig(
+            f"job {job!r}: give either schedule or every, not both", job=job, field="every"
+        )
+    return out

@@ -1,0 +1,301 @@
+"""The heartbeat wire format (schema version 1): the one definition both halves use.
+
+An event is a JSON object; a batch is a JSON array or NDJSON. :func:`parse_event` validates one
+decoded object and returns an :class:`Event` plus warnings (unknown fields, truncations), or
+raises :class:`~jobpulse.instrumentation.errors.InvalidEvent` naming the field. The library
+builds events with :func:`event_to_wire`. Timestamps are float seconds since the epoch (UTC)
+inside the process and RFC 3339 with an offset on the wire.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any, Final
+
+from .errors import InvalidEvent, InvalidJobConfig, InvalidName
+from .spec import parse_job_fields, parse_job_name
+
+__all__ = [
+    "EVENT_TYPES",
+    "FINISH_TYPES",
+    "Event",
+    "Limits",
+    "event_to_wire",
+    "format_ts",
+    "parse_event",
+    "parse_ts",
+]
+
+SCHEMA_VERSION: Final = 1
+EVENT_TYPES: Final = ("start", "success", "failure", "cancelled", "progress", "log", "missed")
+FINISH_TYPES: Final = frozenset({"success", "failure", "cancelled"})
+KNOWN_FIELDS: Final = frozenset(
+    {
+        "v",
+        "type",
+        "job",
+        "run_id",
+        "ts",
+        "scheduled_for",
+        "attempt",
+        "will_retry",
+        "duration",
+        "exit_code",
+        "error_type",
+        "error_message",
+        "count",
+        "host",
+        "pid",
+        "trace_id",
+        "span_id",
+        "metadata",
+        "sent_at",
+        "reason",
+        "job_config",
+        "message",
+    }
+)
+_HEX32: Final = re.compile(r"[0-9a-f]{32}")
+_HEX16: Final = re.compile(r"[0-9a-f]{16}")
+TRUNCATION_MARKER: Final = "…[truncated]"
+
+
+@dataclass(frozen=True, slots=True)
+class Limits:
+    """Size limits applied while parsing (the sidecar's settings set them)."""
+
+    error_message_bytes: int = 4096
+    message_bytes: int = 10240
+    metadata_bytes: int = 8192
+
+
+DEFAULT_LIMITS: Final = Limits()
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    """One validated heartbeat event."""
+
+    type: str
+    job: str
+    run_id: str
+    ts: float
+    scheduled_for: float | None = None
+    attempt: int | None = None
+    will_retry: bool = False
+    duration: float | None = None
+    exit_code: int | None = None
+    error_type: str | None = None
+    error_message: str | None = None
+    count: int | None = None
+    host: str | None = None
+    pid: int | None = None
+    trace_id: str | None = None
+    span_id: str | None = None
+    metadata: dict[str, Any] | None = None
+    sent_at: float | None = None
+    reason: str | None = None
+    job_config: dict[str, Any] | None = None
+    message: str | None = None
+    truncated: bool = field(default=False, compare=False)
+
+
+def parse_ts(value: object, *, what: str = "ts") -> float:
+    """Epoch seconds from RFC 3339 text that carries an offset (``Z`` or ``+02:00``)."""
+    if not isinstance(value, str):
+        raise InvalidEvent(what, f"must be an RFC 3339 timestamp string, got {value!r}")
+    try:
+        dt = datetime.fromisoformat(value)
+    except ValueError:
+        raise InvalidEvent(
+            what, f"{value!r} is not an RFC 3339 timestamp (like 2026-11-23T10:00:03.25Z)"
+        ) from None
+    if dt.tzinfo is None or "T" not in value.upper():
+        raise InvalidEvent(what, f"{value!r} needs a date, a time and an offset (Z or +hh:mm)")
+    return dt.timestamp()
+
+
+def format_ts(ts: float) -> str:
+    """RFC 3339 in UTC with a ``Z`` and at most microsecond precision."""
+    dt = datetime.fromtimestamp(ts, UTC)
+    text = dt.isoformat(timespec="microseconds" if dt.microsecond else "seconds")
+    return text.replace("+00:00", "Z")
+
+
+def _truncate(text: str, limit: int) -> tuple[str, bool]:
+    raw = text.encode("utf-8")
+    if len(raw) <= limit:
+        return text, False
+    cut = raw[: max(0, limit - len(TRUNCATION_MARKER.encode()))].decode("utf-8", "ignore")
+    return cut + TRUNCATION_MARKER, True
+
+
+def _int(data: dict[str, Any], name: str, lo: int, hi: int | None = None) -> int | None:
+    value = data.get(name)
+    if value is None:
+        return None
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, int)
+        or value < lo
+        or (hi is not None and value > hi)
+    ):
+        bounds = f"{lo}-{hi}" if hi is not None else f">= {lo}"
+        raise InvalidEvent(name, f"must be an integer {bounds}, got {value!r}")
+    return value
+
+
+def _str(data: dict[str, Any], name: str, max_len: int) -> str | None:
+    value = data.get(name)
+    if value is None:
+        return None
+    if not isinstance(value, str) or len(value) > max_len:
+        raise InvalidEvent(name, f"must be a string of at most {max_len} characters")
+    return value
+
+
+def parse_event(
+    data: object, *, limits: Limits = DEFAULT_LIMITS, default_sent_at: float | None = None
+) -> tuple[Event, list[str]]:
+    """Validate one decoded event. Returns the event and its warnings."""
+    if not isinstance(data, dict):
+        raise InvalidEvent("event", f"must be a JSON object, got {type(data).__name__}")
+    warnings = [f"unknown field {k!r} ignored" for k in data if k not in KNOWN_FIELDS]
+    v = data.get("v", SCHEMA_VERSION)
+    if v != SCHEMA_VERSION or isinstance(v, bool):
+        raise InvalidEvent("v", f"schema version {v!r} is not supported; this sidecar speaks 1")
+    etype = data.get("type")
+    if etype not in EVENT_TYPES:
+        raise InvalidEvent("type", f"{etype!r} is not one of {', '.join(EVENT_TYPES)}")
+    if "job" not in data:
+        raise InvalidEvent("job", "is required")
+    try:
+        job = parse_job_name(data["job"])
+    except InvalidName as exc:
+        raise InvalidEvent("job", str(exc)) from None
+    run_id = data.get("run_id")
+    if not isinstance(run_id, str) or not 1 <= len(run_id) <= 64:
+        raise InvalidEvent("run_id", f"must be a string of 1-64 characters, got {run_id!r}")
+    if "ts" not in data:
+        raise InvalidEvent("ts", "is required")
+    ts = parse_ts(data["ts"])
+    scheduled_for = (
+        parse_ts(data["scheduled_for"], what="scheduled_for")
+        if data.get("scheduled_for") is not None
+        else None
+    )
+    sent_at = (
+        parse_ts(data["sent_at"], what="sent_at")
+        if data.get("sent_at") is not None
+        else default_sent_at
+    )
+    attempt = _int(data, "attempt", 1)
+    will_retry = data.get("will_retry", False)
+    if not isinstance(will_retry, bool):
+        raise InvalidEvent("will_retry", f"must be true or false, got {will_retry!r}")
+    if will_retry and etype != "failure":
+        raise InvalidEvent("will_retry", "is only valid on failure events")
+    duration = data.get("duration")
+    if duration is not None:
+        if (
+            isinstance(duration, bool)
+            or not isinstance(duration, int | float)
+            or not math.isfinite(duration)
+            or duration < 0
+        ):
+            raise InvalidEvent("duration", f"must be a number of seconds >= 0, got {duration!r}")
+        duration = float(duration)
+    exit_code = _int(data, "exit_code", 0, 255)
+    error_type = _str(data, "error_type", 128)
+    count = _int(data, "count", 0)
+    host = _str(data, "host", 255)
+    pid = _int(data, "pid", 0)
+    reason = _str(data, "reason", 128)
+    truncated = False
+    error_message = data.get("error_message")
+    if error_message is not None:
+        if not isinstance(error_message, str):
+            raise InvalidEvent("error_message", "must be a string")
+        error_message, truncated = _truncate(error_message, limits.error_message_bytes)
+    message = data.get("message")
+    if message is not None:
+        if not isinstance(message, str):
+            raise InvalidEvent("message", "must be a string")
+        message, cut = _truncate(message, limits.message_bytes)
+        truncated = truncated or cut
+    trace_id = data.get("trace_id")
+    if trace_id is not None and (not isinstance(trace_id, str) or not _HEX32.fullmatch(trace_id)):
+        raise InvalidEvent("trace_id", "must be 32 lowercase hex digits")
+    span_id = data.get("span_id")
+    if span_id is not None and (not isinstance(span_id, str) or not _HEX16.fullmatch(span_id)):
+        raise InvalidEvent("span_id", "must be 16 lowercase hex digits")
+    metadata = data.get("metadata")
+    if metadata is not None:
+        if not isinstance(metadata, dict):
+            raise InvalidEvent("metadata", "must be a JSON object")
+        size = len(json.dumps(metadata, separators=(",", ":")).encode())
+        if size > limits.metadata_bytes:
+            raise InvalidEvent(
+                "metadata", f"is {size} bytes; the limit is {limits.metadata_bytes} bytes"
+            )
+    job_config = data.get("job_config")
+    if job_config is not None:
+        if not isinstance(job_config, dict):
+            raise InvalidEvent("job_config", "must be a JSON object of job fields")
+        try:
+            job_config = parse_job_fields(job, job_config)
+        except InvalidJobConfig as exc:
+            raise InvalidEvent(
+                f"job_config.{exc.field}" if exc.field else "job_config", str(exc)
+            ) from None
+    if etype == "missed" and scheduled_for is None:
+        raise InvalidEvent("scheduled_for", "is required on missed events")
+    if truncated:
+        warnings.append("text truncated to the size limit")
+    return (
+        Event(
+            type=etype,
+            job=job,
+            run_id=run_id,
+            ts=ts,
+            scheduled_for=scheduled_for,
+            attempt=attempt,
+            will_retry=will_retry,
+            duration=duration,
+            exit_code=exit_code,
+            error_type=error_type,
+            error_message=error_message,
+            count=count,
+            host=host,
+            pid=pid,
+            trace_id=trace_id,
+            span_id=span_id,
+            metadata=metadata,
+            sent_at=sent_at,
+            reason=reason,
+            job_config=job_config,
+            message=message,
+            truncated=truncated,
+        ),
+        warnings,
+    )
+
+
+_TS_FIELDS: Final = ("ts", "scheduled_for", "sent_at")
+
+
+def event_to_wire(event: Event) -> dict[str, Any]:
+    """The JSON object for ``event`` with unset fields left out."""
+    out: dict[str, Any] = {"v": SCHEMA_VERSION}
+    for name in Event.__slots__:  # type: ignore[attr-defined]
+        if name == "truncated":
+            continue
+        value = getattr(event, name)
+        if value is None or (name == "will_retry" and not value):
+            continue
+        out[name] = format_ts(value) if name in _TS_FIELDS else value
+    return out
