@@ -1,0 +1,125 @@
+"""The aiohttp application: ``create_app(settings) -> web.Application``.
+
+The sidecar (store, writer, configuration) starts and stops in ``cleanup_ctx``, and so does the
+evaluator task, so an app built in a test behaves exactly like ``jobpulse serve``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Awaitable, Callable
+
+from aiohttp import web
+from prometheus_client import generate_latest
+from prometheus_client.exposition import CONTENT_TYPE_LATEST
+
+from .api import routes as api_routes
+from .auth import COOKIE, Auth, request_token, scope_for
+from .clock import Clock
+from .config import FileConfig
+from .errors import error_middleware, json_error
+from .ingest import events_handler, ping_handler
+from .keys import AUTH, SIDECAR
+from .service import Sidecar
+from .settings import Settings
+
+__all__ = ["create_app"]
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+@web.middleware
+async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    auth = request.app[AUTH]
+    scope = scope_for(request.method, request.path)
+    if not auth.enabled or scope is None:
+        return await handler(request)
+    token = request_token(request)
+    if token is None:
+        return json_error(
+            401,
+            "unauthorized",
+            f"this endpoint needs a {scope} token: send Authorization: Bearer <token>",
+        )
+    scopes = auth.scopes_of(token)
+    if scope not in scopes:
+        return json_error(
+            403 if scopes else 401,
+            "forbidden" if scopes else "unauthorized",
+            f"this endpoint needs a {scope} token" + ("" if scopes else "; the token is unknown"),
+        )
+    response = await handler(request)
+    if "token" in request.query and request.method == "GET":
+        response.set_cookie(COOKIE, token, httponly=True, samesite="Strict")
+    return response
+
+
+async def metrics_handler(request: web.Request) -> web.Response:
+    sidecar = request.app[SIDECAR]
+    await asyncio.to_thread(sidecar.cache.refresh)
+    for state, count in sidecar.cache.states().items():
+        sidecar.metrics.jobs.labels(state).set(count)
+    sidecar.metrics.leader.set(1 if sidecar.is_leader else 0)
+    body = sidecar.cache.render() + generate_latest(sidecar.metrics.registry)
+    return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+
+async def healthz(request: web.Request) -> web.Response:
+    return web.json_response({"status": "ok"})
+
+
+async def readyz(request: web.Request) -> web.Response:
+    sidecar = request.app[SIDECAR]
+    problems = []
+    try:
+        await asyncio.to_thread(sidecar.next_deadline)
+    except Exception as exc:
+        problems.append(f"store unreachable: {type(exc).__name__}")
+    if not sidecar.writer.healthy:
+        problems.append("the last store commit failed")
+    if sidecar.is_leader:
+        last = sidecar.evaluator_last_run
+        now = sidecar.clock.now()
+        if now >= sidecar.engine.judge_from and (last is None or now - last > 30):
+            problems.append("the evaluator has not run in the last 30 s")
+    if problems:
+        return json_error(503, "not ready", "; ".join(problems))
+    return web.json_response({"status": "ready"})
+
+
+def create_app(
+    settings: Settings,
+    *,
+    clock: Clock | None = None,
+    file_config: FileConfig | None = None,
+    run_evaluator: bool = True,
+) -> web.Application:
+    """Build the sidecar's app. ``run_evaluator=False`` leaves ticking to the caller (tests
+    with a manual clock call ``app[SIDECAR].tick_sync()``)."""
+    app = web.Application(
+        client_max_size=settings.max_body_bytes,
+        middlewares=[error_middleware, auth_middleware],
+    )
+    sidecar = Sidecar(settings, clock=clock, file_config=file_config)
+    app[SIDECAR] = sidecar
+    app[AUTH] = Auth.from_settings(settings)
+
+    async def lifecycle(app: web.Application) -> AsyncIterator[None]:
+        await asyncio.to_thread(sidecar.start)
+        task = asyncio.create_task(sidecar.run_evaluator()) if run_evaluator else None
+        yield
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        await asyncio.to_thread(sidecar.stop)
+
+    app.cleanup_ctx.append(lifecycle)
+    app.router.add_post("/api/v1/events", events_handler)
+    app.router.add_route("*", "/ping/{tail:.*}", ping_handler)
+    app.router.add_get("/metrics", metrics_handler)
+    app.router.add_get("/healthz", healthz)
+    app.router.add_get("/readyz", readyz)
+    app.router.add_routes(api_routes)
+    return app

@@ -1,0 +1,67 @@
+"""Generated Prometheus alert rules and Grafana dashboards (``jobpulse generate``).
+
+The sidecar serves the same text at ``GET /alerts/rules.yml`` and ``GET /dashboards/{name}.json``;
+the committed copies under ``alerts/`` and ``dashboards/`` are regenerated and diffed in CI.
+Both renderers are deterministic: the same arguments give the same bytes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from jobpulse.instrumentation.errors import ConfigError
+from jobpulse.sidecar.generate.alerts import PROFILES, rule_groups
+from jobpulse.sidecar.generate.dashboards import DASHBOARDS, dashboard_json
+from jobpulse.sidecar.generate.promql import Selector
+from jobpulse.sidecar.generate.rules import RuleSettings, rules_yaml
+
+__all__ = ["PROFILES", "RuleSettings", "main", "render_dashboards", "render_rules"]
+
+EX_USAGE = 2
+
+
+def render_rules(
+    profile: str = "default", selector: str = "", *, settings: RuleSettings | None = None
+) -> str:
+    """The alerting rules file (YAML) for ``profile`` ("default" or "test")."""
+    if profile not in PROFILES:
+        raise ConfigError(f"profile {profile!r} is unknown; expected one of {sorted(PROFILES)}")
+    settings = settings or RuleSettings()
+    return rules_yaml(rule_groups(PROFILES[profile], Selector(selector), settings), settings)
+
+
+def render_dashboards(selector: str = "") -> dict[str, str]:
+    """Every dashboard as JSON text, by name (``fleet-overview``, ``job-detail``, ...)."""
+    sel = Selector(selector)
+    return {name: dashboard_json(name, sel) for name in DASHBOARDS}
+
+
+def _write_dashboards(boards: dict[str, str], output: str | None) -> None:
+    if output is None:
+        decoded = {name: json.loads(text) for name, text in boards.items()}
+        sys.stdout.write(json.dumps(decoded, sort_keys=True, indent=2) + "\n")
+        return
+    folder = Path(output)
+    folder.mkdir(parents=True, exist_ok=True)
+    for name, text in boards.items():
+        (folder / f"{name}.json").write_text(text, encoding="utf-8")
+
+
+def main(args: argparse.Namespace) -> int:
+    """``jobpulse generate alerts|dashboards [--profile] [--selector] [-o PATH]``."""
+    try:
+        if args.what == "alerts":
+            text = render_rules(args.profile, args.selector)
+            if args.output is None:
+                sys.stdout.write(text)
+            else:
+                Path(args.output).write_text(text, encoding="utf-8")
+        else:
+            _write_dashboards(render_dashboards(args.selector), args.output)
+    except ConfigError as exc:
+        print(f"jobpulse generate: {exc}", file=sys.stderr)
+        return EX_USAGE
+    return 0

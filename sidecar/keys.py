@@ -1,0 +1,13 @@
+"""Typed keys of the aiohttp application's state."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from .auth import Auth
+from .service import Sidecar
+
+__all__ = ["AUTH", "SIDECAR"]
+
+SIDECAR = web.AppKey("sidecar", Sidecar)
+AUTH = web.AppKey("auth", Auth)

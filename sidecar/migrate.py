@@ -1,0 +1,45 @@
+"""Schema migrations with Alembic, configured in code (no alembic.ini to ship).
+
+On PostgreSQL the upgrade holds an advisory lock, so replicas starting together do not race.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from alembic import command
+from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from sqlalchemy import text
+
+if TYPE_CHECKING:
+    from .store import Store
+
+__all__ = ["MIGRATE_LOCK_KEY", "alembic_config", "current_revision", "head_revision", "upgrade"]
+
+MIGRATE_LOCK_KEY = 0x6A6F62707573  # "jobpus": the advisory-lock key of `jobpulse migrate`
+
+
+def alembic_config() -> Config:
+    cfg = Config()
+    cfg.set_main_option("script_location", "jobpulse.sidecar:migrations")
+    return cfg
+
+
+def head_revision() -> str | None:
+    return ScriptDirectory.from_config(alembic_config()).get_current_head()
+
+
+def current_revision(store: Store) -> str | None:
+    with store.engine.connect() as conn:
+        return MigrationContext.configure(conn).get_current_revision()
+
+
+def upgrade(store: Store, revision: str = "head") -> None:
+    cfg = alembic_config()
+    with store.engine.begin() as conn:
+        if not store.is_sqlite:
+            conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": MIGRATE_LOCK_KEY})
+        cfg.attributes["connection"] = conn
+        command.upgrade(cfg, revision)

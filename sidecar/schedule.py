@@ -1,0 +1,120 @@
+"""When a job should run: cron (via cronsim, in the job's timezone), ``every``, or never.
+
+A :class:`Schedule` answers "which slots lie in [lo, hi]", "the next slot after t" and "the
+latest slot at or before t", in epoch seconds. Cron expressions are evaluated with cronsim's
+rules, which follow Debian cron across DST: a fixed local time skipped by spring-forward fires
+at the next valid minute, a fixed local time that repeats fires once, and an expression with
+``*`` or a step in the hour field follows elapsed time.
+
+``every`` schedules are anchored on runs (see the engine), so their slots depend on job state;
+:class:`Schedule` only carries the interval for them.
+"""
+
+from __future__ import annotations
+
+import math
+import zoneinfo
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from functools import lru_cache
+
+from cronsim import CronSim
+from jobpulse.instrumentation.spec import check_cron, check_timezone
+
+__all__ = ["Schedule", "default_early_tolerance", "default_grace", "default_max_runtime"]
+
+# cronsim gives up after 50 years without a match; we never look that far.
+_HORIZON = 50 * 366 * 86400.0
+
+
+@dataclass(frozen=True, slots=True)
+class Schedule:
+    cron: str | None = None
+    every: float | None = None
+    timezone: str = "UTC"
+
+    @staticmethod
+    def of(cron: str | None, every: float | None, timezone: str = "UTC") -> Schedule:
+        if cron is not None:
+            return _cron_schedule(check_cron(cron), check_timezone(timezone))
+        return Schedule(None, every, timezone)
+
+    @property
+    def kind(self) -> str:
+        return "cron" if self.cron else "every" if self.every else "none"
+
+    @property
+    def text(self) -> str:
+        if self.cron:
+            return self.cron
+        if self.every:
+            from jobpulse.instrumentation.spec import format_duration
+
+            return f"every {format_duration(self.every)}"
+        return ""
+
+    def _tz(self) -> zoneinfo.ZoneInfo | None:
+        return None if self.timezone == "UTC" else zoneinfo.ZoneInfo(self.timezone)
+
+    def _iter(self, start: float, *, reverse: bool = False) -> Iterator[float]:
+        assert self.cron is not None
+        tz = self._tz() or UTC
+        it = CronSim(self.cron, datetime.fromtimestamp(start, tz), reverse=reverse)
+        try:
+            for dt in it:
+                yield dt.timestamp()
+        except StopIteration:  # pragma: no cover - cronsim's 50-year horizon
+            return
+
+    def next_after(self, t: float) -> float | None:
+        """The first slot strictly after ``t`` (cron only)."""
+        # cronsim drops sub-second precision and then ticks forward, so starting from
+        # floor(t) yields slots > floor(t); skip any that are not > t.
+        for s in self._iter(math.floor(t)):
+            if s > t:
+                return s
+        return None  # pragma: no cover
+
+    def at_or_after(self, t: float) -> float | None:
+        return self.next_after(math.ceil(t) - 1)
+
+    def at_or_before(self, t: float) -> float | None:
+        """The latest slot at or before ``t`` (cron only)."""
+        for s in self._iter(math.floor(t) + 1, reverse=True):
+            if s <= t:
+                return s
+        return None  # pragma: no cover
+
+    def between(self, lo: float, hi: float) -> Iterator[float]:
+        """Slots ``s`` with ``lo <= s <= hi``, ascending (cron only)."""
+        for s in self._iter(math.ceil(lo) - 1):
+            if s > hi:
+                return
+            if s >= lo:
+                yield s
+
+    def period(self, s: float) -> float:
+        """The gap from slot ``s`` to the next slot."""
+        if self.every:
+            return self.every
+        nxt = self.next_after(s)
+        return (nxt - s) if nxt is not None else _HORIZON
+
+
+@lru_cache(maxsize=4096)
+def _cron_schedule(cron: str, timezone: str) -> Schedule:
+    return Schedule(cron, None, timezone)
+
+
+def default_grace(period: float) -> float:
+    """10% of the period, clamped to [30 s, 1 h] and never above half the period."""
+    return min(max(0.1 * period, 30.0), 3600.0, period / 2)
+
+
+def default_early_tolerance(period: float) -> float:
+    return min(60.0, 0.1 * period)
+
+
+def default_max_runtime(period: float) -> float:
+    return 0.9 * period

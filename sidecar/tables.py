@@ -1,0 +1,176 @@
+"""The store's tables (SQLAlchemy 2 declarative). Times are float epoch seconds, UTC.
+
+- ``jobs``: one row a job: its configuration layers, its state, the evaluator's cursor and
+  next deadline (indexed: the evaluator reads only due rows), and the counters and gauges
+  ``/metrics`` exports, so they survive restarts and read the same on every replica.
+- ``runs``: one row a run (an attempt), keyed by the client's ``run_id`` within the job.
+- ``events``: idempotency keys, plus the text of log and progress heartbeats.
+- ``slots``: one row a judged slot: ``filled`` by a run, ``missed``, or a ``gap`` carrying a count.
+- ``flips``: state changes among new, up, down and paused.
+- ``rollups``: hourly per-job statistics, updated on write, kept longer than runs.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+__all__ = ["Base", "EventKey", "Flip", "Job", "Rollup", "Run", "Slot"]
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+class Job(Base):
+    __tablename__ = "jobs"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    name: Mapped[str] = mapped_column(String(128), unique=True)
+    # Configuration layers: fields from the config file win over fields declared by clients
+    # (job_config) or set through the API.
+    file_fields: Mapped[dict[str, Any] | None] = mapped_column(JSON, default=None)
+    declared_fields: Mapped[dict[str, Any] | None] = mapped_column(JSON, default=None)
+    in_file: Mapped[bool] = mapped_column(Boolean, default=False)
+    removed: Mapped[bool] = mapped_column(Boolean, default=False)
+    created_at: Mapped[float] = mapped_column(Float)
+    last_event_at: Mapped[float | None] = mapped_column(Float, default=None)
+
+    state: Mapped[str] = mapped_column(String(8), default="new")
+    reason: Mapped[str | None] = mapped_column(String(16), default=None)
+    state_since: Mapped[float] = mapped_column(Float)
+    resume_state: Mapped[str | None] = mapped_column(String(8), default=None)
+    bad_streak: Mapped[int] = mapped_column(Integer, default=0)
+    good_streak: Mapped[int] = mapped_column(Integer, default=0)
+
+    cursor: Mapped[float | None] = mapped_column(Float, default=None)
+    silent: Mapped[bool] = mapped_column(Boolean, default=False)
+    next_deadline: Mapped[float | None] = mapped_column(Float, default=None, index=True)
+
+    runs_success: Mapped[int] = mapped_column(Integer, default=0)
+    runs_failure: Mapped[int] = mapped_column(Integer, default=0)
+    runs_timeout: Mapped[int] = mapped_column(Integer, default=0)
+    runs_cancelled: Mapped[int] = mapped_column(Integer, default=0)
+    runs_retry: Mapped[int] = mapped_column(Integer, default=0)
+    missed_total: Mapped[int] = mapped_column(Integer, default=0)
+    overlap_total: Mapped[int] = mapped_column(Integer, default=0)
+    last_success_at: Mapped[float | None] = mapped_column(Float, default=None)
+    last_failure_at: Mapped[float | None] = mapped_column(Float, default=None)
+    last_start_at: Mapped[float | None] = mapped_column(Float, default=None)
+    last_duration: Mapped[float | None] = mapped_column(Float, default=None)
+    duration_buckets: Mapped[list[int] | None] = mapped_column(JSON, default=None)
+    duration_sum: Mapped[float] = mapped_column(Float, default=0.0)
+    duration_count: Mapped[int] = mapped_column(Integer, default=0)
+    running: Mapped[int] = mapped_column(Integer, default=0)
+    oldest_running_start: Mapped[float | None] = mapped_column(Float, default=None)
+    changed_at: Mapped[float] = mapped_column(Float, index=True)
+
+
+class Run(Base):
+    __tablename__ = "runs"
+    __table_args__ = (
+        UniqueConstraint("job_id", "run_id"),
+        Index("ix_runs_job_started", "job_id", "started_at"),
+        Index("ix_runs_job_outcome", "job_id", "outcome"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    job_id: Mapped[int] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"))
+    run_id: Mapped[str] = mapped_column(String(64))
+    slot: Mapped[float | None] = mapped_column(Float, default=None)
+    scheduled_for: Mapped[float | None] = mapped_column(Float, default=None)
+    started_at: Mapped[float] = mapped_column(Float)
+    has_start: Mapped[bool] = mapped_column(Boolean, default=False)
+    finished_at: Mapped[float | None] = mapped_column(Float, default=None)
+    outcome: Mapped[str] = mapped_column(String(10), default="running")
+    late_outcome: Mapped[str | None] = mapped_column(String(10), default=None)
+    deadline: Mapped[float | None] = mapped_column(Float, default=None)
+    last_progress_at: Mapped[float | None] = mapped_column(Float, default=None)
+    attempt: Mapped[int | None] = mapped_column(Integer, default=None)
+    exit_code: Mapped[int | None] = mapped_column(Integer, default=None)
+    error_type: Mapped[str | None] = mapped_column(String(128), default=None)
+    error_message: Mapped[str | None] = mapped_column(Text, default=None)
+    duration: Mapped[float | None] = mapped_column(Float, default=None)
+    host: Mapped[str | None] = mapped_column(String(255), default=None)
+    pid: Mapped[int | None] = mapped_column(Integer, default=None)
+    trace_id: Mapped[str | None] = mapped_column(String(32), default=None)
+    span_id: Mapped[str | None] = mapped_column(String(16), default=None)
+    count: Mapped[int | None] = mapped_column(Integer, default=None)
+    meta: Mapped[dict[str, Any] | None] = mapped_column("metadata", JSON, default=None)
+    log: Mapped[str | None] = mapped_column(Text, default=None)
+    late: Mapped[bool] = mapped_column(Boolean, default=False)
+    clock_skew: Mapped[bool] = mapped_column(Boolean, default=False)
+    overlap: Mapped[bool] = mapped_column(Boolean, default=False)
+    stale: Mapped[bool] = mapped_column(Boolean, default=False)
+    received_at: Mapped[float] = mapped_column(Float)
+
+
+class EventKey(Base):
+    """Idempotency: start/finish types keyed on (run_id, type); progress/log also on ts."""
+
+    __tablename__ = "events"
+    __table_args__ = (UniqueConstraint("job_id", "run_id", "type", "key_ts"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    job_id: Mapped[int] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"))
+    run_id: Mapped[str] = mapped_column(String(64))
+    type: Mapped[str] = mapped_column(String(10))
+    key_ts: Mapped[float] = mapped_column(Float)
+    received_at: Mapped[float] = mapped_column(Float, index=True)
+    message: Mapped[str | None] = mapped_column(Text, default=None)
+
+
+class Slot(Base):
+    __tablename__ = "slots"
+    __table_args__ = (UniqueConstraint("job_id", "slot"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    job_id: Mapped[int] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"))
+    slot: Mapped[float] = mapped_column(Float)
+    status: Mapped[str] = mapped_column(String(8))  # filled | missed | gap
+    run_id: Mapped[str | None] = mapped_column(String(64), default=None)
+    count: Mapped[int] = mapped_column(Integer, default=1)
+    reason: Mapped[str | None] = mapped_column(String(32), default=None)
+    recorded_at: Mapped[float] = mapped_column(Float)
+
+
+class Flip(Base):
+    __tablename__ = "flips"
+    __table_args__ = (Index("ix_flips_job_at", "job_id", "at"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    job_id: Mapped[int] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"))
+    at: Mapped[float] = mapped_column(Float)
+    from_state: Mapped[str] = mapped_column(String(8))
+    to_state: Mapped[str] = mapped_column(String(8))
+    reason: Mapped[str | None] = mapped_column(String(16), default=None)
+
+
+class Rollup(Base):
+    __tablename__ = "rollups"
+
+    job_id: Mapped[int] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"), primary_key=True)
+    hour: Mapped[int] = mapped_column(Integer, primary_key=True)
+    success: Mapped[int] = mapped_column(Integer, default=0)
+    failure: Mapped[int] = mapped_column(Integer, default=0)
+    timeout: Mapped[int] = mapped_column(Integer, default=0)
+    cancelled: Mapped[int] = mapped_column(Integer, default=0)
+    retry: Mapped[int] = mapped_column(Integer, default=0)
+    missed: Mapped[int] = mapped_column(Integer, default=0)
+    due: Mapped[int] = mapped_column(Integer, default=0)
+    dur_count: Mapped[int] = mapped_column(Integer, default=0)
+    dur_sum: Mapped[float] = mapped_column(Float, default=0.0)
+    dur_max: Mapped[float | None] = mapped_column(Float, default=None)
+    dur_hist: Mapped[dict[str, int] | None] = mapped_column(JSON, default=None)

@@ -1,0 +1,108 @@
+"""JSON shapes of jobs, runs, slots and flips (the API, the status page and replay share them)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from jobpulse.instrumentation.wire import format_ts
+
+from .engine import Engine
+from .jobconfig import merge_fields
+from .tables import Flip, Job, Run, Slot
+
+__all__ = ["flip_view", "job_view", "run_view", "slot_view", "ts"]
+
+
+def ts(value: float | None) -> str | None:
+    return format_ts(value) if value is not None else None
+
+
+def job_view(
+    engine: Engine,
+    job: Job,
+    *,
+    now: float,
+    next_expected: float | None,
+    ratios: dict[str, float | None] | None = None,
+) -> dict[str, Any]:
+    cfg = engine.config(job)
+    fields, sources = merge_fields(job.file_fields, job.declared_fields)
+    return {
+        "name": job.name,
+        "state": job.state,
+        "reason": job.reason,
+        "state_since": ts(job.state_since),
+        "removed": job.removed,
+        "schedule": cfg.schedule.cron,
+        "every": cfg.schedule.every,
+        "timezone": cfg.schedule.timezone,
+        "labels": cfg.labels,
+        "config": fields,
+        "sources": sources,
+        "created_at": ts(job.created_at),
+        "last_event_at": ts(job.last_event_at),
+        "last_success": ts(job.last_success_at),
+        "last_failure": ts(job.last_failure_at),
+        "last_start": ts(job.last_start_at),
+        "last_duration": job.last_duration,
+        "next_expected": ts(next_expected),
+        "expected_interval": engine.expected_interval(job, now),
+        "running": job.running,
+        "oldest_running_start": ts(job.oldest_running_start),
+        "consecutive_failures": job.bad_streak,
+        "runs": {
+            "success": job.runs_success,
+            "failure": job.runs_failure,
+            "timeout": job.runs_timeout,
+            "cancelled": job.runs_cancelled,
+            "retry": job.runs_retry,
+        },
+        "missed": job.missed_total,
+        "overlaps": job.overlap_total,
+        **(
+            {"success_ratio_24h": ratios.get("success"), "miss_ratio_24h": ratios.get("miss")}
+            if ratios is not None
+            else {}
+        ),
+    }
+
+
+def run_view(run: Run) -> dict[str, Any]:
+    return {
+        "run_id": run.run_id,
+        "slot": ts(run.slot),
+        "scheduled_for": ts(run.scheduled_for),
+        "started_at": ts(run.started_at),
+        "finished_at": ts(run.finished_at),
+        "outcome": run.outcome,
+        "late_outcome": run.late_outcome,
+        "duration": run.duration,
+        "attempt": run.attempt,
+        "exit_code": run.exit_code,
+        "error_type": run.error_type,
+        "error_message": run.error_message,
+        "host": run.host,
+        "pid": run.pid,
+        "trace_id": run.trace_id,
+        "span_id": run.span_id,
+        "count": run.count,
+        "metadata": run.meta,
+        "log": run.log,
+        "flags": [
+            flag for flag in ("late", "clock_skew", "overlap", "stale") if getattr(run, flag)
+        ],
+    }
+
+
+def slot_view(slot: Slot) -> dict[str, Any]:
+    return {
+        "slot": ts(slot.slot),
+        "status": slot.status,
+        "run_id": slot.run_id,
+        "count": slot.count,
+        "reason": slot.reason,
+    }
+
+
+def flip_view(flip: Flip) -> dict[str, Any]:
+    return {"at": ts(flip.at), "from": flip.from_state, "to": flip.to_state, "reason": flip.reason}
