@@ -291,7 +291,7 @@ _TS_FIELDS: Final = ("ts", "scheduled_for", "sent_at")
 def event_to_wire(event: Event) -> dict[str, Any]:
     """The JSON object for ``event`` with unset fields left out."""
     out: dict[str, Any] = {"v": SCHEMA_VERSION}
-    for name in Event.__slots__:  # type: ignore[attr-defined]
+    for name in Event.__slots__:
         if name == "truncated":
             continue
         value = getattr(event, name)

@@ -149,6 +149,8 @@ def _convert(name: str, kind: str, value: Any, source: str) -> Any:
                 raise ValueError
             return number_f
         if kind == "duration":
+            if value in (0, "0", 0.0):
+                return 0.0  # "off" for delays and tolerances
             return parse_duration(value, what=name)
         if kind == "bool":
             if isinstance(value, bool):

@@ -8,7 +8,7 @@ from typing import Any
 
 from sqlalchemy import select
 
-from jobpulse.instrumentation.wire import Event, parse_event, format_ts
+from jobpulse.instrumentation.wire import Event, format_ts, parse_event
 from jobpulse.sidecar.clock import ManualClock
 from jobpulse.sidecar.config import parse_config
 from jobpulse.sidecar.service import IngestResult, Sidecar
@@ -23,8 +23,15 @@ def at(text: str) -> float:
 
 
 class Harness:
-    def __init__(self, store: str, config: str = "", *, start: float = T0,
-                 catchup_delay: float = 0.0, **settings: Any) -> None:
+    def __init__(
+        self,
+        store: str,
+        config: str = "",
+        *,
+        start: float = T0,
+        catchup_delay: float = 0.0,
+        **settings: Any,
+    ) -> None:
         self.clock = ManualClock(start)
         self.settings = Settings(store=store, catchup_delay=catchup_delay, **settings)
         self.sidecar = Sidecar(self.settings, clock=self.clock, file_config=parse_config(config))
@@ -33,8 +40,13 @@ class Harness:
     def close(self) -> None:
         self.sidecar.stop()
 
-    def restart(self, *, at_time: float | None = None, config: str | None = None,
-                catchup_delay: float | None = None) -> None:
+    def restart(
+        self,
+        *,
+        at_time: float | None = None,
+        config: str | None = None,
+        catchup_delay: float | None = None,
+    ) -> None:
         self.sidecar.stop()
         if at_time is not None:
             self.clock.set(at_time)
@@ -64,23 +76,36 @@ class Harness:
         self.sidecar.tick_sync()
 
     # events
-    def send(self, type: str, job: str, *, ts: float | None = None, run_id: str | None = None,
-             arrive: float | None = None, **fields: Any) -> IngestResult:
+    def send(
+        self,
+        type: str,
+        job: str,
+        *,
+        ts: float | None = None,
+        run_id: str | None = None,
+        arrive: float | None = None,
+        **fields: Any,
+    ) -> IngestResult:
         """Send one event; ``arrive`` moves the clock there first (default: ``ts``)."""
         now = self.clock.now()
         when = ts if ts is not None else now
         arrival = arrive if arrive is not None else max(when, now)
         if arrival > now:
             self.move(arrival)
-        raw: dict[str, Any] = {"type": type, "job": job, "run_id": run_id or uuid.uuid4().hex,
-                               "ts": format_ts(when)}
+        raw: dict[str, Any] = {
+            "type": type,
+            "job": job,
+            "run_id": run_id or uuid.uuid4().hex,
+            "ts": format_ts(when),
+        }
         for key, value in fields.items():
             raw[key] = format_ts(value) if key in ("scheduled_for", "sent_at") else value
         event, _ = parse_event(raw)
         return self.sidecar.ingest_sync([event])
 
-    def run(self, job: str, start: float, duration: float, outcome: str = "success",
-            **fields: Any) -> str:
+    def run(
+        self, job: str, start: float, duration: float, outcome: str = "success", **fields: Any
+    ) -> str:
         rid = uuid.uuid4().hex
         self.send("start", job, ts=start, run_id=rid, **fields)
         self.send(outcome, job, ts=start + duration, run_id=rid, duration=duration)

@@ -111,8 +111,9 @@ def test_finish_after_timeout_is_recorded_and_counts_toward_recovery(h: Harness)
 
 def test_retries_then_success_are_not_failures(h: Harness) -> None:
     h.send("start", "five", ts=T0 + 1, run_id="a1", attempt=1)
-    h.send("failure", "five", ts=T0 + 2, run_id="a1", attempt=1, will_retry=True,
-           error_type="Timeout")
+    h.send(
+        "failure", "five", ts=T0 + 2, run_id="a1", attempt=1, will_retry=True, error_type="Timeout"
+    )
     h.send("start", "five", ts=T0 + 3, run_id="a2", attempt=2)
     h.send("success", "five", ts=T0 + 4, run_id="a2", attempt=2)
     job = h.job("five")
@@ -124,8 +125,14 @@ def test_retries_then_success_are_not_failures(h: Harness) -> None:
 def test_retries_exhausted_is_one_failure(h: Harness) -> None:
     for attempt in (1, 2):
         h.send("start", "five", ts=T0 + attempt, run_id=f"a{attempt}", attempt=attempt)
-        h.send("failure", "five", ts=T0 + attempt + 0.5, run_id=f"a{attempt}",
-               attempt=attempt, will_retry=True)
+        h.send(
+            "failure",
+            "five",
+            ts=T0 + attempt + 0.5,
+            run_id=f"a{attempt}",
+            attempt=attempt,
+            will_retry=True,
+        )
     h.send("start", "five", ts=T0 + 3, run_id="a3", attempt=3)
     h.send("failure", "five", ts=T0 + 3.5, run_id="a3", attempt=3, error_type="ValueError")
     job = h.job("five")
@@ -194,7 +201,9 @@ def test_pause_resume_no_misses_while_paused(h: Harness) -> None:
     h.move(T0 + 3 * 3600 + 331)
     assert h.missed("five") == [T0 + 3 * 3600 + 300]
     assert h.flips("five") == [
-        ("new", "up", None), ("up", "paused", None), ("paused", "up", None),
+        ("new", "up", None),
+        ("up", "paused", None),
+        ("paused", "up", None),
         ("up", "down", "missed"),
     ]
 
@@ -245,8 +254,14 @@ def test_runs_spooled_during_downtime_fill_their_slots_within_catchup_delay(
         # the client spooled two runs while the sidecar was down; they arrive 20 s after start-up
         for slot in (T0 + 300, T0 + 3600):
             rid = f"spooled-{slot}"
-            h.send("start", "five", ts=slot + 3, run_id=rid, arrive=restarted + 20,
-                   sent_at=restarted + 20)
+            h.send(
+                "start",
+                "five",
+                ts=slot + 3,
+                run_id=rid,
+                arrive=restarted + 20,
+                sent_at=restarted + 20,
+            )
             h.send("success", "five", ts=slot + 40, run_id=rid, sent_at=restarted + 20)
         h.move(restarted + 61)
         missed = h.missed("five")
@@ -371,8 +386,7 @@ def test_minutely_job_always_two_seconds_late_is_shown_late_without_flips(
 
 def test_scheduler_reported_missed_event(h: Harness) -> None:
     h.run("five", T0, 1)
-    h.send("missed", "five", ts=T0 + 301, scheduled_for=T0 + 300, reason="misfire",
-           run_id="m1")
+    h.send("missed", "five", ts=T0 + 301, scheduled_for=T0 + 300, reason="misfire", run_id="m1")
     assert h.missed("five") == [T0 + 300]
     job = h.job("five")
     assert job.state == "down" and job.reason == "missed" and job.missed_total == 1

@@ -1,0 +1,259 @@
+"""One run of a job: its handle for the job's code and its start/finish lifecycle.
+
+A :class:`Run` is created per call, so overlapping runs never share state. Entering it sends
+``start`` and opens the span; leaving it sends ``success``, ``failure`` or ``cancelled`` and
+ends the span. Every instrumentation step is guarded: trouble is counted and logged once, and
+the job's own exception always propagates untouched.
+
+Outcomes at exit:
+
+- no exception → ``success`` (``failure`` if :meth:`Run.fail` was called);
+- ``SystemExit`` with code 0/None → ``success``, any other code → ``failure`` with that code;
+- ``asyncio.CancelledError``, ``KeyboardInterrupt`` and ``GeneratorExit`` (a generator closed
+  before it was exhausted) → ``cancelled``: the job was stopped, it did not fail;
+- any other exception → ``failure`` with ``error_type`` = its class name, or a failure with
+  ``will_retry`` (a retried attempt, counted as ``retry`` in metrics) when the caller says so.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import uuid
+from datetime import UTC, datetime
+from types import TracebackType
+from typing import Any, Final
+
+from opentelemetry import context as otel_context
+from opentelemetry import trace
+from opentelemetry.trace import Span
+
+from ._job import JobContext
+from .wire import DEFAULT_LIMITS, TRUNCATION_MARKER, Event
+
+__all__ = ["Run"]
+
+_CANCELLED: Final = (asyncio.CancelledError, KeyboardInterrupt, GeneratorExit)
+
+
+def truncate(text: str, limit: int) -> str:
+    raw = text.encode("utf-8")
+    if len(raw) <= limit:
+        return text
+    cut = raw[: limit - len(TRUNCATION_MARKER.encode())].decode("utf-8", "ignore")
+    return cut + TRUNCATION_MARKER
+
+
+def _epoch(value: float | datetime | None) -> float | None:
+    if isinstance(value, datetime):
+        return (value if value.tzinfo else value.replace(tzinfo=UTC)).timestamp()
+    return value
+
+
+class Run:
+    """A run of a monitored job, as seen from inside it (``with monitor(...) as run``)."""
+
+    def __init__(
+        self,
+        job: JobContext,
+        *,
+        function: str | None = None,
+        run_id: str | None = None,
+        attempt: int | None = None,
+        will_retry: bool = False,
+        scheduled_for: float | datetime | None = None,
+    ) -> None:
+        self.job = job.name
+        self.run_id = run_id or str(uuid.uuid4())
+        self.attempt = attempt
+        self.will_retry = will_retry
+        self.scheduled_for = _epoch(scheduled_for)
+        self._ctx = job
+        self._function = function
+        self._span: Span | None = None
+        self._token: object = None
+        self._started = self._mono = 0.0
+        self._trace_ids: tuple[str | None, str | None] = (None, None)
+        self._count: int | None = None
+        self._metadata: dict[str, Any] = {}
+        self._exit_code: int | None = None
+        self._failed: tuple[str, str | None] | None = None
+        self._state = "new"
+
+    # -- the handle --------------------------------------------------------------------------
+
+    def progress(self, message: str | None = None, count: int | None = None) -> None:
+        """Send a ``progress`` heartbeat (keeps a long run from going stale)."""
+        try:
+            if count is not None:
+                self._count = count
+            text = None if message is None else truncate(str(message), DEFAULT_LIMITS.message_bytes)
+            self._emit("progress", message=text, count=self._count)
+        except Exception as exc:
+            self._ctx.report("sending progress", exc)
+
+    def set_count(self, n: int) -> None:
+        """Items processed; reported on the finish event."""
+        self._count = n
+
+    def set_metadata(self, **kv: Any) -> None:
+        """Key/values reported on the finish event (JSON, at most 8 KiB in all)."""
+        self._metadata.update(kv)
+
+    def set_exit_code(self, code: int) -> None:
+        """The process exit status to report (0-255)."""
+        self._exit_code = code
+
+    def fail(self, reason: str, *, error_type: str | None = None) -> None:
+        """Mark the run failed without raising; ``reason`` becomes its error message."""
+        self._failed = (str(reason), error_type)
+
+    # -- lifecycle ---------------------------------------------------------------------------
+
+    def __enter__(self) -> Run:
+        self.begin()
+        self.activate()
+        return self
+
+    def __exit__(
+        self, typ: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.deactivate()
+        self.end(exc)
+
+    async def __aenter__(self) -> Run:
+        return self.__enter__()
+
+    async def __aexit__(
+        self, typ: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.__exit__(typ, exc, tb)
+
+    def begin(self) -> None:
+        if self._state != "new":
+            self._ctx.report("starting", RuntimeError(f"run {self.run_id} entered twice"))
+            return
+        self._state = "running"
+        self._mono = self._ctx.monotonic()
+        self._started = self._ctx.clock()
+        try:
+            self._span = self._ctx.telemetry.start_span(
+                run_id=self.run_id,
+                start=self._started,
+                scheduled_for=self.scheduled_for,
+                function=self._function,
+            )
+            sc = self._span.get_span_context()
+            if sc.is_valid:
+                self._trace_ids = (format(sc.trace_id, "032x"), format(sc.span_id, "016x"))
+        except Exception as exc:
+            self._ctx.report("starting the span", exc)
+        try:
+            self._emit("start", ts=self._started, job_config=self._ctx.take_config())
+        except Exception as exc:
+            self._ctx.report("sending start", exc)
+
+    def activate(self) -> None:
+        """Make the run's span current (until :meth:`deactivate`)."""
+        if self._span is None or self._token is not None:
+            return
+        try:
+            self._token = otel_context.attach(trace.set_span_in_context(self._span))
+        except Exception as exc:
+            self._ctx.report("activating the span", exc)
+
+    def deactivate(self) -> None:
+        token, self._token = self._token, None
+        if token is not None:
+            try:
+                otel_context.detach(token)  # type: ignore[arg-type]
+            except Exception as exc:
+                self._ctx.report("deactivating the span", exc)
+
+    def end(self, exc: BaseException | None) -> None:
+        if self._state != "running":
+            return
+        self._state = "finished"
+        try:
+            duration = max(0.0, self._ctx.monotonic() - self._mono)
+            outcome, etype, message, exit_code = self._classify(exc)
+            wire_type = "failure" if outcome == "retry" else outcome
+            self._ctx.telemetry.finish(
+                self._span,
+                outcome=outcome,
+                error_type=etype,
+                exc=exc,
+                duration=duration,
+                end=self._started + duration,
+            )
+            self._emit(
+                wire_type,
+                ts=self._ctx.clock(),
+                duration=duration,
+                will_retry=outcome == "retry",
+                error_type=etype[:128] if etype else None,
+                error_message=truncate(message, DEFAULT_LIMITS.error_message_bytes)
+                if message
+                else None,
+                exit_code=exit_code,
+                count=self._count,
+                metadata=self._checked_metadata(),
+            )
+        except Exception as err:
+            self._ctx.report("finishing", err)
+
+    def _classify(
+        self, exc: BaseException | None
+    ) -> tuple[str, str | None, str | None, int | None]:
+        code = self._exit_code
+        if isinstance(exc, SystemExit):
+            status = exc.code
+            if status is None or status == 0:
+                exc = None
+                code = 0
+            else:
+                code = status if isinstance(status, int) and 0 <= status <= 255 else 1
+        if exc is None:
+            if self._failed is not None:
+                reason, failed_type = self._failed
+                return ("retry" if self.will_retry else "failure"), failed_type, reason, code
+            return "success" if code in (None, 0) else "failure", None, None, code
+        etype = type(exc).__name__
+        if isinstance(exc, _CANCELLED):
+            return "cancelled", etype, str(exc) or None, code
+        try:
+            message = str(exc) or etype
+        except Exception:
+            message = etype
+        return ("retry" if self.will_retry else "failure"), etype, message, code
+
+    def _checked_metadata(self) -> dict[str, Any] | None:
+        if not self._metadata:
+            return None
+        text = json.dumps(self._metadata, default=str, separators=(",", ":"))
+        if len(text.encode()) > DEFAULT_LIMITS.metadata_bytes:
+            self._ctx.report(
+                "encoding metadata",
+                ValueError(f"run metadata is {len(text.encode())} bytes, over 8 KiB; not sent"),
+            )
+            return None
+        loaded: dict[str, Any] = json.loads(text)
+        return loaded
+
+    def _emit(self, type_: str, *, ts: float | None = None, **fields: Any) -> None:
+        trace_id, span_id = self._trace_ids
+        event = Event(
+            type=type_,
+            job=self.job,
+            run_id=self.run_id,
+            ts=self._ctx.clock() if ts is None else ts,
+            scheduled_for=self.scheduled_for,
+            attempt=self.attempt,
+            host=self._ctx.host,
+            pid=os.getpid(),
+            trace_id=trace_id,
+            span_id=span_id,
+            **fields,
+        )
+        self._ctx.sink().emit(event)
