@@ -30,6 +30,7 @@ if TYPE_CHECKING:
 __all__ = ["Applied", "Engine", "EngineSettings", "Rejected"]
 
 EPS = 0.001  # deadlines are strict: a slot is judged once the clock is past slot + grace
+DELIVERY_ALLOWANCE = 60.0  # a late-delivered start waits this long for its finish
 OUTCOMES = ("success", "failure", "timeout", "cancelled", "retry")
 STATES = ("new", "up", "late", "down", "paused")
 
@@ -318,7 +319,7 @@ class Engine:
             run.overlap = True
             job.overlap_total += 1
             if cfg.concurrency == "forbid":
-                self._condition(tx, job, "overlap", ts)
+                self._condition(tx, job, "overlap", now)
         self._match_run(
             tx,
             job,
@@ -338,7 +339,11 @@ class Engine:
         max_runtime = cfg.max_runtime_at(
             anchor if anchor is not None else (ts if cfg.schedule.kind == "every" else None)
         )
-        run.deadline = ts + max_runtime if max_runtime is not None else None
+        # A start delivered late (spooled) gets a short allowance for its finish to arrive
+        # before it can be closed as timed out.
+        run.deadline = (
+            max(ts + max_runtime, now + DELIVERY_ALLOWANCE) if max_runtime is not None else None
+        )
         job.last_start_at = max(job.last_start_at or ts, ts)
 
     def _on_finish(
@@ -381,9 +386,9 @@ class Engine:
             run.duration = duration
             self._count_outcome(tx, job, cfg, outcome, ts, duration)
             if outcome == "success":
-                self._good(tx, job, cfg, ts)
+                self._good(tx, job, cfg, now)
             elif outcome == "failure":
-                self._bad(tx, job, cfg, "failed", ts)
+                self._bad(tx, job, cfg, "failed", now)
         elif run.outcome == "timeout" and run.late_outcome is None:
             # Recorded on the run and counted toward recovery; counters stay as they were.
             run.late_outcome = outcome
@@ -391,7 +396,7 @@ class Engine:
             run.duration = duration
             if outcome == "success":
                 job.last_success_at = max(job.last_success_at or ts, ts)
-                self._good(tx, job, cfg, ts)
+                self._good(tx, job, cfg, now)
 
     def _on_missed(
         self,
@@ -410,7 +415,7 @@ class Engine:
             slot = scheduled_for
         if slot is None:
             return
-        self._record_missed(tx, job, cfg, slot, ts, reason=ev.reason or "scheduler")
+        self._record_missed(tx, job, cfg, slot, now, reason=ev.reason or "scheduler")
         if cfg.schedule.kind == "every" and job.cursor is not None and slot >= job.cursor:
             assert cfg.schedule.every is not None
             job.cursor = slot + cfg.schedule.every
@@ -580,6 +585,9 @@ class Engine:
     def _set_state(self, tx: Tx, job: Job, state: str, reason: str | None, at: float) -> None:
         before, after = _flip_state(job.state), _flip_state(state)
         if before != after:
+            # Flips are a timeline: never stamped before the previous one (a catch-up judges
+            # deadlines that passed before a state change it already recorded).
+            at = max(at, job.state_since)
             tx.add_flip(
                 Flip(job_id=job.id, at=at, from_state=before, to_state=after, reason=reason)
             )

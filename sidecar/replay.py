@@ -120,7 +120,9 @@ def report(sidecar: Sidecar, since: float, until: float) -> dict[str, Any]:
             runs = session.scalars(
                 select(Run).where(Run.job_id == job.id).order_by(Run.started_at, Run.id)
             )
-            flips = session.scalars(select(Flip).where(Flip.job_id == job.id).order_by(Flip.id))
+            flips = session.scalars(
+                select(Flip).where(Flip.job_id == job.id).order_by(Flip.at, Flip.id)
+            )
             stats = stats_from_rows(session.scalars(select(Rollup).where(Rollup.job_id == job.id)))
             jobs[job.name] = {
                 "state": {"state": job.state, "reason": job.reason},

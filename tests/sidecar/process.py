@@ -19,8 +19,15 @@ JOBPULSE = str(Path(sys.executable).parent / "jobpulse")
 
 
 class Served:
-    def __init__(self, workdir: Path, config: str = "", *, store: str | None = None,
-                 env: dict[str, str] | None = None, extra: list[str] | None = None) -> None:
+    def __init__(
+        self,
+        workdir: Path,
+        config: str = "",
+        *,
+        store: str | None = None,
+        env: dict[str, str] | None = None,
+        extra: list[str] | None = None,
+    ) -> None:
         self.workdir = workdir
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
@@ -35,9 +42,21 @@ class Served:
     def start(self, timeout: float = 20.0) -> Served:
         with open(self.log, "ab") as log:
             self.proc = subprocess.Popen(
-                [JOBPULSE, "serve", "--port", str(self.port), "--config", str(self.config),
-                 "--store", self.store, *self.extra],
-                stdout=log, stderr=subprocess.STDOUT, env=self.env, cwd=self.workdir,
+                [
+                    JOBPULSE,
+                    "serve",
+                    "--port",
+                    str(self.port),
+                    "--config",
+                    str(self.config),
+                    "--store",
+                    self.store,
+                    *self.extra,
+                ],
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                env=self.env,
+                cwd=self.workdir,
             )
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
@@ -65,8 +84,10 @@ class Served:
 
     def post_events(self, events: list[dict[str, Any]], timeout: float = 10) -> dict[str, Any]:
         req = urllib.request.Request(
-            self.url + "/api/v1/events", data=json.dumps(events).encode(),
-            headers={"Content-Type": "application/json"}, method="POST",
+            self.url + "/api/v1/events",
+            data=json.dumps(events).encode(),
+            headers={"Content-Type": "application/json"},
+            method="POST",
         )
         with urllib.request.urlopen(req, timeout=timeout) as resp:
             result: dict[str, Any] = json.loads(resp.read())

@@ -29,10 +29,15 @@ ClientFactory = Callable[..., Awaitable[TestClient[Any, Any]]]
 
 @pytest.fixture
 async def client(aiohttp_client: ClientFactory, tmp_path: Any) -> TestClient[Any, Any]:
-    settings = Settings(store=f"sqlite:///{tmp_path}/s.db", catchup_delay=0, max_body_bytes=65536,
-                        max_batch_events=50)
-    app = create_app(settings, clock=ManualClock(T0), file_config=parse_config(CONFIG),
-                     run_evaluator=False)
+    settings = Settings(
+        store=f"sqlite:///{tmp_path}/s.db",
+        catchup_delay=0,
+        max_body_bytes=65536,
+        max_batch_events=50,
+    )
+    app = create_app(
+        settings, clock=ManualClock(T0), file_config=parse_config(CONFIG), run_evaluator=False
+    )
     return await aiohttp_client(app)
 
 
@@ -43,8 +48,9 @@ def ev(type_: str, run_id: str, ts: float, job: str = "nightly", **kw: Any) -> d
 async def post(client: TestClient[Any, Any], events: Any, *, ndjson: bool = False) -> Any:
     if ndjson:
         body = "\n".join(json.dumps(e) for e in events)
-        resp = await client.post("/api/v1/events", data=body,
-                                 headers={"Content-Type": "application/x-ndjson"})
+        resp = await client.post(
+            "/api/v1/events", data=body, headers={"Content-Type": "application/x-ndjson"}
+        )
     else:
         resp = await client.post("/api/v1/events", json=events)
     return resp.status, await resp.json()
@@ -57,15 +63,17 @@ async def test_batch_is_accepted_with_counts(client: TestClient[Any, Any]) -> No
 
 
 async def test_ndjson_is_accepted(client: TestClient[Any, Any]) -> None:
-    status, body = await post(client, [ev("start", "n1", T0), ev("success", "n1", T0 + 1)],
-                              ndjson=True)
+    status, body = await post(
+        client, [ev("start", "n1", T0), ev("success", "n1", T0 + 1)], ndjson=True
+    )
     assert status == 200
     assert body["accepted"] == 2
 
 
 async def test_malformed_json_is_400(client: TestClient[Any, Any]) -> None:
-    resp = await client.post("/api/v1/events", data="{not json",
-                             headers={"Content-Type": "application/json"})
+    resp = await client.post(
+        "/api/v1/events", data="{not json", headers={"Content-Type": "application/json"}
+    )
     assert resp.status == 400
     body = await resp.json()
     assert body["error"] == "malformed body"
@@ -136,8 +144,11 @@ async def test_long_error_message_is_truncated_not_rejected(client: TestClient[A
 
 
 async def test_same_batch_twice_is_counted_once(client: TestClient[Any, Any]) -> None:
-    batch = [ev("start", "d1", T0 + 1), ev("progress", "d1", T0 + 2, count=5),
-             ev("success", "d1", T0 + 3, duration=2.0)]
+    batch = [
+        ev("start", "d1", T0 + 1),
+        ev("progress", "d1", T0 + 2, count=5),
+        ev("success", "d1", T0 + 3, duration=2.0),
+    ]
     _, first = await post(client, batch)
     _, second = await post(client, batch)
     assert (first["accepted"], first["duplicates"]) == (3, 0)
@@ -299,13 +310,18 @@ def val(metrics: dict[Any, float], name: str, **labels: str) -> float | None:
 async def test_metrics_after_a_known_sequence(client: TestClient[Any, Any]) -> None:
     sidecar = client.app[SIDECAR]
     clock = sidecar.clock
-    await post(client, [
-        ev("start", "m1", T0 + 1), ev("success", "m1", T0 + 31, duration=30.0),
-        ev("start", "m2", T0 + 301), ev("failure", "m2", T0 + 302, duration=1.0),
-        ev("start", "m3", T0 + 303, attempt=1),
-        ev("failure", "m3", T0 + 304, will_retry=True, attempt=1),
-        ev("start", "other-1", T0 + 5, job="other"),
-    ])
+    await post(
+        client,
+        [
+            ev("start", "m1", T0 + 1),
+            ev("success", "m1", T0 + 31, duration=30.0),
+            ev("start", "m2", T0 + 301),
+            ev("failure", "m2", T0 + 302, duration=1.0),
+            ev("start", "m3", T0 + 303, attempt=1),
+            ev("failure", "m3", T0 + 304, will_retry=True, attempt=1),
+            ev("start", "other-1", T0 + 5, job="other"),
+        ],
+    )
     clock.set(T0 + 900 + 31)
     sidecar.tick_sync()
     m = samples(await (await client.get("/metrics")).text())
@@ -333,14 +349,30 @@ async def test_metrics_after_a_known_sequence(client: TestClient[Any, Any]) -> N
     assert val(m, "jobpulse_job_consecutive_failures", **j) == 3  # failure + 2 missed
     assert val(m, "jobpulse_job_expected_interval_seconds", **j) == 300
     assert val(m, "jobpulse_job_next_expected_run_timestamp_seconds", **j) == T0 + 1200
-    assert val(m, "jobpulse_job_info", schedule="*/5 * * * *", timezone="UTC", team="data",
-               severity="warning", **j) == 1
+    assert (
+        val(
+            m,
+            "jobpulse_job_info",
+            schedule="*/5 * * * *",
+            timezone="UTC",
+            team="data",
+            severity="warning",
+            **j,
+        )
+        == 1
+    )
     # success ratio = 1 success / (2 finished + 2 missed); miss ratio = 2 missed / 4 due
     assert val(m, "jobpulse_job_success_ratio", window="24h", **j) == 0.25
     assert val(m, "jobpulse_job_miss_ratio", window="24h", **j) == 0.5
     assert val(m, "jobpulse_job_success_ratio", window="1h", job_name="other") is None
-    assert val(m, "jobpulse_build_info", version=pytest.importorskip("importlib.metadata")
-               .version("jobpulse")) == 1
+    assert (
+        val(
+            m,
+            "jobpulse_build_info",
+            version=pytest.importorskip("importlib.metadata").version("jobpulse"),
+        )
+        == 1
+    )
     assert val(m, "jobpulse_events_received_total", type="start") == 4
     assert val(m, "jobpulse_events_rejected_total", reason="job_cap") == 0
     assert val(m, "jobpulse_evaluator_last_run_timestamp_seconds") == T0 + 931

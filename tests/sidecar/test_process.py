@@ -47,8 +47,13 @@ def _events(job: str, n: int) -> list[dict[str, Any]]:
         rid = uuid.uuid4().hex
         out += [
             {"type": "start", "job": job, "run_id": rid, "ts": format_ts(now + i)},
-            {"type": "failure" if i % 3 == 0 else "success", "job": job, "run_id": rid,
-             "ts": format_ts(now + i + 0.5), "duration": 0.5},
+            {
+                "type": "failure" if i % 3 == 0 else "success",
+                "job": job,
+                "run_id": rid,
+                "ts": format_ts(now + i + 0.5),
+                "duration": 0.5,
+            },
         ]
     return out
 
@@ -79,8 +84,9 @@ def test_promtool_accepts_a_live_scrape(served: Served) -> None:
     served.post_events(_events("backup", 3) + _events("poller", 2) + _events("ad-hoc", 2))
     served.get("/ping/reports/start")
     _, body = served.get("/metrics")
-    result = subprocess.run([promtool, "check", "metrics"], input=body, capture_output=True,
-                            timeout=30)
+    result = subprocess.run(
+        [promtool, "check", "metrics"], input=body, capture_output=True, timeout=30
+    )
     assert result.returncode == 0, result.stdout.decode() + result.stderr.decode()
     text = body.decode()
     assert 'team="data \\"core\\""' in text  # label values escaped
@@ -125,9 +131,7 @@ def test_sigkill_loses_no_acknowledged_event(tmp_path: Path) -> None:
 
 def test_refuses_non_loopback_without_tokens(tmp_path: Path) -> None:
     served = Served(tmp_path, "", extra=["--host", "0.0.0.0"])
-    proc = subprocess.run(
-        [*served_cmd(served)], capture_output=True, timeout=30, env=served.env
-    )
+    proc = subprocess.run([*served_cmd(served)], capture_output=True, timeout=30, env=served.env)
     assert proc.returncode == 78
     assert b"refusing to listen on 0.0.0.0 without tokens" in proc.stderr
 
@@ -135,18 +139,17 @@ def test_refuses_non_loopback_without_tokens(tmp_path: Path) -> None:
 def served_cmd(served: Served) -> list[str]:
     from tests.sidecar.process import JOBPULSE
 
-    return [JOBPULSE, "serve", "--port", str(served.port), "--store", served.store,
-            *served.extra]
+    return [JOBPULSE, "serve", "--port", str(served.port), "--store", served.store, *served.extra]
 
 
 def test_check_config_names_job_field_and_accepted_values(tmp_path: Path) -> None:
     from tests.sidecar.process import JOBPULSE
 
     bad = tmp_path / "bad.yaml"
-    bad.write_text('jobs:\n  - name: ok\n    schedule: "* * * * *"\n'
-                   '  - name: nightly-backup\n    grace: 10x\n')
-    proc = subprocess.run([JOBPULSE, "check-config", str(bad)], capture_output=True,
-                          timeout=30)
+    bad.write_text(
+        'jobs:\n  - name: ok\n    schedule: "* * * * *"\n  - name: nightly-backup\n    grace: 10x\n'
+    )
+    proc = subprocess.run([JOBPULSE, "check-config", str(bad)], capture_output=True, timeout=30)
     assert proc.returncode == 78
     err = proc.stderr.decode()
     assert "jobs[1] (nightly-backup)" in err
@@ -154,8 +157,7 @@ def test_check_config_names_job_field_and_accepted_values(tmp_path: Path) -> Non
     assert "1h30m" in err
     good = tmp_path / "good.yaml"
     good.write_text(CONFIG)
-    proc = subprocess.run([JOBPULSE, "check-config", str(good)], capture_output=True,
-                          timeout=30)
+    proc = subprocess.run([JOBPULSE, "check-config", str(good)], capture_output=True, timeout=30)
     assert proc.returncode == 0
     assert b"OK (3 jobs)" in proc.stdout
 
@@ -164,12 +166,10 @@ def test_migrate_and_version(tmp_path: Path) -> None:
     from tests.sidecar.process import JOBPULSE
 
     store = f"sqlite:///{tmp_path}/m.db"
-    proc = subprocess.run([JOBPULSE, "migrate", "--store", store], capture_output=True,
-                          timeout=60)
+    proc = subprocess.run([JOBPULSE, "migrate", "--store", store], capture_output=True, timeout=60)
     assert proc.returncode == 0, proc.stderr
     assert b"(was empty)" in proc.stdout
-    proc = subprocess.run([JOBPULSE, "migrate", "--store", store], capture_output=True,
-                          timeout=60)
+    proc = subprocess.run([JOBPULSE, "migrate", "--store", store], capture_output=True, timeout=60)
     assert b"(was 0001)" in proc.stdout
     proc = subprocess.run([JOBPULSE, "version"], capture_output=True, timeout=30)
     assert proc.stdout.decode().startswith("jobpulse ")
@@ -183,8 +183,12 @@ def test_serve_logs_the_urls_it_serves(served: Served) -> None:
 
 def test_bad_environment_variable_fails_start_up_naming_it(tmp_path: Path) -> None:
     served = Served(tmp_path, "", env={"JOBPULSE_PORT": "eighty"})
-    proc = subprocess.run(served_cmd(served)[:2] + ["--store", served.store],
-                          capture_output=True, timeout=30, env=served.env)
+    proc = subprocess.run(
+        [*served_cmd(served)[:2], "--store", served.store],
+        capture_output=True,
+        timeout=30,
+        env=served.env,
+    )
     assert proc.returncode == 78
     assert b"JOBPULSE_PORT" in proc.stderr
     assert json  # the module is used by helpers above

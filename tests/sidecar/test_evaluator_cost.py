@@ -1,0 +1,99 @@
+"""The evaluator reads only due jobs: a tick's work does not grow with jobs that are not due.
+
+Measured deterministically (SQL statements issued, rows returned, the query plan), not by
+timing; bench/ reports the timings.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import event, insert, text
+
+from jobpulse.sidecar.tables import Job
+from tests.sidecar.harness import T0, Harness
+
+DUE = """
+jobs:
+""" + "".join(f'  - name: due-{i}\n    schedule: "*/5 * * * *"\n' for i in range(10))
+
+
+def _idle_jobs(h: Harness, count: int) -> None:
+    far = T0 + 30 * 86400
+    rows = [
+        {
+            "name": f"idle-{i:06d}",
+            "in_file": False,
+            "removed": False,
+            "created_at": T0,
+            "state": "up",
+            "state_since": T0,
+            "bad_streak": 0,
+            "good_streak": 0,
+            "cursor": far,
+            "silent": False,
+            "next_deadline": far + i,
+            "runs_success": 0,
+            "runs_failure": 0,
+            "runs_timeout": 0,
+            "runs_cancelled": 0,
+            "runs_retry": 0,
+            "missed_total": 0,
+            "overlap_total": 0,
+            "duration_sum": 0.0,
+            "duration_count": 0,
+            "running": 0,
+            "changed_at": T0,
+            "declared_fields": {"schedule": "0 0 1 1 *"},
+        }
+        for i in range(count)
+    ]
+    with h.sidecar.store.engine.begin() as conn:
+        for chunk in range(0, len(rows), 10000):
+            conn.execute(insert(Job), rows[chunk : chunk + 10000])
+
+
+def _tick_cost(tmp_path: Any, idle: int) -> tuple[int, int, int]:
+    h = Harness(f"sqlite:///{tmp_path}/cost-{idle}.db", DUE, start=T0 - 10)
+    try:
+        _idle_jobs(h, idle)
+        statements: list[str] = []
+        rows = 0
+
+        def count(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
+            statements.append(statement)
+
+        event.listen(h.sidecar.store.engine, "before_cursor_execute", count)
+        h.clock.set(T0 + 31)  # every due-* job's first slot has just passed its grace
+        evaluated = h.sidecar.tick_sync()
+        event.remove(h.sidecar.store.engine, "before_cursor_execute", count)
+        rows = sum(1 for s in statements if s.lstrip().upper().startswith("SELECT"))
+        assert len(h.missed("due-0")) == 1
+        return evaluated, len(statements), rows
+    finally:
+        h.close()
+
+
+def test_tick_cost_does_not_grow_with_jobs_that_are_not_due(tmp_path: Any) -> None:
+    small = _tick_cost(tmp_path, 1_000)
+    large = _tick_cost(tmp_path, 100_000)
+    assert small[0] == large[0] == 10  # only the due jobs were evaluated
+    assert small == large  # the same statements, whatever the number of idle jobs
+
+
+def test_due_jobs_are_found_through_the_index(tmp_path: Any) -> None:
+    h = Harness(f"sqlite:///{tmp_path}/plan.db", DUE, start=T0)
+    try:
+        with h.sidecar.store.engine.connect() as conn:
+            plan = conn.execute(
+                text(
+                    "EXPLAIN QUERY PLAN SELECT * FROM jobs WHERE next_deadline <= :now "
+                    "ORDER BY next_deadline LIMIT 500"
+                ),
+                {"now": T0},
+            ).fetchall()
+        detail = " ".join(str(row[-1]) for row in plan)
+        assert "ix_jobs_next_deadline" in detail
+        assert "SCAN jobs" not in detail.replace("USING INDEX", "")
+    finally:
+        h.close()
