@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -237,7 +238,7 @@ def test_slots_are_strictly_increasing_and_consistent(
     t = float(start)
     seq = list(sched.between(t, t + 3 * 86400))
     assert seq == sorted(set(seq))
-    for a, b in zip(seq, seq[1:], strict=False):
+    for a, b in itertools.pairwise(seq):
         assert sched.next_after(a) == b
         assert sched.at_or_before(b - 0.5) == a
     if seq:
