@@ -1,0 +1,109 @@
+"""The job-side client against the real sidecar: outages cost the job nothing and lose nothing."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from jobpulse.instrumentation import HeartbeatClient, monitor
+from tests.sidecar.process import JOBPULSE, Served
+
+CONFIG = """
+jobs:
+  - name: resilient
+    every: 1h
+"""
+
+
+def _job(served: Served, name: str) -> dict[str, object]:
+    status, body = served.get(f"/api/v1/jobs/{name}")
+    assert status == 200, body
+    data: dict[str, object] = json.loads(body)
+    return data
+
+
+def test_outage_spools_then_delivers_everything_once(tmp_path: Path) -> None:
+    served = Served(tmp_path, CONFIG)  # not started yet: the sidecar is down
+    spool = tmp_path / "spool"
+    client = HeartbeatClient(url=served.url, spool_dir=str(spool), timeout=0.5)
+    job = monitor("resilient", every="1h", client=client)(lambda i: i * 2)
+    started = time.monotonic()
+    results = [job(i) for i in range(200)]
+    assert results == [i * 2 for i in range(200)]
+    assert time.monotonic() - started < 5  # the job never waited on the network
+    client.close(2.0)
+    assert client.stats.spooled > 0
+    assert any(spool.iterdir())
+
+    served.start()
+    try:
+        # the next process (here: `jobpulse flush`) delivers the spool
+        env = {**os.environ, "JOBPULSE_URL": served.url, "JOBPULSE_SPOOL_DIR": str(spool)}
+        proc = subprocess.run([JOBPULSE, "flush"], capture_output=True, timeout=60, env=env)
+        assert proc.returncode == 0, proc.stderr.decode()
+        runs = _job(served, "resilient")["runs"]
+        assert runs == {"success": 200, "failure": 0, "timeout": 0, "cancelled": 0, "retry": 0}
+        assert not [p for p in spool.iterdir() if p.is_file()]
+        # delivering the same events again (a client retry after a lost answer) counts nothing
+        again = HeartbeatClient(url=served.url, spool_dir=str(tmp_path / "spool2"))
+        rerun = monitor("resilient", client=again)
+        with rerun.run(run_id="fixed-run"):
+            pass
+        with rerun.run(run_id="fixed-run"):
+            pass
+        assert again.flush(5.0)
+        again.close(1.0)
+        assert _job(served, "resilient")["runs"]["success"] == 201  # type: ignore[index]
+    finally:
+        served.stop()
+
+
+CRON_JOB = """
+import sys
+from jobpulse.instrumentation import monitor
+
+@monitor("cron-style", schedule="*/5 * * * *")
+def main():
+    return 42
+
+assert main() == 42
+"""
+
+
+def test_short_lived_process_delivers_before_exit_or_spools(tmp_path: Path) -> None:
+    served = Served(tmp_path, "").start()
+    spool = tmp_path / "spool"
+    env = {**os.environ, "JOBPULSE_URL": served.url, "JOBPULSE_SPOOL_DIR": str(spool)}
+    try:
+        proc = subprocess.run(
+            [sys.executable, "-c", CRON_JOB], env=env, timeout=60, capture_output=True
+        )
+        assert proc.returncode == 0, proc.stderr.decode()
+        job = _job(served, "cron-style")
+        assert job["runs"] == {"success": 1, "failure": 0, "timeout": 0, "cancelled": 0, "retry": 0}
+        assert job["schedule"] == "*/5 * * * *"  # declared by the decorator
+        served.stop()
+        started = time.monotonic()
+        proc = subprocess.run(
+            [sys.executable, "-c", CRON_JOB], env=env, timeout=60, capture_output=True
+        )
+        assert proc.returncode == 0
+        assert time.monotonic() - started < 10
+        assert [p for p in spool.iterdir() if p.is_file()]  # spooled, not lost
+        served.start()
+        proc = subprocess.run(
+            [sys.executable, "-c", CRON_JOB], env=env, timeout=60, capture_output=True
+        )  # the next run delivers the spool too
+        assert proc.returncode == 0
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            if _job(served, "cron-style")["runs"]["success"] == 3:  # type: ignore[index]
+                break
+            time.sleep(0.1)
+        assert _job(served, "cron-style")["runs"]["success"] == 3  # type: ignore[index]
+    finally:
+        served.stop()
