@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+
 from jobpulse.instrumentation.errors import ConfigError, InvalidJobConfig, InvalidName
 from jobpulse.instrumentation.spec import parse_job_fields, parse_job_name
 

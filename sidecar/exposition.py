@@ -166,7 +166,7 @@ class MetricsCache:
         return out
 
     def _next_expected(self, session: Any, job: Job) -> float | None:
-        if job.cursor is None:
+        if job.cursor is None or job.removed or job.state == "paused":
             return None
         filled = session.scalar(
             select(Slot.id).where(Slot.job_id == job.id, Slot.slot == job.cursor)

@@ -20,6 +20,7 @@ from datetime import UTC, datetime
 from functools import lru_cache
 
 from cronsim import CronSim
+
 from jobpulse.instrumentation.spec import check_cron, check_timezone
 
 __all__ = ["Schedule", "default_early_tolerance", "default_grace", "default_max_runtime"]

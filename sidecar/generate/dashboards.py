@@ -8,6 +8,7 @@ from collections.abc import Callable
 from grafana_foundation_sdk.builders import dashboard as builder
 from grafana_foundation_sdk.cog.encoder import JSONEncoder
 from grafana_foundation_sdk.models import dashboard as model
+
 from jobpulse.sidecar.generate.fleet import fleet_overview
 from jobpulse.sidecar.generate.job_detail import job_detail
 from jobpulse.sidecar.generate.promql import Selector

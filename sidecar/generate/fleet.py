@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from grafana_foundation_sdk.builders import dashboard as builder
 from grafana_foundation_sdk.models import dashboard as model
+
 from jobpulse.sidecar.generate.panels import (
     PanelBuilder,
     bars,

@@ -7,6 +7,7 @@ from functools import partial
 from grafana_foundation_sdk.builders import dashboard as builder
 from grafana_foundation_sdk.builders import statetimeline
 from grafana_foundation_sdk.models import dashboard as model
+
 from jobpulse.sidecar.generate.panels import (
     DATASOURCE,
     PanelBuilder,

@@ -12,6 +12,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import yaml
+
 from jobpulse.instrumentation.errors import ConfigError
 
 __all__ = ["AlertRule", "RuleGroup", "RuleSettings", "Severity", "rules_yaml", "severity_label"]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from grafana_foundation_sdk.builders import dashboard as builder
+
 from jobpulse.sidecar.generate.panels import Query, dashboard, timeseries_panel
 from jobpulse.sidecar.generate.promql import Selector
 

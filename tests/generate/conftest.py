@@ -153,6 +153,7 @@ def dashboard_exprs(dashboards: dict[str, dict[str, object]]) -> list[str]:
 def rule_exprs() -> list[str]:
     """Every rule expression of both profiles, with and without an extra selector."""
     import yaml
+
     from jobpulse.sidecar.generate import render_rules
 
     exprs = []

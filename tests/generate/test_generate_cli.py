@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 import pytest
+
 from jobpulse.instrumentation.cli import main
 from jobpulse.sidecar.generate import render_dashboards, render_rules
 

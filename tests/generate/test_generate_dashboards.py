@@ -7,6 +7,7 @@ from collections.abc import Iterator
 
 from grafana_foundation_sdk.cog.encoder import JSONEncoder
 from grafana_foundation_sdk.models import dashboard as model
+
 from jobpulse.sidecar.generate import render_dashboards
 
 DATASOURCE = {"type": "prometheus", "uid": "${datasource}"}

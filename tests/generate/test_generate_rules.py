@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+
 from jobpulse.instrumentation.errors import ConfigError
 from jobpulse.sidecar.generate import RuleSettings, render_rules
 from jobpulse.sidecar.generate.promql import Selector

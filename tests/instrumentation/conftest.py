@@ -10,13 +10,14 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import pytest
-from jobpulse.instrumentation.errors import InvalidEvent
-from jobpulse.instrumentation.wire import parse_event
 from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+from jobpulse.instrumentation.errors import InvalidEvent
+from jobpulse.instrumentation.wire import parse_event
 
 Answer = tuple[int, dict[str, Any], dict[str, str]]
 

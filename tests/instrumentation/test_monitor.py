@@ -12,6 +12,7 @@ from collections.abc import AsyncIterator, Generator, Iterator
 from datetime import UTC, datetime
 
 import pytest
+
 from jobpulse.instrumentation import (
     InMemoryClient,
     InvalidJobConfig,

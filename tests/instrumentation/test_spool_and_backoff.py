@@ -8,6 +8,7 @@ import time
 from pathlib import Path
 
 import pytest
+
 from jobpulse.instrumentation._backoff import MAX_RETRY_AFTER, Backoff
 from jobpulse.instrumentation._settings import DEFAULT_URL, ClientSettings
 from jobpulse.instrumentation._spool import STALE_CLAIM, Spool

@@ -6,13 +6,14 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from jobpulse.instrumentation import InMemoryClient, monitor
 from opentelemetry import trace
 from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import StatusCode
+
+from jobpulse.instrumentation import InMemoryClient, monitor
 
 Spans = tuple[TracerProvider, InMemorySpanExporter]
 Meters = tuple[MeterProvider, InMemoryMetricReader]
