@@ -16,7 +16,7 @@ from __future__ import annotations
 import math
 import uuid
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from jobpulse.instrumentation.wire import Event
 
@@ -52,6 +52,18 @@ class EngineSettings:
     job_cap: int = 10000
     log_bytes: int = 10240
     catchup_delay: float = 60.0
+
+
+class _Arrival(NamedTuple):
+    """An event as the sidecar takes it: its run, its times after clock-skew correction, and
+    when it arrived."""
+
+    event: Event
+    run_id: str
+    ts: float
+    scheduled_for: float | None
+    skewed: bool
+    now: float
 
 
 @dataclass(slots=True)
@@ -226,13 +238,14 @@ class Engine:
         job.last_event_at = max(job.last_event_at or now, now)
         job.silent = False
         job.changed_at = now
+        arrival = _Arrival(ev, run_id, ts, scheduled_for, skewed, now)
         if ev.type == "start":
-            self._on_start(tx, job, cfg, ev, run_id, ts, scheduled_for, skewed, now)
+            self._on_start(tx, job, cfg, arrival)
         elif ev.type in ("success", "failure", "cancelled"):
-            self._on_finish(tx, job, cfg, ev, run_id, ts, scheduled_for, skewed, now)
+            self._on_finish(tx, job, cfg, arrival)
         elif ev.type == "missed":
             assert scheduled_for is not None
-            self._on_missed(tx, job, cfg, ev, ts, scheduled_for, now)
+            self._on_missed(tx, job, cfg, ev, scheduled_for, now)
         else:
             self._on_progress(tx, job, ev, run_id, ts)
         self.refresh(tx, job, now)
@@ -288,18 +301,8 @@ class Engine:
             stale=False,
         )
 
-    def _on_start(
-        self,
-        tx: Tx,
-        job: Job,
-        cfg: JobConfig,
-        ev: Event,
-        run_id: str,
-        ts: float,
-        scheduled_for: float | None,
-        skewed: bool,
-        now: float,
-    ) -> None:
+    def _on_start(self, tx: Tx, job: Job, cfg: JobConfig, a: _Arrival) -> None:
+        ev, run_id, ts, scheduled_for, skewed, now = a
         run = tx.run(job.id, run_id)
         if run is not None:
             # The finish came first: the run is already matched and closed; keep its start.
@@ -346,18 +349,8 @@ class Engine:
         )
         job.last_start_at = max(job.last_start_at or ts, ts)
 
-    def _on_finish(
-        self,
-        tx: Tx,
-        job: Job,
-        cfg: JobConfig,
-        ev: Event,
-        run_id: str,
-        ts: float,
-        scheduled_for: float | None,
-        skewed: bool,
-        now: float,
-    ) -> None:
+    def _on_finish(self, tx: Tx, job: Job, cfg: JobConfig, a: _Arrival) -> None:
+        ev, run_id, ts, scheduled_for, skewed, now = a
         outcome = "retry" if ev.type == "failure" and ev.will_retry else ev.type
         run = tx.run(job.id, run_id)
         if run is None:
@@ -399,14 +392,7 @@ class Engine:
                 self._good(tx, job, cfg, now)
 
     def _on_missed(
-        self,
-        tx: Tx,
-        job: Job,
-        cfg: JobConfig,
-        ev: Event,
-        ts: float,
-        scheduled_for: float,
-        now: float,
+        self, tx: Tx, job: Job, cfg: JobConfig, ev: Event, scheduled_for: float, now: float
     ) -> None:
         if ev.reason == "max_instances":
             job.overlap_total += 1
