@@ -1,0 +1,289 @@
+"""End to end: a real sidecar scraped by a real Prometheus evaluating the generated rules (test
+profile), routing through a real Alertmanager to a webhook receiver in this test."""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import threading
+import time
+import urllib.parse
+import urllib.request
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from jobpulse.sidecar.generate import render_dashboards, render_rules
+from tests.conftest import free_port, need_binary
+from tests.sidecar.process import Served
+
+pytestmark = pytest.mark.slow
+
+CONFIG = """
+sidecar:
+  catchup_delay: 0
+jobs:
+  - name: e2e-silent
+    schedule: "*/4 * * * * *"
+    grace: 1s
+    labels: {team: payments, severity: critical, owner: "pay-oncall"}
+  - name: e2e-failing
+    every: 1h
+    labels: {team: data}
+"""
+
+
+class Receiver:
+    """Alertmanager's webhook target: keeps every notification."""
+
+    def __init__(self) -> None:
+        self.notifications: list[dict[str, Any]] = []
+        self.lock = threading.Lock()
+        outer = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                body = self.rfile.read(int(self.headers["Content-Length"]))
+                with outer.lock:
+                    outer.notifications.append(json.loads(body))
+                self.send_response(200)
+                self.end_headers()
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/hook"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def alerts(self, status: str | None = None) -> list[dict[str, Any]]:
+        with self.lock:
+            out = [a for n in self.notifications for a in n["alerts"]]
+        return [a for a in out if status is None or a["status"] == status]
+
+    def find(self, name: str, job: str, status: str) -> dict[str, Any] | None:
+        for alert in self.alerts(status):
+            labels = alert["labels"]
+            if labels.get("alertname") == name and labels.get("job_name") == job:
+                return alert
+        return None
+
+
+def _wait(what: str, check: Any, timeout: float, logs: list[Path]) -> Any:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        found = check()
+        if found:
+            return found
+        time.sleep(0.5)
+    tails = "\n".join(f"--- {p.name}\n{p.read_text()[-1500:]}" for p in logs if p.exists())
+    raise AssertionError(f"timed out waiting for {what}\n{tails}")
+
+
+@pytest.fixture
+def stack(tmp_path: Path) -> Iterator[tuple[Served, Receiver, list[Path], str]]:
+    prometheus = need_binary("prometheus")
+    alertmanager = need_binary("prometheus-alertmanager")
+    served = Served(tmp_path, CONFIG).start()
+    receiver = Receiver()
+    rules = tmp_path / "rules.yml"
+    rules.write_text(render_rules("test", 'job="jobpulse"'))
+    am_port, am_cluster, prom_port = free_port(), free_port(), free_port()
+    (tmp_path / "alertmanager.yml").write_text(
+        yaml.safe_dump(
+            {
+                "route": {
+                    "receiver": "hook",
+                    "group_by": ["alertname", "job_name"],
+                    "group_wait": "1s",
+                    "group_interval": "1s",
+                    "repeat_interval": "1h",
+                },
+                "receivers": [
+                    {
+                        "name": "hook",
+                        "webhook_configs": [{"url": receiver.url, "send_resolved": True}],
+                    }
+                ],
+            }
+        )
+    )
+    (tmp_path / "prometheus.yml").write_text(
+        yaml.safe_dump(
+            {
+                "global": {"scrape_interval": "1s", "evaluation_interval": "1s"},
+                "rule_files": [str(rules)],
+                "alerting": {
+                    "alertmanagers": [{"static_configs": [{"targets": [f"127.0.0.1:{am_port}"]}]}]
+                },
+                "scrape_configs": [
+                    {
+                        "job_name": "jobpulse",
+                        "static_configs": [{"targets": [f"127.0.0.1:{served.port}"]}],
+                    }
+                ],
+            }
+        )
+    )
+    logs = [tmp_path / "alertmanager.log", tmp_path / "prometheus.log", served.log]
+    procs = [
+        subprocess.Popen(
+            [
+                alertmanager,
+                f"--config.file={tmp_path / 'alertmanager.yml'}",
+                f"--storage.path={tmp_path / 'am'}",
+                f"--web.listen-address=127.0.0.1:{am_port}",
+                f"--cluster.listen-address=127.0.0.1:{am_cluster}",
+            ],
+            stdout=open(logs[0], "wb"),
+            stderr=subprocess.STDOUT,
+        ),
+        subprocess.Popen(
+            [
+                prometheus,
+                f"--config.file={tmp_path / 'prometheus.yml'}",
+                f"--storage.tsdb.path={tmp_path / 'prom'}",
+                f"--web.listen-address=127.0.0.1:{prom_port}",
+            ],
+            stdout=open(logs[1], "wb"),
+            stderr=subprocess.STDOUT,
+        ),
+    ]
+    try:
+        yield served, receiver, logs, f"http://127.0.0.1:{prom_port}"
+    finally:
+        for proc in procs:
+            proc.terminate()
+            try:
+                proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+        served.stop()
+        receiver.server.shutdown()
+
+
+def test_missed_and_failed_runs_page_and_resolve(
+    stack: tuple[Served, Receiver, list[Path], str],
+) -> None:
+    served, receiver, logs, prometheus = stack
+
+    def scraped() -> bool:
+        query = urllib.parse.quote('jobpulse_job_runs_total{job_name="e2e-failing"}')
+        try:
+            with urllib.request.urlopen(
+                f"{prometheus}/api/v1/query?query={query}", timeout=2
+            ) as resp:
+                return bool(json.loads(resp.read())["data"]["result"])
+        except OSError:
+            return False
+
+    # counters must be seen at 0 before they move, as in any long-running setup
+    _wait("Prometheus to scrape the sidecar", scraped, 30, logs)
+    # e2e-failing reports one failed run; e2e-silent never reports at all
+    served.get("/ping/e2e-failing/start")
+    served.get("/ping/e2e-failing/fail")
+
+    missed = _wait(
+        "JobPulseRunMissed",
+        lambda: receiver.find("JobPulseRunMissed", "e2e-silent", "firing"),
+        60,
+        logs,
+    )
+    assert missed["labels"]["team"] == "payments"
+    assert missed["labels"]["owner"] == "pay-oncall"
+    assert missed["labels"]["severity"] == "critical"  # the job's own severity wins
+    assert missed["annotations"]["runbook_url"].endswith("runbooks.md#jobpulserunmissed")
+    failed = _wait(
+        "JobPulseRunFailed",
+        lambda: receiver.find("JobPulseRunFailed", "e2e-failing", "firing"),
+        60,
+        logs,
+    )
+    assert failed["labels"]["team"] == "data"
+    assert failed["labels"]["severity"] == "warning"  # no job severity: the rule's default
+    assert "runbook_url" in failed["annotations"]
+    down = _wait(
+        "JobPulseJobDown",
+        lambda: receiver.find("JobPulseJobDown", "e2e-silent", "firing"),
+        60,
+        logs,
+    )
+    assert down["labels"]["team"] == "payments"
+
+    # the job starts running on schedule and the failing one succeeds: everything resolves
+    stop = threading.Event()
+
+    def run_on_schedule() -> None:
+        while not stop.is_set():
+            now = time.time()
+            slot = now - now % 4 + 4
+            if stop.wait(slot - now + 0.2):
+                return
+            served.get("/ping/e2e-silent/start")
+            served.get("/ping/e2e-silent")
+
+    runner = threading.Thread(target=run_on_schedule, daemon=True)
+    runner.start()
+    served.get("/ping/e2e-failing")
+    try:
+        for name, job in (
+            ("JobPulseJobDown", "e2e-silent"),
+            ("JobPulseRunMissed", "e2e-silent"),
+            ("JobPulseRunFailed", "e2e-failing"),
+        ):
+            _wait(
+                f"{name} resolved", lambda n=name, j=job: receiver.find(n, j, "resolved"), 150, logs
+            )
+    finally:
+        stop.set()
+        runner.join(timeout=10)
+
+
+_NAMES = re.compile(r"\b([a-zA-Z_:][a-zA-Z0-9_:]*)\{|\b(jobpulse_[a-z0-9_]+)\b")
+
+
+def _used_metric_names() -> set[str]:
+    exprs = [r["expr"] for g in yaml.safe_load(render_rules())["groups"] for r in g["rules"]]
+    for text in render_dashboards().values():
+        board = json.loads(text)
+        for panel in board.get("panels", []):
+            exprs += [t["expr"] for t in panel.get("targets", []) if t.get("expr")]
+        for var in board.get("templating", {}).get("list", []):
+            query = var.get("query")
+            if isinstance(query, dict):
+                query = query.get("query")
+            if isinstance(query, str) and "jobpulse_" in query:
+                exprs.append(query)
+    names = {a or b for e in exprs for a, b in _NAMES.findall(e)}
+    return {n for n in names if n.startswith("jobpulse_")}
+
+
+def test_every_metric_the_rules_and_dashboards_use_is_in_a_live_scrape(tmp_path: Path) -> None:
+    served = Served(tmp_path, CONFIG).start()
+    try:
+        served.get("/ping/e2e-failing/start")
+        served.get("/ping/e2e-failing/fail")
+        served.get("/ping/e2e-failing")
+        served.get("/ping/e2e-failing/start")  # one in flight
+        time.sleep(5)  # e2e-silent misses a slot (every 4 s, grace 1 s) on the real clock
+        served.get("/ping/bogus-job")  # an unknown job without ?create=1
+        _, body = served.get("/metrics")
+    finally:
+        served.stop()
+    exposed = {
+        line.split("{")[0].split(" ")[0]
+        for line in body.decode().splitlines()
+        if line and not line.startswith("#")
+    }
+    used = _used_metric_names()
+    assert len(used) > 15
+    assert used <= exposed, f"used by rules/dashboards but not exposed: {used - exposed}"
+
+
+def test_used_metric_extraction_finds_names() -> None:
+    assert "jobpulse_job_state" in _used_metric_names()
