@@ -19,8 +19,10 @@ def _tool(*args: str | Path, cwd: Path | None = None) -> subprocess.CompletedPro
 
 
 def test_prometheus_config_is_valid_with_the_rules_mounted(promtool: str, tmp_path: Path) -> None:
-    """As docker-compose.yml mounts them: the config, and alerts/ as rules/ next to it."""
+    """As docker-compose.yml mounts them: the config, the read token file, and alerts/ as
+    rules/ next to it."""
     shutil.copy(DEPLOY / "prometheus.yml", tmp_path / "prometheus.yml")
+    shutil.copy(DEPLOY / "jobpulse-read-token", tmp_path / "jobpulse-read-token")
     shutil.copytree(REPO / "alerts", tmp_path / "rules")
     result = _tool(promtool, "check", "config", "prometheus.yml", cwd=tmp_path)
     output = result.stdout + result.stderr
@@ -37,6 +39,11 @@ def test_prometheus_config_scrapes_the_sidecar_and_alerts() -> None:
     compose = yaml.safe_load((REPO / "docker-compose.yml").read_text(encoding="utf-8"))
     assert "./alerts:/etc/prometheus/rules:ro" in compose["services"]["prometheus"]["volumes"]
     assert config["rule_files"] == ["rules/*.yml"]
+    # with auth on, /metrics needs the read token the sidecar is given
+    assert jobs["jobpulse"]["authorization"]["credentials_file"] == "jobpulse-read-token"
+    sidecar_env = compose["services"]["sidecar"]["environment"]
+    token = (DEPLOY / "jobpulse-read-token").read_text(encoding="utf-8").strip()
+    assert sidecar_env["JOBPULSE_READ_TOKENS"].endswith(f":-{token}}}")
 
 
 def test_alertmanager_config_is_valid(amtool: str) -> None:
