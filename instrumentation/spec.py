@@ -74,7 +74,7 @@ def parse_duration(value: object, *, what: str = "duration") -> float:
     if isinstance(value, bool):
         raise InvalidDuration(f"{what} {value!r} is not a duration: use seconds or text like 1h30m")
     if isinstance(value, int | float):
-        seconds = float(value)
+        seconds = float(value) if abs(value) < 1e300 else math.inf
     elif isinstance(value, str):
         text = value.strip().lower()
         if re.fullmatch(r"\d+(?:\.\d+)?", text):

@@ -116,7 +116,11 @@ def parse_ts(value: object, *, what: str = "ts") -> float:
         ) from None
     if dt.tzinfo is None or "T" not in value.upper():
         raise InvalidEvent(what, f"{value!r} needs a date, a time and an offset (Z or +hh:mm)")
-    return dt.timestamp()
+    try:
+        dt.astimezone(UTC)  # representable in UTC, so it can be formatted back
+        return dt.timestamp()
+    except (ValueError, OverflowError):
+        raise InvalidEvent(what, f"{value!r} is outside the years 1-9999 in UTC") from None
 
 
 def format_ts(ts: float) -> str:
@@ -124,6 +128,15 @@ def format_ts(ts: float) -> str:
     dt = datetime.fromtimestamp(ts, UTC)
     text = dt.isoformat(timespec="microseconds" if dt.microsecond else "seconds")
     return text.replace("+00:00", "Z")
+
+
+def _text(name: str, value: str) -> str:
+    """``value`` if it can be stored as UTF-8 (no lone surrogates from ``\\udxxx`` escapes)."""
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise InvalidEvent(name, "must be valid Unicode text (it holds a lone surrogate)") from None
+    return value
 
 
 def _truncate(text: str, limit: int) -> tuple[str, bool]:
@@ -155,7 +168,7 @@ def _str(data: dict[str, Any], name: str, max_len: int) -> str | None:
         return None
     if not isinstance(value, str) or len(value) > max_len:
         raise InvalidEvent(name, f"must be a string of at most {max_len} characters")
-    return value
+    return _text(name, value)
 
 
 def parse_event(
@@ -180,6 +193,7 @@ def parse_event(
     run_id = data.get("run_id")
     if not isinstance(run_id, str) or not 1 <= len(run_id) <= 64:
         raise InvalidEvent("run_id", f"must be a string of 1-64 characters, got {run_id!r}")
+    _text("run_id", run_id)
     if "ts" not in data:
         raise InvalidEvent("ts", "is required")
     ts = parse_ts(data["ts"])
@@ -204,8 +218,9 @@ def parse_event(
         if (
             isinstance(duration, bool)
             or not isinstance(duration, int | float)
-            or not math.isfinite(duration)
             or duration < 0
+            or duration > 1e12
+            or not math.isfinite(duration)
         ):
             raise InvalidEvent("duration", f"must be a number of seconds >= 0, got {duration!r}")
         duration = float(duration)
@@ -220,12 +235,14 @@ def parse_event(
     if error_message is not None:
         if not isinstance(error_message, str):
             raise InvalidEvent("error_message", "must be a string")
-        error_message, truncated = _truncate(error_message, limits.error_message_bytes)
+        error_message, truncated = _truncate(
+            _text("error_message", error_message), limits.error_message_bytes
+        )
     message = data.get("message")
     if message is not None:
         if not isinstance(message, str):
             raise InvalidEvent("message", "must be a string")
-        message, cut = _truncate(message, limits.message_bytes)
+        message, cut = _truncate(_text("message", message), limits.message_bytes)
         truncated = truncated or cut
     trace_id = data.get("trace_id")
     if trace_id is not None and (not isinstance(trace_id, str) or not _HEX32.fullmatch(trace_id)):
@@ -237,7 +254,10 @@ def parse_event(
     if metadata is not None:
         if not isinstance(metadata, dict):
             raise InvalidEvent("metadata", "must be a JSON object")
-        size = len(json.dumps(metadata, separators=(",", ":")).encode())
+        try:
+            size = len(json.dumps(metadata, separators=(",", ":"), allow_nan=False).encode())
+        except (ValueError, RecursionError):
+            raise InvalidEvent("metadata", "must hold only finite numbers") from None
         if size > limits.metadata_bytes:
             raise InvalidEvent(
                 "metadata", f"is {size} bytes; the limit is {limits.metadata_bytes} bytes"

@@ -11,11 +11,12 @@ from collections.abc import Callable
 from typing import Any, TypeVar
 
 from aiohttp import web
+from sqlalchemy import or_, select
+from sqlalchemy.orm import Session
+
 from jobpulse.instrumentation.errors import ConfigError, InvalidEvent, InvalidJobConfig, InvalidName
 from jobpulse.instrumentation.spec import parse_job_fields, parse_job_name
 from jobpulse.instrumentation.wire import parse_ts
-from sqlalchemy import or_, select
-from sqlalchemy.orm import Session
 
 from .errors import json_error
 from .keys import SIDECAR

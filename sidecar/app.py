@@ -15,12 +15,14 @@ from prometheus_client import generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
 from .api import routes as api_routes
+from .artifacts import routes as artifact_routes
 from .auth import COOKIE, Auth, request_token, scope_for
 from .clock import Clock
 from .config import FileConfig
 from .errors import error_middleware, json_error
 from .ingest import events_handler, ping_handler
 from .keys import AUTH, SIDECAR
+from .openapi import openapi_handler
 from .service import Sidecar
 from .settings import Settings
 
@@ -36,22 +38,24 @@ async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamR
     if not auth.enabled or scope is None:
         return await handler(request)
     token = request_token(request)
-    if token is None:
-        return json_error(
+    scopes = auth.scopes_of(token) if token is not None else set()
+    if scope not in scopes:
+        if scope == "ingest":
+            request.app[SIDECAR].metrics.rejected.labels("unauthorized").inc()
+        if scopes:
+            return json_error(403, "forbidden", f"this endpoint needs a {scope} token")
+        denied = json_error(
             401,
             "unauthorized",
-            f"this endpoint needs a {scope} token: send Authorization: Bearer <token>",
+            f"this endpoint needs a {scope} token: send Authorization: Bearer <token>"
+            + ("; the token is unknown" if token is not None else ""),
         )
-    scopes = auth.scopes_of(token)
-    if scope not in scopes:
-        return json_error(
-            403 if scopes else 401,
-            "forbidden" if scopes else "unauthorized",
-            f"this endpoint needs a {scope} token" + ("" if scopes else "; the token is unknown"),
-        )
+        denied.headers["WWW-Authenticate"] = 'Basic realm="jobpulse", charset="UTF-8"'
+        return denied
     response = await handler(request)
-    if "token" in request.query and request.method == "GET":
-        response.set_cookie(COOKIE, token, httponly=True, samesite="Strict")
+    if token is not None and request.query.get("token") == token and request.method == "GET":
+        secure = request.secure or request.headers.get("X-Forwarded-Proto") == "https"
+        response.set_cookie(COOKIE, token, httponly=True, samesite="Strict", secure=secure)
     return response
 
 
@@ -121,5 +125,7 @@ def create_app(
     app.router.add_get("/metrics", metrics_handler)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
+    app.router.add_get("/api/v1/openapi.json", openapi_handler)
     app.router.add_routes(api_routes)
+    app.router.add_routes(artifact_routes)
     return app

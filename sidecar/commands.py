@@ -12,6 +12,7 @@ import socket
 import sys
 
 from aiohttp import web
+
 from jobpulse.instrumentation.errors import ConfigError
 
 from .config import FileConfig, load_config

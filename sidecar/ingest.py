@@ -12,6 +12,7 @@ import uuid
 from typing import Any
 
 from aiohttp import web
+
 from jobpulse.instrumentation.errors import InvalidEvent, InvalidName
 from jobpulse.instrumentation.spec import parse_job_name
 from jobpulse.instrumentation.wire import Event, Limits, parse_event
@@ -56,10 +57,19 @@ async def events_handler(request: web.Request) -> web.Response:
             f"Content-Type {content_type!r} is not accepted; send application/json (an array "
             "of events) or application/x-ndjson (one event a line)",
         )
-    body = await request.read()
+    try:
+        body = await request.read()
+    except web.HTTPRequestEntityTooLarge:
+        metrics.rejected.labels("too_large").inc()
+        return json_error(
+            413,
+            "request too large",
+            f"the body is over the limit of {sidecar.settings.max_body_bytes} bytes; "
+            "send fewer events per request",
+        )
     try:
         items = _decode(body, content_type)
-    except (ValueError, UnicodeDecodeError) as exc:
+    except (ValueError, UnicodeDecodeError, RecursionError) as exc:
         metrics.rejected.labels("malformed").inc()
         return json_error(400, "malformed body", f"the body is not valid JSON: {exc}")
     limit = sidecar.settings.max_batch_events
@@ -74,6 +84,7 @@ async def events_handler(request: web.Request) -> web.Response:
     warnings: list[str] = []
     limits = _limits(request)
     sent_at_now = None
+    limited: list[str] = []
     for index, item in enumerate(items):
         try:
             event, warns = parse_event(item, limits=limits, default_sent_at=sent_at_now)
@@ -81,9 +92,17 @@ async def events_handler(request: web.Request) -> web.Response:
             rejected.append({"index": index, "field": exc.field, "reason": exc.reason})
             metrics.rejected.labels("invalid").inc()
             continue
+        if not sidecar.limiter.take(event.job):
+            rejected.append({"index": index, "field": "job", "reason": _over(event.job)})
+            limited.append(event.job)
+            continue
         events.append(event)
         positions.append(index)
         warnings.extend(f"event {index}: {w}" for w in warns)
+    if limited:
+        metrics.rejected.labels("rate_limit").inc(len(limited))
+        if len(limited) == len(items):
+            return _too_many(sidecar.limiter.retry_after(limited[0]), _over(limited[0]))
     accepted = duplicates = 0
     if events:
         try:
@@ -140,6 +159,9 @@ async def ping_handler(request: web.Request) -> web.StreamResponse:
     rid = request.query.get("rid")
     if rid is not None and not 1 <= len(rid) <= 64:
         return _text(400, "rid must be 1-64 characters (a UUID is recommended)")
+    if not sidecar.limiter.take(job):
+        sidecar.metrics.rejected.labels("rate_limit").inc()
+        return _too_many(sidecar.limiter.retry_after(job), _over(job))
     create = request.query.get("create") in ("1", "true", "yes")
     body = await request.read() if request.can_read_body else b""
     message = body[: sidecar.settings.log_bytes].decode("utf-8", "replace") if body else None
@@ -178,3 +200,13 @@ async def ping_handler(request: web.Request) -> web.StreamResponse:
 
 def _text(status: int, text: str) -> web.Response:
     return web.Response(status=status, text=text)
+
+
+def _over(job: str) -> str:
+    return f"job {job!r} is over its rate limit; retry later"
+
+
+def _too_many(retry_after: int, detail: str) -> web.Response:
+    response = json_error(429, "rate limited", detail)
+    response.headers["Retry-After"] = str(retry_after)
+    return response

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
 from jobpulse.instrumentation.cli import package_version
 from jobpulse.instrumentation.wire import EVENT_TYPES
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 __all__ = ["REJECT_REASONS", "SelfMetrics"]
 

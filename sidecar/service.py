@@ -12,13 +12,17 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from jobpulse.instrumentation.wire import Event
 from sqlalchemy import select
+
+from jobpulse.instrumentation.wire import Event
 
 from .clock import Clock, SystemClock
 from .config import FileConfig, load_config
 from .engine import Applied, Engine, EngineSettings, Rejected
 from .exposition import MetricsCache
+from .leader import Leadership
+from .ratelimit import RateLimiter
+from .retention import Retention
 from .selfmetrics import SelfMetrics
 from .settings import Settings
 from .store import Store, Tx
@@ -67,7 +71,10 @@ class Sidecar:
         )
         self.file_config = file_config
         self.cache = MetricsCache(self)
-        self.is_leader = True
+        self.leadership = Leadership(self.store)
+        self.is_leader = self.leadership.is_leader  # PostgreSQL: set by run_evaluator
+        self.retention = Retention(self)
+        self.limiter = RateLimiter(settings.rate_limit)
         self.evaluator_last_run: float | None = None
         self._wake = asyncio.Event()
 
@@ -81,6 +88,7 @@ class Sidecar:
         self.apply_config(self.file_config or self._read_config())
 
     def stop(self) -> None:
+        self.leadership.release()
         self.writer.stop()
         self.store.dispose()
 
@@ -111,9 +119,8 @@ class Sidecar:
                     report["updated"].append(name)
             for job in tx.session.scalars(select(Job).where(Job.in_file.is_(True))):
                 if job.name not in cfg.jobs and not job.removed:
+                    # Stops being evaluated; keeps its last configuration and its history.
                     job.removed = True
-                    job.in_file = False
-                    job.file_fields = None
                     job.changed_at = now
                     self.engine.refresh(tx, job, now)
                     report["removed"].append(job.name)
@@ -204,16 +211,30 @@ class Sidecar:
             )
 
     async def run_evaluator(self, *, max_sleep: float = 1.0) -> None:
-        """Tick at every deadline (and at least every ``max_sleep`` seconds)."""
+        """Tick at every deadline (and at least every ``max_sleep`` seconds) while this replica
+        leads (see ``leader.py``); every few minutes the leader also prunes the store."""
         while True:
+            nxt = None
             try:
-                await asyncio.to_thread(self.tick_sync)
-                nxt = await asyncio.to_thread(self.next_deadline)
+                await self._lead()
+                if self.is_leader:
+                    await asyncio.to_thread(self.tick_sync)
+                    nxt = await asyncio.to_thread(self.next_deadline)
+                if self.retention.due(self.clock.now()):
+                    if self.is_leader:
+                        await asyncio.to_thread(self.retention.prune)
+                    await asyncio.to_thread(self.retention.measure)
             except Exception:
                 log.exception("evaluator pass failed; retrying")
-                nxt = None
             now = self.clock.now()
             sleep = max_sleep if nxt is None else min(max(nxt - now, 0.0), max_sleep)
             self._wake.clear()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), timeout=sleep)
+
+    async def _lead(self) -> None:
+        leader = await asyncio.to_thread(self.leadership.check)
+        if self.is_leader and not leader:
+            self.metrics.evaluator_last_run.set(0)
+        self.is_leader = leader
+        self.metrics.leader.set(1 if leader else 0)

@@ -216,6 +216,9 @@ def build_settings(
         raise ConfigError(f"port {values['port']} is out of range 0-65535")
     for scope in ("ingest_tokens", "read_tokens", "admin_tokens"):
         for token in values.get(scope, ()):
-            if token.startswith("sha256:") and len(token) != 7 + 64:
+            digest = token[7:]
+            if token.startswith("sha256:") and (
+                len(digest) != 64 or not all(c in "0123456789abcdefABCDEF" for c in digest)
+            ):
                 raise ConfigError(f"{scope}: a hashed token is sha256: followed by 64 hex digits")
     return Settings(**values)

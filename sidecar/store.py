@@ -2,6 +2,10 @@
 Alembic, and :class:`Tx`, the unit of work the domain engine reads and writes through.
 
 All writes go through one writer (see ``writer.py``); reads use their own sessions.
+
+Several replicas on one PostgreSQL: every transaction that changes a job first locks its row
+(``SELECT ... FOR UPDATE``), so replicas ingesting for the same job serialise; the evaluator
+takes due rows with ``SKIP LOCKED``; hourly rollups are created with ``ON CONFLICT DO NOTHING``.
 """
 
 from __future__ import annotations
@@ -10,12 +14,14 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from jobpulse.instrumentation.errors import ConfigError
 from sqlalchemy import Engine as SAEngine
 from sqlalchemy import create_engine, event, func, insert, select
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 from sqlalchemy.orm import Session, sessionmaker
+
+from jobpulse.instrumentation.errors import ConfigError
 
 from .rollup import hour_of
 from .tables import EventKey, Flip, Job, Rollup, Run, Slot
@@ -85,7 +91,7 @@ class Store:
     @contextmanager
     def transaction(self) -> Iterator[Tx]:
         with self._sessions.begin() as session:
-            yield Tx(session)
+            yield Tx(session, locking=not self.is_sqlite)
 
     def dispose(self) -> None:
         self.engine.dispose()
@@ -94,8 +100,10 @@ class Store:
 class Tx:
     """What the domain engine needs from a transaction, over an ORM session."""
 
-    def __init__(self, session: Session) -> None:
+    def __init__(self, session: Session, *, locking: bool = False) -> None:
         self.session = session
+        # PostgreSQL: lock job rows (SQLite's BEGIN IMMEDIATE already serialises writers).
+        self.locking = locking
         self._jobs: dict[str, Job | None] = {}
         self._rollups: dict[tuple[int, int], Rollup] = {}
         self._job_count: int | None = None
@@ -109,7 +117,10 @@ class Tx:
     # jobs
     def job(self, name: str) -> Job | None:
         if name not in self._jobs:
-            self._jobs[name] = self.session.scalars(select(Job).where(Job.name == name)).first()
+            query = select(Job).where(Job.name == name)
+            if self.locking:
+                query = query.with_for_update()
+            self._jobs[name] = self.session.scalars(query).first()
         return self._jobs[name]
 
     def add_job(self, job: Job) -> None:
@@ -125,11 +136,11 @@ class Tx:
         return self._job_count
 
     def due_jobs(self, now: float, limit: int) -> list[Job]:
-        jobs = list(
-            self.session.scalars(
-                select(Job).where(Job.next_deadline <= now).order_by(Job.next_deadline).limit(limit)
-            )
-        )
+        query = select(Job).where(Job.next_deadline <= now).order_by(Job.next_deadline).limit(limit)
+        if self.locking:
+            # A job another replica is writing is skipped now and taken on the next pass.
+            query = query.with_for_update(skip_locked=True)
+        jobs = list(self.session.scalars(query))
         for job in jobs:
             self._jobs[job.name] = job
         return jobs
@@ -218,19 +229,27 @@ class Tx:
         if roll is None:
             roll = self.session.get(Rollup, key)
             if roll is None:
-                roll = Rollup(
-                    job_id=job_id,
-                    hour=key[1],
-                    success=0,
-                    failure=0,
-                    timeout=0,
-                    cancelled=0,
-                    retry=0,
-                    missed=0,
-                    due=0,
-                    dur_count=0,
-                    dur_sum=0.0,
+                # Insert-if-absent, then load: two writers creating the same hour never collide.
+                dialect = postgresql if self.locking else sqlite
+                self.session.execute(
+                    dialect.insert(Rollup)
+                    .values(job_id=job_id, hour=key[1], **_ZERO_ROLLUP)
+                    .on_conflict_do_nothing()
                 )
-                self.session.add(roll)
+                roll = self.session.get(Rollup, key)
+                assert roll is not None
             self._rollups[key] = roll
         return roll
+
+
+_ZERO_ROLLUP: dict[str, Any] = {
+    "success": 0,
+    "failure": 0,
+    "timeout": 0,
+    "cancelled": 0,
+    "retry": 0,
+    "missed": 0,
+    "due": 0,
+    "dur_count": 0,
+    "dur_sum": 0.0,
+}

@@ -4,6 +4,12 @@ Handlers submit work (a function of a :class:`~jobpulse.sidecar.store.Tx`) and a
 result, which arrives only after the transaction holding it has committed. Each work item
 runs in its own SAVEPOINT, so one failing item does not undo the others in its batch. While
 one batch commits, the next accumulates: durability costs one fsync per batch, not per request.
+
+With several replicas on PostgreSQL an item can lose a race that only a retry resolves: a
+deadlock between two batches locking the same jobs in different orders, or a unique violation
+when another replica created the same job or slot first. Its savepoint is rolled back (which
+also releases the row locks it took); the items before it commit, and it is applied again first
+in a new transaction (holding no other locks), up to ``RETRIES`` times.
 """
 
 from __future__ import annotations
@@ -17,6 +23,8 @@ from collections.abc import Callable
 from concurrent.futures import Future
 from typing import Any, TypeVar
 
+from sqlalchemy.exc import DBAPIError, IntegrityError
+
 from .store import Store, Tx
 
 __all__ = ["StoreUnavailable", "Writer"]
@@ -24,7 +32,19 @@ __all__ = ["StoreUnavailable", "Writer"]
 log = logging.getLogger("jobpulse.sidecar.writer")
 T = TypeVar("T")
 _STOP = object()
+_AGAIN = object()
 MAX_BATCH = 512
+RETRIES = 3
+# PostgreSQL: serialization_failure, deadlock_detected, lock_not_available.
+_RETRY_STATES = ("40001", "40P01", "55P03")
+
+
+def _retryable(exc: Exception) -> bool:
+    if isinstance(exc, IntegrityError):
+        return True
+    if isinstance(exc, DBAPIError):
+        return getattr(exc.orig, "sqlstate", None) in _RETRY_STATES
+    return False
 
 
 class StoreUnavailable(Exception):
@@ -86,35 +106,56 @@ class Writer:
                 return
 
     def _commit(self, batch: list[tuple[Callable[[Tx], Any], Future[Any]]]) -> None:
+        pending = [(work, fut) for work, fut in batch if fut.set_running_or_notify_cancel()]
+        while pending:
+            pending = self._transaction(pending)
+
+    def _transaction(self, items: list[tuple[Callable[[Tx], Any], Future[Any]]]) -> list[Any]:
+        """Apply ``items`` in one transaction; returns those left for a new one (an item that
+        lost a race while earlier items of the batch held row locks goes first in the next)."""
         started = time.perf_counter()
         results: list[tuple[Future[Any], bool, Any]] = []
+        rest: list[Any] = []
         try:
             with self._store.transaction() as tx:
-                for work, fut in batch:
-                    if not fut.set_running_or_notify_cancel():
-                        continue
-                    try:
-                        with tx.session.begin_nested():
-                            results.append((fut, True, work(tx)))
-                    except Exception as exc:  # one item's failure stays with that item
-                        log.exception("write failed")
-                        tx.reset_cache()
-                        results.append((fut, False, exc))
+                for index, (work, fut) in enumerate(items):
+                    ok, value = self._apply(tx, work, alone=index == 0)
+                    if value is _AGAIN:
+                        rest = items[index:]
+                        break
+                    results.append((fut, ok, value))
             self.healthy = True
         except Exception as exc:
             log.exception("store commit failed")
             self.healthy = False
             error = StoreUnavailable(f"the store cannot take writes: {exc}")
-            for fut, _, _ in results:
+            for _, fut in items:
                 fut.set_exception(error)
-            for _, fut in batch:
-                if not fut.done():
-                    fut.set_exception(error)
-            return
+            return []
         if self._on_commit is not None:
-            self._on_commit(time.perf_counter() - started, len(batch))
+            self._on_commit(time.perf_counter() - started, len(results))
         for fut, ok, value in results:
             if ok:
                 fut.set_result(value)
             else:
                 fut.set_exception(value)
+        return rest
+
+    def _apply(self, tx: Tx, work: Callable[[Tx], Any], *, alone: bool) -> tuple[bool, Any]:
+        """One item in its own savepoint. An item that lost a race is retried: at once when it
+        is the first of its transaction, else (``_AGAIN``) after the earlier ones commit, since
+        the locks they hold may be what the other writer waits for."""
+        for attempt in range(RETRIES + 1):
+            try:
+                with tx.session.begin_nested():
+                    return True, work(tx)
+            except Exception as exc:  # one item's failure stays with that item
+                tx.reset_cache()
+                if attempt < RETRIES and _retryable(exc):
+                    log.info("write lost a race (%s); retrying", type(exc).__name__)
+                    if not alone:
+                        return False, _AGAIN
+                    continue
+                log.exception("write failed")
+                return False, exc
+        raise AssertionError("unreachable")
