@@ -5,8 +5,10 @@ The leader runs :meth:`Retention.prune` every :data:`EVERY` seconds:
 - finished runs that started more than ``run_retention`` ago, and idempotency/log rows
   (``events``) received that long ago, are deleted in batches of :data:`BATCH` rows, one writer
   transaction per batch, so a large backlog never holds locks for long; runs still in flight
-  are kept (they drive the running gauges and time out as usual); rollups, slots and flips are
-  kept, so statistics and state history outlive the raw runs;
+  are kept (they drive the running gauges and time out as usual); judged slots (filled or
+  missed) older than the same age go too, since their counts live on in the job's counters and
+  the hourly rollups; rollups and flips are kept, so statistics and state history outlive the
+  raw runs;
 - jobs that only clients or the API declared (not in the configuration file, not removed from
   it) with no event for ``job_ttl`` are deleted with their history. The delete re-checks the
   condition in its own ``WHERE``, so a job that just received an event on another replica stays.
@@ -24,7 +26,7 @@ from typing import TYPE_CHECKING
 from sqlalchemy import ColumnElement, delete, func, select, text
 from sqlalchemy.orm import InstrumentedAttribute
 
-from .tables import Base, EventKey, Job, Run
+from .tables import Base, EventKey, Job, Run, Slot
 
 if TYPE_CHECKING:
     from .service import Sidecar
@@ -42,6 +44,7 @@ class Pruned:
     runs: int = 0
     events: int = 0
     jobs: int = 0
+    slots: int = 0
 
 
 class Retention:
@@ -65,6 +68,7 @@ class Retention:
             Run.id, Run.started_at < run_cutoff, Run.outcome != "running", table=Run
         )
         events = self._batches(EventKey.id, EventKey.received_at < run_cutoff, table=EventKey)
+        slots = self._batches(Slot.id, Slot.slot < run_cutoff, table=Slot)
         silent = (
             Job.in_file.is_(False),
             Job.removed.is_(False),
@@ -73,9 +77,11 @@ class Retention:
         jobs = self._batches(Job.id, *silent, table=Job)
         if jobs:
             sc.cache.invalidate()
-        if runs or events or jobs:
-            log.info("retention: pruned %d runs, %d events, %d jobs", runs, events, jobs)
-        return Pruned(runs=runs, events=events, jobs=jobs)
+        if runs or events or jobs or slots:
+            log.info(
+                "retention: pruned %d runs, %d events, %d slots, %d jobs", runs, events, slots, jobs
+            )
+        return Pruned(runs=runs, events=events, jobs=jobs, slots=slots)
 
     def _batches(
         self, key: InstrumentedAttribute[int], *where: ColumnElement[bool], table: type[Base]

@@ -96,3 +96,22 @@ def test_retention_runs_every_few_minutes() -> None:
 
     r = Retention(None)  # type: ignore[arg-type]
     assert r.due(T0) and not r.due(T0 + 1) and not r.due(T0 + EVERY - 1) and r.due(T0 + EVERY)
+
+
+def test_old_judged_slots_are_pruned_and_counters_stay(store_url: str) -> None:
+    cfg = 'jobs:\n  - name: five\n    schedule: "*/5 * * * *"\n'
+    h = Harness(store_url, cfg, start=T0 - 60, run_retention=30 * DAY, job_ttl=365 * DAY)
+    try:
+        h.run("five", T0 + 1, 1)
+        h.move(T0 + 3600)  # 10:05 .. 10:55 missed
+        h.restart(at_time=T0 + 31 * DAY - 60)
+        h.move(T0 + 31 * DAY + 31)  # catch-up: one gap record for the month, then recent slots
+        before = h.job("five").missed_total
+        recent = [s for s, _, _ in h.slots("five") if s >= T0 + 30 * DAY]
+        pruned = h.sidecar.retention.prune()
+        assert pruned.slots > 0
+        assert all(s >= T0 + DAY for s, _, _ in h.slots("five"))
+        assert [s for s, _, _ in h.slots("five") if s >= T0 + 30 * DAY] == recent
+        assert h.job("five").missed_total == before  # counters never go backwards
+    finally:
+        h.close()
