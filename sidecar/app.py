@@ -25,6 +25,7 @@ from .keys import AUTH, SIDECAR
 from .openapi import openapi_handler
 from .service import Sidecar
 from .settings import Settings
+from .web import routes as web_routes
 
 __all__ = ["create_app"]
 
@@ -128,4 +129,5 @@ def create_app(
     app.router.add_get("/api/v1/openapi.json", openapi_handler)
     app.router.add_routes(api_routes)
     app.router.add_routes(artifact_routes)
+    app.router.add_routes(web_routes)
     return app
