@@ -35,8 +35,9 @@ def main() -> int:
             f"API {URL}/api/v1/jobs\n  try: curl {URL}/ping/nightly-backup/start\n",
             flush=True,
         )
-        jobs = subprocess.Popen([sys.executable, str(HERE / "run_jobs.py")],
-                                env={**os.environ, "JOBPULSE_URL": URL})
+        jobs = subprocess.Popen(
+            [sys.executable, str(HERE / "run_jobs.py")], env={**os.environ, "JOBPULSE_URL": URL}
+        )
         try:
             return jobs.wait()
         except KeyboardInterrupt:

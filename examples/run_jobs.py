@@ -1,97 +1,67 @@
 """Example jobs reporting to a jobpulse sidecar (JOBPULSE_URL, default http://127.0.0.1:8484).
 
-Runs until Ctrl-C. Each job is a plain function with the jobpulse decorator; a tiny loop plays
-the scheduler (examples/apscheduler_app.py shows the same with APScheduler).
+Runs until Ctrl-C (or SIGTERM). A BlockingScheduler runs the jobs and the APScheduler
+integration reports them: each job under its job id, its trigger declared as its schedule, each
+run with the slot it was scheduled for (examples/jobpulse.yaml configures the same jobs).
 """
 
 from __future__ import annotations
 
 import random
 import signal
-import threading
 import time
-from collections.abc import Callable
-from datetime import UTC, datetime
+from typing import Any
 
-from cronsim import CronSim
+from apscheduler.schedulers.blocking import BlockingScheduler
 
-from jobpulse.instrumentation import get_client, monitor
+from jobpulse.instrumentation import get_client
+from jobpulse.instrumentation.apscheduler import instrument, progress, uninstrument
+
+scheduler = BlockingScheduler(timezone="UTC")
 
 
-@monitor("sync-users", every="20s")
 def sync_users() -> int:
     time.sleep(random.uniform(0.2, 1.5))
     return random.randint(10, 500)
 
 
-@monitor("refresh-cache", schedule="* * * * *")
 def refresh_cache() -> None:
     time.sleep(random.uniform(0.1, 0.6))
 
 
-@monitor("import-invoices", schedule="*/2 * * * *")
 def import_invoices() -> None:
     time.sleep(random.uniform(0.5, 2.0))
     if random.random() < 0.3:
         raise ConnectionError("invoice API answered 503 Service Unavailable")
 
 
-search_index = monitor("rebuild-search-index", schedule="*/3 * * * *")
-
-
 def rebuild_search_index() -> None:
-    # The context-manager form hands out the run, for progress heartbeats.
-    with search_index as run:
-        for batch in range(5):
-            time.sleep(random.uniform(0.5, 1.0))
-            run.progress(message=f"indexed batch {batch + 1}/5", count=(batch + 1) * 1000)
-
-
-def cron_times(expr: str) -> Callable[[], float]:
-    it = CronSim(expr, datetime.now(UTC))
-    return lambda: next(it).timestamp()
-
-
-def every(seconds: float) -> Callable[[], float]:
-    state = {"next": time.time()}
-
-    def nxt() -> float:
-        state["next"] += seconds
-        return state["next"]
-
-    return nxt
+    # A long job: progress heartbeats keep it from going stale (heartbeat_timeout: 1m).
+    for batch in range(5):
+        time.sleep(random.uniform(0.5, 1.0))
+        message = f"indexed batch {batch + 1}/5"
+        progress(scheduler, "rebuild-search-index", message, count=(batch + 1) * 1000)
 
 
 def main() -> None:
-    stop = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: stop.set())
-    plan: list[tuple[Callable[[], object], Callable[[], float]]] = [
-        (sync_users, every(20)),
-        (refresh_cache, cron_times("* * * * *")),
-        (import_invoices, cron_times("*/2 * * * *")),
-        (rebuild_search_index, cron_times("*/3 * * * *")),
-    ]
-    due = [(nxt(), i) for i, (_, nxt) in enumerate(plan)]
+    scheduler.add_job(sync_users, "interval", seconds=20, id="sync-users")
+    scheduler.add_job(refresh_cache, "cron", minute="*", id="refresh-cache")
+    scheduler.add_job(import_invoices, "cron", minute="*/2", id="import-invoices")
+    scheduler.add_job(rebuild_search_index, "cron", minute="*/3", id="rebuild-search-index")
+    instrument(scheduler)
+
+    def stop(*_: Any) -> None:
+        scheduler.shutdown(wait=False)
+
+    signal.signal(signal.SIGTERM, stop)
     print("example jobs running; Ctrl-C to stop", flush=True)
     try:
-        while not stop.is_set():
-            due.sort()
-            when, index = due[0]
-            if stop.wait(max(0.0, when - time.time())):
-                break
-            job, nxt = plan[index]
-            threading.Thread(target=_run, args=(job,), daemon=True).start()
-            due[0] = (nxt(), index)
+        scheduler.start()
     except KeyboardInterrupt:
         pass
-    get_client().flush(2.0)
-
-
-def _run(job: Callable[[], object]) -> None:
-    try:
-        job()
-    except ConnectionError as exc:
-        print(f"{job.__name__} failed: {exc}", flush=True)
+    finally:
+        uninstrument(scheduler)
+        get_client().flush(2.0)
 
 
 if __name__ == "__main__":

@@ -10,7 +10,9 @@ derives from the built-in exception a caller would naturally catch::
      ├── InvalidDuration      (ValueError)   not seconds or `1h30m`-style text
      ├── InvalidJobConfig     (ValueError)   a job field with a bad value (names job and field)
      ├── InvalidEvent         (ValueError)   a heartbeat event field with a bad value
-     └── ConfigError          (ValueError)   the sidecar's configuration file or settings
+     ├── ConfigError          (ValueError)   the sidecar's configuration file or settings
+     ├── UnsupportedSchedule  (ValueError)   a scheduler's trigger no jobpulse schedule expresses
+     └── AlreadyInstrumented  (RuntimeError) an integration's instrument() called twice
 
 Messages name the offending value and say what would be accepted.
 """
@@ -18,6 +20,7 @@ Messages name the offending value and say what would be accepted.
 from __future__ import annotations
 
 __all__ = [
+    "AlreadyInstrumented",
     "ConfigError",
     "InvalidDuration",
     "InvalidEvent",
@@ -26,6 +29,7 @@ __all__ = [
     "InvalidSchedule",
     "InvalidTimezone",
     "JobpulseError",
+    "UnsupportedSchedule",
 ]
 
 
@@ -69,3 +73,12 @@ class InvalidEvent(JobpulseError, ValueError):
 
 class ConfigError(JobpulseError, ValueError):
     """The sidecar's configuration (file, flags or JOBPULSE_* variables) is invalid."""
+
+
+class UnsupportedSchedule(JobpulseError, ValueError):
+    """A scheduler's trigger or schedule that no jobpulse schedule expresses; the job is
+    registered unscheduled."""
+
+
+class AlreadyInstrumented(JobpulseError, RuntimeError):
+    """An integration's ``instrument()`` was called twice for the same scheduler or app."""

@@ -23,6 +23,7 @@ from .errors import error_middleware, json_error
 from .ingest import events_handler, ping_handler
 from .keys import AUTH, SIDECAR
 from .openapi import openapi_handler
+from .otlp import otlp_handler
 from .service import Sidecar
 from .settings import Settings
 from .web import routes as web_routes
@@ -123,6 +124,7 @@ def create_app(
     app.cleanup_ctx.append(lifecycle)
     app.router.add_post("/api/v1/events", events_handler)
     app.router.add_route("*", "/ping/{tail:.*}", ping_handler)
+    app.router.add_post("/v1/traces", otlp_handler)
     app.router.add_get("/metrics", metrics_handler)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)

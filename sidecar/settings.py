@@ -110,6 +110,12 @@ class Settings:
         "Auto-registered jobs silent this long are removed.",
         "duration",
     )
+    otlp_timer_spans: bool = _f(
+        False,
+        "JOBPULSE_OTLP_TIMER_SPANS",
+        "Also turn OTLP spans with faas.trigger=timer but no jobpulse.job.name into runs, named by the span name.",
+        "bool",
+    )
     runbook_url: str = _f(
         "https://github.com/jobpulse/jobpulse/blob/main/docs/runbooks.md",
         "JOBPULSE_RUNBOOK_URL",

@@ -62,6 +62,8 @@ class Writer:
         self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
         self._thread: threading.Thread | None = None
         self._on_commit = on_commit
+        self._lock = threading.Lock()
+        self._stopped = False
         self.healthy = True
 
     def start(self) -> None:
@@ -69,14 +71,28 @@ class Writer:
         self._thread.start()
 
     def stop(self) -> None:
+        """Commit what was submitted before the stop; refuse what comes after it."""
+        with self._lock:
+            self._stopped = True
         if self._thread is not None:
             self._queue.put(_STOP)
             self._thread.join(timeout=30)
             self._thread = None
+        while True:  # anything that raced the stop: fail it now rather than leave it waiting
+            try:
+                item = self._queue.get_nowait()
+            except queue.Empty:
+                return
+            if item is not _STOP:
+                item[1].set_exception(StoreUnavailable("the sidecar is stopping"))
 
     def submit(self, work: Callable[[Tx], T]) -> Future[T]:
         fut: Future[T] = Future()
-        self._queue.put((work, fut))
+        with self._lock:
+            if self._stopped:
+                fut.set_exception(StoreUnavailable("the sidecar is stopping"))
+                return fut
+            self._queue.put((work, fut))
         return fut
 
     async def run(self, work: Callable[[Tx], T]) -> T:

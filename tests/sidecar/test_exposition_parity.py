@@ -1,0 +1,68 @@
+"""jobpulse's cached /metrics renderer parses to exactly the samples prometheus_client renders
+for the same values (bench/reference.py's collector, the /metrics benchmark's baseline), for a
+few hundred jobs with awkward label values."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client.parser import text_string_to_metric_families
+
+from bench.population import insert_jobs, job_rows
+from bench.reference import ReferenceCollector, snapshot
+from tests.sidecar.harness import T0, Harness
+
+AWKWARD = {
+    "team": 'quote " backslash \\ newline \n end',
+    "owner": "ünïcödé — ☃ / tab\there",
+    "path": 'C:\\temp\\n\\"x"',
+    "empty_ish": " ",
+}
+CONFIG = """
+jobs:
+  - name: nightly.report
+    schedule: "30 2 * * 1-5"
+    timezone: Europe/Paris
+    labels: {team: 'a "b" \\\\ c', tier: "x\\ny"}
+  - name: every-five
+    every: 5m
+  - name: with_seconds
+    schedule: "*/10 * * * * *"
+"""
+
+
+def _samples(text: str) -> dict[tuple[str, str, tuple[tuple[str, str], ...]], float]:
+    out = {}
+    for family in text_string_to_metric_families(text):
+        for s in family.samples:
+            key = (family.name, s.name, tuple(sorted(s.labels.items())))
+            assert key not in out, f"duplicate sample {key}"
+            out[key] = s.value
+    return out
+
+
+def test_cached_rendering_parses_like_prometheus_client(tmp_path: Any) -> None:
+    h = Harness(f"sqlite:///{tmp_path}/parity.db", CONFIG, start=T0, job_cap=1000)
+    try:
+        engine = h.sidecar.store.engine
+        insert_jobs(engine, job_rows(150, T0, prefix="hist", labels=AWKWARD), T0)
+        insert_jobs(engine, job_rows(150, T0, prefix="bare", history=False), T0, rollups=False)
+        h.move(T0 + 3 * 3600)  # the configured jobs get missed slots, states and rollups
+        cache = h.sidecar.cache
+        cache.refresh()
+        ours = cache.render().decode()
+        registry = CollectorRegistry(auto_describe=False)
+        registry.register(ReferenceCollector(snapshot(h.sidecar, h.clock.now())))
+        theirs = generate_latest(registry).decode()
+    finally:
+        h.close()
+    a, b = _samples(ours), _samples(theirs)
+    assert len(a) > 300 * 30
+    assert set(a) == set(b)
+    assert a == b
+    # The same families, in the same order, each under one header.
+    assert [f.name for f in text_string_to_metric_families(ours)] == [
+        f.name for f in text_string_to_metric_families(theirs)
+    ]
+    assert 'team="quote \\" backslash \\\\ newline \\n end"' in ours
