@@ -70,12 +70,7 @@ class Schedule:
 
     def next_after(self, t: float) -> float | None:
         """The first slot strictly after ``t`` (cron only)."""
-        # cronsim drops sub-second precision and then ticks forward, so starting from
-        # floor(t) yields slots > floor(t); skip any that are not > t.
-        for s in self._iter(math.floor(t)):
-            if s > t:
-                return s
-        return None  # pragma: no cover
+        return _next_after(self, t)
 
     def at_or_after(self, t: float) -> float | None:
         return self.next_after(math.ceil(t) - 1)
@@ -101,6 +96,17 @@ class Schedule:
             return self.every
         nxt = self.next_after(s)
         return (nxt - s) if nxt is not None else _HORIZON
+
+
+@lru_cache(maxsize=65536)
+def _next_after(schedule: Schedule, t: float) -> float | None:
+    # Memoised: slots repeat across events (a slot's period, grace and early tolerance are
+    # asked for by every run near it). cronsim drops sub-second precision and then ticks
+    # forward, so starting from floor(t) yields slots > floor(t); skip any that are not > t.
+    for s in schedule._iter(math.floor(t)):
+        if s > t:
+            return s
+    return None  # pragma: no cover
 
 
 @lru_cache(maxsize=4096)

@@ -156,13 +156,13 @@ class Sidecar:
             now = self.clock.now() if at is None else at
             result = IngestResult()
             for index, ev in enumerate(events):
+                # The engine rejects an event before writing anything for it, so events need
+                # no savepoint of their own; the writer gives the request one.
                 try:
-                    with tx.session.begin_nested():
-                        applied: Applied = self.engine.apply(
-                            tx, ev, now, create=create, pair_latest=pair_latest
-                        )
+                    applied: Applied = self.engine.apply(
+                        tx, ev, now, create=create, pair_latest=pair_latest
+                    )
                 except Rejected as exc:
-                    tx.reset_cache()
                     result.rejected.append(
                         {"index": index, "field": exc.field, "reason": exc.reason, "code": exc.code}
                     )

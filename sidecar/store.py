@@ -15,7 +15,7 @@ from contextlib import contextmanager
 from typing import Any
 
 from sqlalchemy import Engine as SAEngine
-from sqlalchemy import create_engine, event, func, insert, select
+from sqlalchemy import create_engine, event, func, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
@@ -172,19 +172,12 @@ class Tx:
     def claim_event(
         self, job_id: int, run_id: str, etype: str, key_ts: float, now: float, message: str | None
     ) -> bool:
-        """Record the event's idempotency key; False if it was already there."""
-        exists = self.session.scalar(
-            select(EventKey.id).where(
-                EventKey.job_id == job_id,
-                EventKey.run_id == run_id,
-                EventKey.type == etype,
-                EventKey.key_ts == key_ts,
-            )
-        )
-        if exists is not None:
-            return False
-        self.session.execute(
-            insert(EventKey).values(
+        """Record the event's idempotency key; False if it was already there. One statement:
+        the unique key decides, so two writers racing on the same event cannot both win."""
+        dialect = postgresql if self.locking else sqlite
+        result = self.session.execute(
+            dialect.insert(EventKey)
+            .values(
                 job_id=job_id,
                 run_id=run_id,
                 type=etype,
@@ -192,8 +185,9 @@ class Tx:
                 received_at=now,
                 message=message if etype in ("log", "progress") else None,
             )
+            .on_conflict_do_nothing()
         )
-        return True
+        return bool(getattr(result, "rowcount", 0))
 
     # slots
     def slot(self, job_id: int, slot: float) -> Slot | None:
