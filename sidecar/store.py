@@ -186,8 +186,9 @@ class Tx:
                 message=message if etype in ("log", "progress") else None,
             )
             .on_conflict_do_nothing()
+            .returning(EventKey.id)
         )
-        return bool(getattr(result, "rowcount", 0))
+        return result.first() is not None
 
     # slots
     def slot(self, job_id: int, slot: float) -> Slot | None:
