@@ -155,8 +155,9 @@ class Run:
             self._ctx.report("sending start", exc)
 
     def activate(self) -> None:
-        """Make the run's span current (until :meth:`deactivate`)."""
-        if self._span is None or self._token is not None:
+        """Make the run's span current (until :meth:`deactivate`). A span with no valid
+        context (no OpenTelemetry SDK configured) would change nothing for the job's code."""
+        if self._span is None or self._token is not None or self._trace_ids[0] is None:
             return
         try:
             self._token = otel_context.attach(trace.set_span_in_context(self._span))

@@ -67,24 +67,26 @@ class Telemetry:
         scheduled_for: float | None,
         function: str | None,
     ) -> Span:
-        attributes: dict[str, str] = {
-            "faas.trigger": "timer",
-            "faas.time": format_ts(scheduled_for if scheduled_for is not None else start),
-            "jobpulse.job.name": self.job,
-            "jobpulse.run.id": run_id,
-        }
-        if self.schedule:
-            attributes["faas.cron"] = self.schedule
-        if function:
-            attributes["code.function.name"] = function
-        return self.tracer.start_span(
+        span = self.tracer.start_span(
             self.job,
             kind=SpanKind.INTERNAL,
-            attributes=attributes,
             start_time=int(start * 1e9),
             record_exception=False,
             set_status_on_exception=False,
         )
+        if span.is_recording():  # with no SDK configured, attributes would be thrown away
+            attributes: dict[str, str] = {
+                "faas.trigger": "timer",
+                "faas.time": format_ts(scheduled_for if scheduled_for is not None else start),
+                "jobpulse.job.name": self.job,
+                "jobpulse.run.id": run_id,
+            }
+            if self.schedule:
+                attributes["faas.cron"] = self.schedule
+            if function:
+                attributes["code.function.name"] = function
+            span.set_attributes(attributes)
+        return span
 
     def finish(
         self,

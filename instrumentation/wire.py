@@ -76,9 +76,12 @@ class Limits:
 DEFAULT_LIMITS: Final = Limits()
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Event:
-    """One validated heartbeat event."""
+    """One validated heartbeat event. Treat it as a value: nothing changes an event after it
+    is built (use :func:`dataclasses.replace`). It is not a frozen dataclass because frozen
+    construction sets every field through ``object.__setattr__``, which doubled the cost of an
+    event on the decorator's path (see docs/benchmarks.md)."""
 
     type: str
     job: str
