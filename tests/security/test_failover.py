@@ -66,7 +66,7 @@ def test_leader_killed_mid_run_the_other_takes_over(pg_url: str, tmp_path: Path)
             slot = math.ceil(time.time() / 2) * 2
             time.sleep(max(0.0, slot - time.time()) + 0.05)
             n += 1
-            if n % 4 == 0:
+            if n % 3 == 0:
                 skipped.append(slot)  # no run for this slot: it must be missed
                 continue
             rid = uuid.uuid4().hex
@@ -142,4 +142,6 @@ def test_leader_killed_mid_run_the_other_takes_over(pg_url: str, tmp_path: Path)
     assert missed_total is not None and missed_total[0] == sum(
         1 for st, _ in status.values() if st == "missed"
     )
-    assert len(expected_missed) >= 2  # the scenario did skip slots
+    # the scenario did skip slots (how many fall between the first and last run depends on how
+    # promptly the sender thread ran on a loaded machine; one is enough to prove the point)
+    assert len(expected_missed) >= 1
