@@ -24,7 +24,7 @@ from .rollup import WINDOWS, stats_from_rows, window_start
 from .service import Sidecar
 from .store import Tx
 from .tables import Flip, Job, Rollup, Run, Slot
-from .views import flip_view, job_view, run_view, slot_view
+from .views import flip_view, full_job_view, run_view, slot_view
 
 __all__ = ["routes"]
 
@@ -34,13 +34,7 @@ OUTCOME_FILTERS = ("running", "success", "failure", "retry", "timeout", "cancell
 
 
 async def _read(request: web.Request, fn: Callable[[Sidecar, Session], T]) -> T:
-    sidecar = request.app[SIDECAR]
-
-    def run() -> T:
-        with sidecar.store.session() as session:
-            return fn(sidecar, session)
-
-    return await asyncio.to_thread(run)
+    return await request.app[SIDECAR].read(fn)
 
 
 def _job_name(request: web.Request) -> str:
@@ -52,29 +46,6 @@ def _job_name(request: web.Request) -> str:
 
 def _not_found(name: str) -> web.Response:
     return json_error(404, "unknown job", f"no job named {name!r}")
-
-
-def _next_expected(sidecar: Sidecar, session: Session, job: Job) -> float | None:
-    return sidecar.cache._next_expected(session, job)
-
-
-def _ratios_24h(session: Session, job_id: int, now: float) -> dict[str, float | None]:
-    rows = session.scalars(
-        select(Rollup).where(Rollup.job_id == job_id, Rollup.hour >= window_start("24h", now))
-    )
-    st = stats_from_rows(rows)
-    return {"success": st.success_ratio, "miss": st.miss_ratio}
-
-
-def _full_job(sidecar: Sidecar, session: Session, job: Job) -> dict[str, Any]:
-    now = sidecar.clock.now()
-    return job_view(
-        sidecar.engine,
-        job,
-        now=now,
-        next_expected=_next_expected(sidecar, session, job),
-        ratios=_ratios_24h(session, job.id, now),
-    )
 
 
 @routes.get("/api/v1/jobs")
@@ -100,7 +71,7 @@ async def list_jobs(request: web.Request) -> web.Response:
         for job in session.scalars(query):
             labels = sidecar.engine.config(job).labels
             if all(labels.get(k) == v for k, v in label_filters):
-                out.append(_full_job(sidecar, session, job))
+                out.append(full_job_view(sidecar, session, job))
         return out
 
     return web.json_response({"jobs": await _read(request, fn)})
@@ -116,7 +87,7 @@ async def _job_response(request: web.Request) -> web.Response:
 
     def fn(sidecar: Sidecar, session: Session) -> dict[str, Any] | None:
         job = session.scalars(select(Job).where(Job.name == name)).first()
-        return _full_job(sidecar, session, job) if job is not None else None
+        return full_job_view(sidecar, session, job) if job is not None else None
 
     view = await _read(request, fn)
     return web.json_response(view) if view is not None else _not_found(name)

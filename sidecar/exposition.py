@@ -125,7 +125,7 @@ class MetricsCache:
                 if job.removed:
                     self._entries.pop(job.id, None)
                     continue
-                nxt = self._next_expected(session, job, filled=job.id in filled)
+                nxt = self.next_expected(session, job, filled=job.id in filled)
                 self._entries[job.id] = _Entry(
                     self._render(job, ratios.get(job.id), nxt, now), job.state
                 )
@@ -179,7 +179,7 @@ class MetricsCache:
             out.update(session.scalars(query.where(Job.id.in_(ids[i : i + 500]))))
         return out
 
-    def _next_expected(self, session: Any, job: Job, *, filled: bool | None = None) -> float | None:
+    def next_expected(self, session: Any, job: Job, *, filled: bool | None = None) -> float | None:
         """``filled``: whether the cursor's slot has a record, when the caller knows."""
         if job.cursor is None or job.removed or job.state == "paused":
             return None

@@ -8,11 +8,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy import select
+from sqlalchemy.orm import Session
 
 from jobpulse.instrumentation.wire import Event
 
@@ -32,6 +33,7 @@ from .writer import Writer
 __all__ = ["IngestResult", "Sidecar"]
 
 log = logging.getLogger("jobpulse.sidecar")
+T = TypeVar("T")
 DUE_BATCH = 500
 
 
@@ -129,6 +131,15 @@ class Sidecar:
         report = self.writer.run_sync(work)
         self._wake.set()
         return report
+
+    async def read(self, fn: Callable[[Sidecar, Session], T]) -> T:
+        """Run a read-only query function in a worker thread with its own session."""
+
+        def run() -> T:
+            with self.store.session() as session:
+                return fn(self, session)
+
+        return await asyncio.to_thread(run)
 
     # ---------------------------------------------------------------- ingest
     def ingest_sync(

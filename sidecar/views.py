@@ -2,15 +2,23 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+from sqlalchemy import select
 
 from jobpulse.instrumentation.wire import format_ts
 
 from .engine import Engine
 from .jobconfig import merge_fields
-from .tables import Flip, Job, Run, Slot
+from .rollup import stats_from_rows, window_start
+from .tables import Flip, Job, Rollup, Run, Slot
 
-__all__ = ["flip_view", "job_view", "run_view", "slot_view", "ts"]
+if TYPE_CHECKING:
+    from sqlalchemy.orm import Session
+
+    from .service import Sidecar
+
+__all__ = ["flip_view", "full_job_view", "job_view", "run_view", "slot_view", "ts"]
 
 
 def ts(value: float | None) -> str | None:
@@ -106,3 +114,20 @@ def slot_view(slot: Slot) -> dict[str, Any]:
 
 def flip_view(flip: Flip) -> dict[str, Any]:
     return {"at": ts(flip.at), "from": flip.from_state, "to": flip.to_state, "reason": flip.reason}
+
+
+def full_job_view(sidecar: Sidecar, session: Session, job: Job) -> dict[str, Any]:
+    """A job as ``GET /api/v1/jobs/{job}`` and the status page show it: with its next expected
+    run and its 24-hour ratios."""
+    now = sidecar.clock.now()
+    rows = session.scalars(
+        select(Rollup).where(Rollup.job_id == job.id, Rollup.hour >= window_start("24h", now))
+    )
+    st = stats_from_rows(rows)
+    return job_view(
+        sidecar.engine,
+        job,
+        now=now,
+        next_expected=sidecar.cache.next_expected(session, job),
+        ratios={"success": st.success_ratio, "miss": st.miss_ratio},
+    )

@@ -1,6 +1,6 @@
 """What the status pages show, read from the store in one session (called in a thread).
 
-Jobs are the API's own views (``api._full_job``), so the pages and ``/api/v1/jobs`` never
+Jobs are the API's own views (``views.full_job_view``), so the pages and ``/api/v1/jobs`` never
 disagree; the page adds the fleet's counts by state, and for one job its effective
 configuration with the source of each field, recent runs, missed slots, flips and 24 h stats.
 """
@@ -17,12 +17,11 @@ from sqlalchemy.orm import Session
 from jobpulse.instrumentation.spec import JOB_FIELDS, format_duration
 from jobpulse.instrumentation.wire import parse_ts
 
-from ..api import _full_job
 from ..jobconfig import JobConfig
 from ..rollup import stats_from_rows, window_start
 from ..service import Sidecar
 from ..tables import Flip, Job, Rollup, Run, Slot
-from ..views import flip_view, run_view, slot_view
+from ..views import flip_view, full_job_view, run_view, slot_view
 from .markup import STATES
 
 __all__ = ["ConfigRow", "Filters", "Fleet", "JobDetail", "read_fleet", "read_job"]
@@ -81,7 +80,7 @@ def read_fleet(sidecar: Sidecar, session: Session, filters: Filters) -> Fleet:
     for job in session.scalars(query):
         labels = sidecar.engine.config(job).labels
         if all(labels.get(k) == v for k, v in filters.labels):
-            jobs.append(_full_job(sidecar, session, job))
+            jobs.append(full_job_view(sidecar, session, job))
     jobs.sort(key=lambda j: (STATES.index(j["state"]) if j["state"] in STATES else 9, j["name"]))
     return Fleet(now=sidecar.clock.now(), jobs=jobs, counts=counts)
 
@@ -91,7 +90,7 @@ def read_job(sidecar: Sidecar, session: Session, name: str) -> JobDetail | None:
     if job is None:
         return None
     now = sidecar.clock.now()
-    view = _full_job(sidecar, session, job)
+    view = full_job_view(sidecar, session, job)
     runs = session.scalars(
         select(Run)
         .where(Run.job_id == job.id)

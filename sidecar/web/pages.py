@@ -6,7 +6,6 @@
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Callable, Mapping
 from typing import TypeVar
 
@@ -31,13 +30,7 @@ REFRESH_RANGE = (5, 3600)
 
 
 async def _read(request: web.Request, fn: Callable[[Sidecar, Session], T]) -> T:
-    sidecar = request.app[SIDECAR]
-
-    def run() -> T:
-        with sidecar.store.session() as session:
-            return fn(sidecar, session)
-
-    return await asyncio.to_thread(run)
+    return await request.app[SIDECAR].read(fn)
 
 
 def parse_filters(query: Mapping[str, str], labels: list[str]) -> tuple[Filters, int | None]:
