@@ -53,6 +53,7 @@ def serve(args: argparse.Namespace) -> int:
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
+    logging.getLogger("alembic").setLevel(logging.WARNING)  # one line per migration step
     try:
         settings, file_cfg = _settings(args)
     except ConfigError as exc:
