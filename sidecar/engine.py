@@ -342,11 +342,11 @@ class Engine:
         max_runtime = cfg.max_runtime_at(
             anchor if anchor is not None else (ts if cfg.schedule.kind == "every" else None)
         )
-        # A start delivered late (spooled) gets a short allowance for its finish to arrive
-        # before it can be closed as timed out.
-        run.deadline = (
-            max(ts + max_runtime, now + DELIVERY_ALLOWANCE) if max_runtime is not None else None
-        )
+        run.deadline = ts + max_runtime if max_runtime is not None else None
+        if run.deadline is not None and run.deadline <= now:
+            # Delivered after its max_runtime had passed (a spooled start): give its finish,
+            # which may come in the next request, a moment before closing it as timed out.
+            run.deadline = now + DELIVERY_ALLOWANCE
         job.last_start_at = max(job.last_start_at or ts, ts)
 
     def _on_finish(self, tx: Tx, job: Job, cfg: JobConfig, a: _Arrival) -> None:

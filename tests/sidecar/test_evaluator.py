@@ -518,3 +518,25 @@ def test_auto_registered_job_fills_its_first_runs_slot(h: Harness) -> None:
     assert run.slot == T0  # the slot before the job existed is filled, never missed
     h.move(T0 + 330.5)
     assert h.missed("fresh") == [T0 + 300]
+
+
+def test_short_jobs_time_out_at_max_runtime_not_after_a_delivery_allowance(
+    tmp_path: object,
+) -> None:
+    cfg = 'jobs:\n  - name: quick\n    schedule: "*/15 * * * * *"\n'
+    h = Harness(f"sqlite:///{tmp_path}/s.db", cfg, start=T0 - 5)
+    try:
+        h.send("start", "quick", ts=T0 + 1, run_id="q")  # delivered at once
+        h.move(T0 + 1 + 13.5 + 0.01)  # 90% of the 15 s period
+        assert h.runs("quick")[0].outcome == "timeout"
+    finally:
+        h.close()
+
+
+def test_a_spooled_start_waits_for_its_finish(h: Harness) -> None:
+    h.move(T0 + 3600)
+    h.send("start", "five", ts=T0 + 1, run_id="old", sent_at=T0 + 3600)
+    h.move(T0 + 3600 + 30)  # its max_runtime passed long ago; the finish is on its way
+    assert h.runs("five")[0].outcome == "running"
+    h.send("success", "five", ts=T0 + 20, run_id="old", duration=19)
+    assert h.runs("five")[0].outcome == "success"
