@@ -190,10 +190,16 @@ class Engine:
         self._set_state(tx, job, "paused", None, now)
 
     def _resume(self, tx: Tx, job: Job, now: float) -> None:
-        # Slots that passed while paused are never missed: evaluation restarts now.
-        self._restart_cursor(job, self.config(job), now)
+        # Slots that passed while paused are never missed: evaluation restarts now. Runs kept
+        # being recorded while paused, so the thresholds apply to the streaks they left.
+        cfg = self.config(job)
+        self._restart_cursor(job, cfg, now)
         back = job.resume_state or "new"
-        self._set_state(tx, job, back, job.reason if back == "down" else None, now)
+        if back != "down" and job.bad_streak >= cfg.failure_threshold:
+            back = "down"
+        elif back == "down" and job.good_streak >= cfg.recovery_threshold:
+            back = "up"
+        self._set_state(tx, job, back, (job.reason or "failed") if back == "down" else None, now)
         job.resume_state = None
 
     # ------------------------------------------------------------------ events
@@ -594,10 +600,8 @@ class Engine:
     ) -> None:
         job.bad_streak += count
         job.good_streak = 0
-        if job.state == "paused":
-            return
-        if job.state == "down":
-            job.reason = reason
+        if job.state in ("paused", "down"):
+            job.reason = reason  # the latest bad outcome (a paused job resumes down with it)
         elif job.bad_streak >= cfg.failure_threshold:
             self._set_state(tx, job, "down", reason, at)
 

@@ -540,3 +540,16 @@ def test_a_spooled_start_waits_for_its_finish(h: Harness) -> None:
     assert h.runs("five")[0].outcome == "running"
     h.send("success", "five", ts=T0 + 20, run_id="old", duration=19)
     assert h.runs("five")[0].outcome == "success"
+
+
+def test_runs_recorded_while_paused_count_when_resumed(h: Harness) -> None:
+    h.run("five", T0, 1)
+    with h.sidecar.store.transaction() as tx:
+        h.sidecar.engine.pause(tx, tx.job("five"), h.clock.now())
+    h.run("five", T0 + 300, 1, outcome="failure")  # recorded while paused
+    assert h.job("five").state == "paused"
+    with h.sidecar.store.transaction() as tx:
+        h.sidecar.engine.resume(tx, tx.job("five"), h.clock.now())
+    job = h.job("five")
+    assert job.state == "down"
+    assert job.reason == "failed"
