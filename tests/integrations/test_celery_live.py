@@ -135,6 +135,29 @@ def test_outcomes_retries_and_failures(served: tuple[LiveSidecar, HeartbeatClien
     assert live.metric(metric.replace("hopeless", "flaky") % "success") == 1
 
 
+@app.task(name="jp-test.never")
+def never() -> None:
+    raise AssertionError("an expired task must not run")
+
+
+def test_revoked_task_is_cancelled_not_failed(
+    served: tuple[LiveSidecar, HeartbeatClient],
+) -> None:
+    live, client = served
+    # an already-expired message: the worker revokes it instead of running it
+    result = never.apply_async(expires=-1)
+    deadline = time.monotonic() + 10
+    while result.state != "REVOKED":
+        assert time.monotonic() < deadline, f"the task is {result.state}, not revoked"
+        time.sleep(0.1)
+    job = _job(live, client, "jp-test.never", 1)
+    assert job["runs"]["cancelled"] == 1
+    assert job["runs"]["failure"] == 0
+    assert job["state"] != "down"
+    [run] = live.runs("jp-test.never")
+    assert run["outcome"] == "cancelled"
+
+
 def test_beat_declares_entries_and_stamps_the_slot(
     served: tuple[LiveSidecar, HeartbeatClient],
 ) -> None:
