@@ -16,7 +16,7 @@ from jobpulse.instrumentation.errors import (
     InvalidSchedule,
 )
 from jobpulse.instrumentation.spec import JOB_FIELDS, check_cron, parse_duration, parse_job_fields
-from jobpulse.instrumentation.wire import Event, Limits, event_to_wire, parse_event
+from jobpulse.instrumentation.wire import KNOWN_FIELDS, Event, Limits, event_to_wire, parse_event
 
 # JSON as json.loads produces it: lone surrogates, huge integers and NaN included.
 scalars = (
@@ -37,30 +37,7 @@ json_values = st.recursive(
 TIMES = st.sampled_from(
     ["2026-11-23T10:00:00Z", "0001-01-01T00:00:00+01:00", "9999-12-31T23:59:59-14:00", "x"]
 )
-FIELD_NAMES = [
-    "v",
-    "type",
-    "job",
-    "run_id",
-    "ts",
-    "scheduled_for",
-    "attempt",
-    "will_retry",
-    "duration",
-    "exit_code",
-    "error_type",
-    "error_message",
-    "count",
-    "host",
-    "pid",
-    "trace_id",
-    "span_id",
-    "metadata",
-    "sent_at",
-    "reason",
-    "job_config",
-    "message",
-]
+FIELD_NAMES = sorted(KNOWN_FIELDS)  # every field the wire format knows
 VALID = {"type": "success", "job": "nightly", "run_id": "r1", "ts": "2026-11-23T10:00:00Z"}
 
 
