@@ -24,7 +24,7 @@ from .rollup import WINDOWS, stats_from_rows, window_start
 from .service import Sidecar
 from .store import Tx
 from .tables import Flip, Job, Rollup, Run, Slot
-from .views import flip_view, full_job_view, run_view, slot_view
+from .views import flip_view, full_job_view, full_job_views, run_view, slot_view
 
 __all__ = ["routes"]
 
@@ -67,12 +67,12 @@ async def list_jobs(request: web.Request) -> web.Response:
             query = query.where(Job.state == state)
         if not include_removed:
             query = query.where(Job.removed.is_(False))
-        out = []
-        for job in session.scalars(query):
-            labels = sidecar.engine.config(job).labels
-            if all(labels.get(k) == v for k, v in label_filters):
-                out.append(full_job_view(sidecar, session, job))
-        return out
+        chosen = [
+            job
+            for job in session.scalars(query)
+            if all(sidecar.engine.config(job).labels.get(k) == v for k, v in label_filters)
+        ]
+        return full_job_views(sidecar, session, chosen)
 
     return web.json_response({"jobs": await _read(request, fn)})
 

@@ -119,8 +119,8 @@ class MetricsCache:
             if full:
                 self._entries = {}
             ids = [j.id for j in jobs] if not full else None
-            ratios = self._ratios(session, ids, now)
-            filled = self._filled_cursors(session, ids)
+            ratios = self.ratios(session, ids, now)
+            filled = self.filled_cursors(session, ids)
             for job in jobs:
                 if job.removed:
                     self._entries.pop(job.id, None)
@@ -137,7 +137,9 @@ class MetricsCache:
         self._watermark = now
         self._hour = hour_of(now)
 
-    def _ratios(self, session: Any, ids: list[int] | None, now: float) -> dict[int, dict[str, Any]]:
+    def ratios(self, session: Any, ids: list[int] | None, now: float) -> dict[int, dict[str, Any]]:
+        """(success ratio, miss ratio) per window for ``ids`` (all jobs: None), from rollups in
+        one grouped query per 500 jobs; a window with nothing in it gives None."""
         cols = []
         for window in WINDOWS:
             start = window_start(window, now)
@@ -168,7 +170,7 @@ class MetricsCache:
                 out[row[0]] = per
         return out
 
-    def _filled_cursors(self, session: Any, ids: list[int] | None) -> set[int]:
+    def filled_cursors(self, session: Any, ids: list[int] | None) -> set[int]:
         """Jobs whose cursor slot already has a record: one joined query (per 500 ids)
         instead of one query per job."""
         query = select(Slot.job_id).join(Job, and_(Slot.job_id == Job.id, Slot.slot == Job.cursor))

@@ -4,21 +4,26 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import select
-
 from jobpulse.instrumentation.wire import format_ts
 
 from .engine import Engine
 from .jobconfig import merge_fields
-from .rollup import stats_from_rows, window_start
-from .tables import Flip, Job, Rollup, Run, Slot
+from .tables import Flip, Job, Run, Slot
 
 if TYPE_CHECKING:
     from sqlalchemy.orm import Session
 
     from .service import Sidecar
 
-__all__ = ["flip_view", "full_job_view", "job_view", "run_view", "slot_view", "ts"]
+__all__ = [
+    "flip_view",
+    "full_job_view",
+    "full_job_views",
+    "job_view",
+    "run_view",
+    "slot_view",
+    "ts",
+]
 
 
 def ts(value: float | None) -> str | None:
@@ -116,18 +121,28 @@ def flip_view(flip: Flip) -> dict[str, Any]:
     return {"at": ts(flip.at), "from": flip.from_state, "to": flip.to_state, "reason": flip.reason}
 
 
-def full_job_view(sidecar: Sidecar, session: Session, job: Job) -> dict[str, Any]:
-    """A job as ``GET /api/v1/jobs/{job}`` and the status page show it: with its next expected
-    run and its 24-hour ratios."""
+def full_job_views(sidecar: Sidecar, session: Session, jobs: list[Job]) -> list[dict[str, Any]]:
+    """Jobs as ``GET /api/v1/jobs`` and the status page show them, with their next expected run
+    and 24-hour ratios: a few grouped queries for the whole list, not a few per job."""
     now = sidecar.clock.now()
-    rows = session.scalars(
-        select(Rollup).where(Rollup.job_id == job.id, Rollup.hour >= window_start("24h", now))
-    )
-    st = stats_from_rows(rows)
-    return job_view(
-        sidecar.engine,
-        job,
-        now=now,
-        next_expected=sidecar.cache.next_expected(session, job),
-        ratios={"success": st.success_ratio, "miss": st.miss_ratio},
-    )
+    ids = [job.id for job in jobs]
+    ratios = sidecar.cache.ratios(session, ids, now) if ids else {}
+    filled = sidecar.cache.filled_cursors(session, ids) if ids else set()
+    views = []
+    for job in jobs:
+        success, miss = ratios.get(job.id, {}).get("24h", (None, None))
+        views.append(
+            job_view(
+                sidecar.engine,
+                job,
+                now=now,
+                next_expected=sidecar.cache.next_expected(session, job, filled=job.id in filled),
+                ratios={"success": success, "miss": miss},
+            )
+        )
+    return views
+
+
+def full_job_view(sidecar: Sidecar, session: Session, job: Job) -> dict[str, Any]:
+    """One job, exactly as the list shows it."""
+    return full_job_views(sidecar, session, [job])[0]

@@ -21,7 +21,7 @@ from ..jobconfig import JobConfig
 from ..rollup import stats_from_rows, window_start
 from ..service import Sidecar
 from ..tables import Flip, Job, Rollup, Run, Slot
-from ..views import flip_view, full_job_view, run_view, slot_view
+from ..views import flip_view, full_job_view, full_job_views, run_view, slot_view
 from .markup import STATES
 
 __all__ = ["ConfigRow", "Filters", "Fleet", "JobDetail", "read_fleet", "read_job"]
@@ -76,11 +76,12 @@ def read_fleet(sidecar: Sidecar, session: Session, filters: Filters) -> Fleet:
         query = query.where(Job.state == filters.state)
     if not filters.removed:
         query = query.where(Job.removed.is_(False))
-    jobs = []
-    for job in session.scalars(query):
-        labels = sidecar.engine.config(job).labels
-        if all(labels.get(k) == v for k, v in filters.labels):
-            jobs.append(full_job_view(sidecar, session, job))
+    chosen = [
+        job
+        for job in session.scalars(query)
+        if all(sidecar.engine.config(job).labels.get(k) == v for k, v in filters.labels)
+    ]
+    jobs = full_job_views(sidecar, session, chosen)
     jobs.sort(key=lambda j: (STATES.index(j["state"]) if j["state"] in STATES else 9, j["name"]))
     return Fleet(now=sidecar.clock.now(), jobs=jobs, counts=counts)
 

@@ -97,3 +97,34 @@ def test_due_jobs_are_found_through_the_index(tmp_path: Any) -> None:
         assert "SCAN jobs" not in detail.replace("USING INDEX", "")
     finally:
         h.close()
+
+
+def _list_statements(tmp_path: Any, count: int) -> int:
+    cfg = "jobs:\n" + "".join(f"  - name: j{i}\n    every: 10m\n" for i in range(count))
+    h = Harness(f"sqlite:///{tmp_path}/list-{count}.db", cfg, start=T0)
+    try:
+        for i in range(count):
+            h.run(f"j{i}", T0 + 1, 1)
+        statements: list[str] = []
+
+        def note(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
+            statements.append(statement)
+
+        from sqlalchemy import select
+
+        from jobpulse.sidecar.views import full_job_views
+
+        with h.sidecar.store.session() as session:
+            jobs = list(session.scalars(select(Job)))
+            event.listen(h.sidecar.store.engine, "before_cursor_execute", note)
+            views = full_job_views(h.sidecar, session, jobs)
+            event.remove(h.sidecar.store.engine, "before_cursor_execute", note)
+        assert len(views) == count
+        assert all(v["success_ratio_24h"] == 1.0 for v in views)
+        return len(statements)
+    finally:
+        h.close()
+
+
+def test_listing_jobs_costs_the_same_queries_for_ten_or_two_hundred(tmp_path: Any) -> None:
+    assert _list_statements(tmp_path, 10) == _list_statements(tmp_path, 200)
