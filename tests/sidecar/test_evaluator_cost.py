@@ -8,8 +8,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import event, insert, text
+from sqlalchemy import event, text
 
+from bench.population import insert_jobs, job_rows
 from jobpulse.sidecar.tables import Job
 from tests.sidecar.harness import T0, Harness
 
@@ -19,38 +20,9 @@ jobs:
 
 
 def _idle_jobs(h: Harness, count: int) -> None:
-    far = T0 + 30 * 86400
-    rows = [
-        {
-            "name": f"idle-{i:06d}",
-            "in_file": False,
-            "removed": False,
-            "created_at": T0,
-            "state": "up",
-            "state_since": T0,
-            "bad_streak": 0,
-            "good_streak": 0,
-            "cursor": far,
-            "silent": False,
-            "next_deadline": far + i,
-            "runs_success": 0,
-            "runs_failure": 0,
-            "runs_timeout": 0,
-            "runs_cancelled": 0,
-            "runs_retry": 0,
-            "missed_total": 0,
-            "overlap_total": 0,
-            "duration_sum": 0.0,
-            "duration_count": 0,
-            "running": 0,
-            "changed_at": T0,
-            "declared_fields": {"schedule": "0 0 1 1 *"},
-        }
-        for i in range(count)
-    ]
-    with h.sidecar.store.engine.begin() as conn:
-        for chunk in range(0, len(rows), 10000):
-            conn.execute(insert(Job), rows[chunk : chunk + 10000])
+    """``count`` jobs whose next deadline is a month away, written straight into the store."""
+    rows = job_rows(count, T0, history=False)
+    insert_jobs(h.sidecar.store.engine, rows, T0, rollups=False)
 
 
 def _tick_cost(tmp_path: Any, idle: int) -> tuple[int, int, int]:
