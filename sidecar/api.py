@@ -402,6 +402,7 @@ async def delete_job(request: web.Request) -> web.Response:
         if job is None:
             return False
         tx.session.delete(job)
+        tx.session.flush()  # later items of the same batch must not see the job
         tx.reset_cache()
         return True
 

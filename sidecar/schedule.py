@@ -76,19 +76,26 @@ class Schedule:
         return self.next_after(math.ceil(t) - 1)
 
     def at_or_before(self, t: float) -> float | None:
-        """The latest slot at or before ``t`` (cron only)."""
-        for s in self._iter(math.floor(t) + 1, reverse=True):
-            if s <= t:
+        """The latest slot at or before ``t`` (cron only).
+
+        Found from the latest slot at or before the start of ``t``'s minute (memoised, since
+        events arrive close together) and then forward, slot by memoised slot, up to ``t``."""
+        s = _at_or_before(self, math.floor(t / 60) * 60)
+        while s is not None:
+            nxt = _next_after(self, s)
+            if nxt is None or nxt > t:
                 return s
-        return None  # pragma: no cover
+            s = nxt
+        return None  # pragma: no cover - cronsim's 50-year horizon
 
     def between(self, lo: float, hi: float) -> Iterator[float]:
         """Slots ``s`` with ``lo <= s <= hi``, ascending (cron only)."""
-        for s in self._iter(math.ceil(lo) - 1):
-            if s > hi:
-                return
-            if s >= lo:
-                yield s
+        s = self.at_or_before(lo)
+        if s is None or s < lo:
+            s = _next_after(self, math.ceil(lo) - 1 if s is None else s)
+        while s is not None and s <= hi:
+            yield s
+            s = _next_after(self, s)
 
     def period(self, s: float) -> float:
         """The gap from slot ``s`` to the next slot."""
@@ -105,6 +112,14 @@ def _next_after(schedule: Schedule, t: float) -> float | None:
     # forward, so starting from floor(t) yields slots > floor(t); skip any that are not > t.
     for s in schedule._iter(math.floor(t)):
         if s > t:
+            return s
+    return None  # pragma: no cover
+
+
+@lru_cache(maxsize=65536)
+def _at_or_before(schedule: Schedule, t: float) -> float | None:
+    for s in schedule._iter(math.floor(t) + 1, reverse=True):
+        if s <= t:
             return s
     return None  # pragma: no cover
 

@@ -12,10 +12,10 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Any
+from typing import Any, cast
 
 from sqlalchemy import Engine as SAEngine
-from sqlalchemy import create_engine, event, func, select
+from sqlalchemy import Table, bindparam, create_engine, event, func, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
@@ -97,8 +97,35 @@ class Store:
         self.engine.dispose()
 
 
+_JOB_BY_NAME = select(Job).where(Job.name == bindparam("name"))
+_JOB_BY_NAME_LOCKED = _JOB_BY_NAME.with_for_update()
+_RUN_BY_ID = select(Run).where(Run.job_id == bindparam("job_id"), Run.run_id == bindparam("run_id"))
+_RUNNING = select(Run).where(Run.job_id == bindparam("job_id"), Run.outcome == "running")
+_SLOT_AT = select(Slot).where(Slot.job_id == bindparam("job_id"), Slot.slot == bindparam("slot"))
+_SLOTS_BETWEEN = select(Slot).where(
+    Slot.job_id == bindparam("job_id"), Slot.slot >= bindparam("lo"), Slot.slot <= bindparam("hi")
+)
+_LATEST_SLOT = (
+    select(Slot)
+    .where(Slot.job_id == bindparam("job_id"), Slot.slot <= bindparam("t"))
+    .order_by(Slot.slot.desc())
+    .limit(1)
+)
+_ROLLUP = select(Rollup).where(
+    Rollup.job_id == bindparam("job_id"), Rollup.hour == bindparam("hour")
+)
+_UNFLUSHED = 1 << 62  # sorts runs not yet given an id after every stored one, in insertion order
+
+
 class Tx:
-    """What the domain engine needs from a transaction, over an ORM session."""
+    """What the domain engine needs from a transaction, over an ORM session.
+
+    The engine's reads see its own unwritten changes without flushing the session before each
+    query: runs and slots added in this transaction are indexed here and merged into what the
+    store returns, and the session is flushed once, when the writer's savepoint for the request
+    ends. (Slots and runs are never deleted within an engine transaction; whatever deletes rows
+    calls :meth:`reset_cache`.)
+    """
 
     def __init__(self, session: Session, *, locking: bool = False) -> None:
         self.session = session
@@ -107,20 +134,29 @@ class Tx:
         self._jobs: dict[str, Job | None] = {}
         self._rollups: dict[tuple[int, int], Rollup] = {}
         self._job_count: int | None = None
+        self._runs: dict[tuple[int, str], Run | None] = {}
+        self._running: dict[int, list[Run]] = {}  # running when loaded or added; filtered on read
+        self._slots: dict[tuple[int, float], Slot | None] = {}
+        self._added_slots: dict[int, dict[float, Slot]] = {}
+        self._pending_order: dict[Run, int] = {}
 
     def reset_cache(self) -> None:
-        """Forget cached rows (after a savepoint rolled back)."""
+        """Forget cached rows (after a savepoint rolled back or rows were deleted)."""
         self._jobs.clear()
         self._rollups.clear()
         self._job_count = None
+        self._runs.clear()
+        self._running.clear()
+        self._slots.clear()
+        self._added_slots.clear()
+        self._pending_order.clear()
 
     # jobs
     def job(self, name: str) -> Job | None:
         if name not in self._jobs:
-            query = select(Job).where(Job.name == name)
-            if self.locking:
-                query = query.with_for_update()
-            self._jobs[name] = self.session.scalars(query).first()
+            query = _JOB_BY_NAME_LOCKED if self.locking else _JOB_BY_NAME
+            with self.session.no_autoflush:
+                self._jobs[name] = self.session.scalars(query, {"name": name}).first()
         return self._jobs[name]
 
     def add_job(self, job: Job) -> None:
@@ -147,22 +183,39 @@ class Tx:
 
     # runs
     def run(self, job_id: int, run_id: str) -> Run | None:
-        return self.session.scalars(
-            select(Run).where(Run.job_id == job_id, Run.run_id == run_id)
-        ).first()
+        key = (job_id, run_id)
+        if key not in self._runs:
+            with self.session.no_autoflush:
+                params = {"job_id": job_id, "run_id": run_id}
+                self._runs[key] = self.session.scalars(_RUN_BY_ID, params).first()
+        return self._runs[key]
 
     def add_run(self, run: Run) -> None:
         self.session.add(run)
-        self.session.flush()
+        self._pending_order[run] = _UNFLUSHED + len(self._pending_order)
+        self._runs[(run.job_id, run.run_id)] = run
+        if run.outcome == "running":
+            self._running_candidates(run.job_id).append(run)
+
+    def _running_candidates(self, job_id: int) -> list[Run]:
+        runs = self._running.get(job_id)
+        if runs is None:
+            with self.session.no_autoflush:
+                runs = list(self.session.scalars(_RUNNING, {"job_id": job_id}))
+            for run in runs:
+                self._runs[(job_id, run.run_id)] = run
+            self._running[job_id] = runs
+        return runs
 
     def running_runs(self, job_id: int) -> list[Run]:
-        return list(
-            self.session.scalars(
-                select(Run)
-                .where(Run.job_id == job_id, Run.outcome == "running")
-                .order_by(Run.started_at, Run.id)
-            )
-        )
+        """The job's running runs, oldest start first (ties in the order they were added)."""
+        runs = [run for run in self._running_candidates(job_id) if run.outcome == "running"]
+        if len(runs) > 1:
+            runs.sort(key=self._run_order)
+        return runs
+
+    def _run_order(self, run: Run) -> tuple[float, int]:
+        return (run.started_at, run.id if run.id is not None else self._pending_order[run])
 
     def latest_running(self, job_id: int) -> Run | None:
         runs = self.running_runs(job_id)
@@ -174,45 +227,49 @@ class Tx:
     ) -> bool:
         """Record the event's idempotency key; False if it was already there. One statement:
         the unique key decides, so two writers racing on the same event cannot both win."""
-        dialect = postgresql if self.locking else sqlite
-        result = self.session.execute(
-            dialect.insert(EventKey)
-            .values(
-                job_id=job_id,
-                run_id=run_id,
-                type=etype,
-                key_ts=key_ts,
-                received_at=now,
-                message=message if etype in ("log", "progress") else None,
-            )
-            .on_conflict_do_nothing()
-            .returning(EventKey.id)
-        )
-        return result.first() is not None
+        statement = _CLAIM_PG if self.locking else _CLAIM_SQLITE
+        params = {
+            "job_id": job_id,
+            "run_id": run_id,
+            "type": etype,
+            "key_ts": key_ts,
+            "received_at": now,
+            "message": message if etype in ("log", "progress") else None,
+        }
+        return self.session.connection().execute(statement, params).first() is not None
 
     # slots
     def slot(self, job_id: int, slot: float) -> Slot | None:
-        return self.session.scalars(
-            select(Slot).where(Slot.job_id == job_id, Slot.slot == slot)
-        ).first()
+        key = (job_id, slot)
+        if key not in self._slots:
+            with self.session.no_autoflush:
+                params = {"job_id": job_id, "slot": slot}
+                self._slots[key] = self.session.scalars(_SLOT_AT, params).first()
+        return self._slots[key]
 
     def slots_between(self, job_id: int, lo: float, hi: float) -> dict[float, Slot]:
-        rows = self.session.scalars(
-            select(Slot).where(Slot.job_id == job_id, Slot.slot >= lo, Slot.slot <= hi)
-        )
-        return {row.slot: row for row in rows}
+        with self.session.no_autoflush:
+            params = {"job_id": job_id, "lo": lo, "hi": hi}
+            found = {row.slot: row for row in self.session.scalars(_SLOTS_BETWEEN, params)}
+        for at, row in self._added_slots.get(job_id, {}).items():
+            if lo <= at <= hi:
+                found[at] = row
+        return found
 
     def latest_slot_before(self, job_id: int, t: float) -> Slot | None:
-        return self.session.scalars(
-            select(Slot)
-            .where(Slot.job_id == job_id, Slot.slot <= t)
-            .order_by(Slot.slot.desc())
-            .limit(1)
-        ).first()
+        with self.session.no_autoflush:
+            row = self.session.scalars(_LATEST_SLOT, {"job_id": job_id, "t": t}).first()
+        added = [s for at, s in self._added_slots.get(job_id, {}).items() if at <= t]
+        if added:
+            newest = max(added, key=lambda s: s.slot)
+            if row is None or newest.slot > row.slot:
+                return newest
+        return row
 
     def add_slot(self, slot: Slot) -> None:
         self.session.add(slot)
-        self.session.flush()
+        self._slots[(slot.job_id, slot.slot)] = slot
+        self._added_slots.setdefault(slot.job_id, {})[slot.slot] = slot
 
     # flips, rollups
     def add_flip(self, flip: Flip) -> None:
@@ -222,17 +279,16 @@ class Tx:
         key = (job_id, hour_of(at))
         roll = self._rollups.get(key)
         if roll is None:
-            roll = self.session.get(Rollup, key)
-            if roll is None:
-                # Insert-if-absent, then load: two writers creating the same hour never collide.
-                dialect = postgresql if self.locking else sqlite
-                self.session.execute(
-                    dialect.insert(Rollup)
-                    .values(job_id=job_id, hour=key[1], **_ZERO_ROLLUP)
-                    .on_conflict_do_nothing()
-                )
-                roll = self.session.get(Rollup, key)
-                assert roll is not None
+            params = {"job_id": job_id, "hour": key[1]}
+            with self.session.no_autoflush:
+                roll = self.session.scalars(_ROLLUP, params).first()
+                if roll is None:
+                    # Insert-if-absent, then load: two writers creating the same hour never
+                    # collide.
+                    statement = _NEW_ROLLUP_PG if self.locking else _NEW_ROLLUP_SQLITE
+                    self.session.connection().execute(statement, params)
+                    roll = self.session.scalars(_ROLLUP, params).first()
+            assert roll is not None
             self._rollups[key] = roll
         return roll
 
@@ -248,3 +304,25 @@ _ZERO_ROLLUP: dict[str, Any] = {
     "dur_count": 0,
     "dur_sum": 0.0,
 }
+
+_EVENT_KEYS = cast(Table, EventKey.__table__)
+_ROLLUPS = cast(Table, Rollup.__table__)
+_CLAIM_VALUES: dict[str, Any] = {
+    name: bindparam(name)
+    for name in ("job_id", "run_id", "type", "key_ts", "received_at", "message")
+}
+_CLAIM_SQLITE = (
+    sqlite.insert(_EVENT_KEYS)
+    .values(_CLAIM_VALUES)
+    .on_conflict_do_nothing()
+    .returning(_EVENT_KEYS.c.id)
+)
+_CLAIM_PG = (
+    postgresql.insert(_EVENT_KEYS)
+    .values(_CLAIM_VALUES)
+    .on_conflict_do_nothing()
+    .returning(_EVENT_KEYS.c.id)
+)
+_ROLLUP_VALUES = {"job_id": bindparam("job_id"), "hour": bindparam("hour"), **_ZERO_ROLLUP}
+_NEW_ROLLUP_SQLITE = sqlite.insert(_ROLLUPS).values(_ROLLUP_VALUES).on_conflict_do_nothing()
+_NEW_ROLLUP_PG = postgresql.insert(_ROLLUPS).values(_ROLLUP_VALUES).on_conflict_do_nothing()

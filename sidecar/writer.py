@@ -1,9 +1,14 @@
 """Group commit: one thread applies every write in batches, one transaction per batch.
 
 Handlers submit work (a function of a :class:`~jobpulse.sidecar.store.Tx`) and await its
-result, which arrives only after the transaction holding it has committed. Each work item
-runs in its own SAVEPOINT, so one failing item does not undo the others in its batch. While
-one batch commits, the next accumulates: durability costs one fsync per batch, not per request.
+result, which arrives only after the transaction holding it has committed. While one batch
+commits, the next accumulates: durability costs one fsync per batch, not per request.
+
+A batch is first applied optimistically, every item in one transaction with one flush at the
+end. If any item raises, or the commit fails, the whole transaction is rolled back and the
+batch is applied again with each item in its own SAVEPOINT, so one failing item does not undo
+the others. Work items must therefore be safe to run again (they are functions of the store's
+state; results are handed out only after a commit).
 
 With several replicas on PostgreSQL an item can lose a race that only a retry resolves: a
 deadlock between two batches locking the same jobs in different orders, or a unique violation
@@ -65,6 +70,9 @@ class Writer:
         self._lock = threading.Lock()
         self._stopped = False
         self.healthy = True
+        # Batches rolled back and applied again item by item: a request that failed, or one
+        # that lost a race with another replica.
+        self.rollbacks = 0
 
     def start(self) -> None:
         self._thread = threading.Thread(target=self._loop, name="jobpulse-writer", daemon=True)
@@ -123,8 +131,28 @@ class Writer:
 
     def _commit(self, batch: list[tuple[Callable[[Tx], Any], Future[Any]]]) -> None:
         pending = [(work, fut) for work, fut in batch if fut.set_running_or_notify_cancel()]
+        if len(pending) > 1 and self._optimistic(pending):
+            return
         while pending:
             pending = self._transaction(pending)
+
+    def _optimistic(self, items: list[tuple[Callable[[Tx], Any], Future[Any]]]) -> bool:
+        """Apply ``items`` in one transaction without savepoints; False (and nothing kept) if
+        any of them raised or the commit failed."""
+        started = time.perf_counter()
+        try:
+            with self._store.transaction() as tx:
+                results = [work(tx) for work, _ in items]
+        except Exception as exc:
+            log.debug("batch of %d rolled back (%s); applying item by item", len(items), exc)
+            self.rollbacks += 1
+            return False
+        self.healthy = True
+        if self._on_commit is not None:
+            self._on_commit(time.perf_counter() - started, len(items))
+        for (_, fut), value in zip(items, results, strict=True):
+            fut.set_result(value)
+        return True
 
     def _transaction(self, items: list[tuple[Callable[[Tx], Any], Future[Any]]]) -> list[Any]:
         """Apply ``items`` in one transaction; returns those left for a new one (an item that
