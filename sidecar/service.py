@@ -59,7 +59,7 @@ class Sidecar:
         self.clock = clock or SystemClock()
         self.store = Store(settings.store)
         self.metrics = SelfMetrics()
-        self.writer = Writer(self.store, on_commit=self._on_commit)
+        self.writer = Writer(self.store, on_commit=self._on_commit, prefetch=self._prefetch)
         self.started_at = self.clock.now()
         self.engine = Engine(
             EngineSettings(
@@ -162,34 +162,14 @@ class Sidecar:
 
     def _ingest_work(
         self, events: Sequence[Event], create: bool, pair_latest: bool, at: float | None
-    ) -> Any:
-        def work(tx: Tx) -> IngestResult:
-            now = self.clock.now() if at is None else at
-            result = IngestResult()
-            for index, ev in enumerate(events):
-                # The engine rejects an event before writing anything for it, so events need
-                # no savepoint of their own; the writer gives the request one.
-                try:
-                    applied: Applied = self.engine.apply(
-                        tx, ev, now, create=create, pair_latest=pair_latest
-                    )
-                except Rejected as exc:
-                    result.rejected.append(
-                        {"index": index, "field": exc.field, "reason": exc.reason, "code": exc.code}
-                    )
-                    result.run_ids.append(None)
-                    continue
-                result.run_ids.append(applied.run_id)
-                if applied.duplicate:
-                    result.duplicates += 1
-                    continue
-                result.accepted += 1
-                result.by_type[ev.type] = result.by_type.get(ev.type, 0) + 1
-                if applied.warning:
-                    result.warnings.append(f"event {index}: {applied.warning}")
-            return result
+    ) -> _IngestWork:
+        return _IngestWork(self, events, create, pair_latest, at)
 
-        return work
+    def _prefetch(self, tx: Tx, works: Sequence[Callable[[Tx], Any]]) -> None:
+        """Before a batch of requests: load what all their events will read at once."""
+        events = [ev for work in works if isinstance(work, _IngestWork) for ev in work.events]
+        if events:
+            self.engine.prefetch(tx, events)
 
     # ---------------------------------------------------------------- evaluator
     def tick_sync(self, now: float | None = None) -> int:
@@ -249,3 +229,52 @@ class Sidecar:
             self.metrics.evaluator_last_run.set(0)
         self.is_leader = leader
         self.metrics.leader.set(1 if leader else 0)
+
+
+class _IngestWork:
+    """A request's events as one writer item (see ``Sidecar._prefetch``)."""
+
+    __slots__ = ("at", "create", "events", "pair_latest", "sidecar")
+
+    def __init__(
+        self,
+        sidecar: Sidecar,
+        events: Sequence[Event],
+        create: bool,
+        pair_latest: bool,
+        at: float | None,
+    ) -> None:
+        self.sidecar = sidecar
+        self.events = events
+        self.create = create
+        self.pair_latest = pair_latest
+        self.at = at
+
+    def __call__(self, tx: Tx) -> IngestResult:
+        engine = self.sidecar.engine
+        now = self.sidecar.clock.now() if self.at is None else self.at
+        result = IngestResult()
+        if len(self.events) > 1:
+            engine.prefetch(tx, self.events)
+        for index, ev in enumerate(self.events):
+            # The engine rejects an event before writing anything for it, so events need no
+            # savepoint of their own.
+            try:
+                applied: Applied = engine.apply(
+                    tx, ev, now, create=self.create, pair_latest=self.pair_latest
+                )
+            except Rejected as exc:
+                result.rejected.append(
+                    {"index": index, "field": exc.field, "reason": exc.reason, "code": exc.code}
+                )
+                result.run_ids.append(None)
+                continue
+            result.run_ids.append(applied.run_id)
+            if applied.duplicate:
+                result.duplicates += 1
+                continue
+            result.accepted += 1
+            result.by_type[ev.type] = result.by_type.get(ev.type, 0) + 1
+            if applied.warning:
+                result.warnings.append(f"event {index}: {applied.warning}")
+        return result

@@ -108,11 +108,14 @@ event_item = st.tuples(
 step = st.tuples(st.floats(1, 900), st.lists(event_item, min_size=1, max_size=12))
 
 
+@pytest.mark.parametrize("shape", ["requests", "one request"])
 @settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(st.lists(step, min_size=1, max_size=5))
+@given(steps=st.lists(step, min_size=1, max_size=5))
 def test_a_batch_records_what_the_same_requests_record_one_by_one(
-    steps: list[tuple[float, list[tuple[Any, ...]]]],
+    shape: str, steps: list[tuple[float, list[tuple[Any, ...]]]]
 ) -> None:
+    """``requests``: one event per request, the requests in one writer batch. ``one
+    request``: all the events in one request (read ahead in bulk, then applied in order)."""
     with tempfile.TemporaryDirectory() as tmp:
         alone = Harness(f"sqlite:///{Path(tmp)}/alone.db", CONFIG, start=T0 - 60)
         batched = Harness(f"sqlite:///{Path(tmp)}/batched.db", CONFIG, start=T0 - 60)
@@ -124,8 +127,15 @@ def test_a_batch_records_what_the_same_requests_record_one_by_one(
                 events = [_event(item, now) for item in items]
                 one_by_one = [alone.sidecar.ingest_sync([ev], now=now) for ev in events]
                 sc = batched.sidecar
-                futures = together(sc, [sc._ingest_work([ev], True, False, now) for ev in events])
-                assert [f.result() for f in futures] == one_by_one
+                if shape == "requests":
+                    works = [sc._ingest_work([ev], True, False, now) for ev in events]
+                    futures = together(sc, works)
+                    assert [f.result() for f in futures] == one_by_one
+                else:
+                    whole = sc.ingest_sync(events, now=now)
+                    assert whole.run_ids == [r.run_ids[0] for r in one_by_one]
+                    assert whole.accepted == sum(r.accepted for r in one_by_one)
+                    assert whole.duplicates == sum(r.duplicates for r in one_by_one)
             assert snapshot(batched) == snapshot(alone)
             # ... and each batch took the fast path: no conflict left for the fallback to mend.
             assert batched.sidecar.writer.rollbacks == 0
