@@ -14,7 +14,6 @@ conditions (stale, silent, overlap under ``concurrency: forbid``) take the job d
 from __future__ import annotations
 
 import math
-import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, NamedTuple
@@ -263,7 +262,8 @@ class Engine:
         run_id = ev.run_id
         if pair_latest and ev.type in ("success", "failure", "cancelled", "log"):
             latest = tx.latest_running(job.id)
-            run_id = latest.run_id if latest is not None else uuid.uuid4().hex
+            # With none running, the ping starts a finish-only run under the id it came with.
+            run_id = latest.run_id if latest is not None else ev.run_id
         key_ts = ev.ts if ev.type in ("progress", "log") else 0.0
         if not tx.claim_event(job.id, run_id, ev.type, key_ts, now, ev.message):
             return Applied(duplicate=True, run_id=run_id)
