@@ -74,6 +74,12 @@ class Applied:
     run_id: str | None = None
 
 
+def _key_ts(ev: Event) -> float:
+    """The timestamp part of an event's idempotency key: progress and log events repeat within
+    a run, so their time tells them apart; a run has one start and one finish."""
+    return ev.ts if ev.type in ("progress", "log") else 0.0
+
+
 def _flip_state(state: str) -> str:
     return "up" if state == "late" else state
 
@@ -213,6 +219,7 @@ class Engine:
         if not jobs:
             return
         tx.load_runs((job.id, ev.run_id) for ev, job in jobs)
+        tx.load_event_keys((job.id, ev.run_id, ev.type, _key_ts(ev)) for ev, job in jobs)
         tx.load_rollups((job.id, ev.ts) for ev, job in jobs)
         windows: dict[int, tuple[float, float]] = {}
         for ev, job in jobs:
@@ -220,8 +227,14 @@ class Engine:
             kind = cfg.schedule.kind
             if kind == "none":
                 continue
+            # A run is matched by its scheduled time, or its start (a finish-only run started
+            # `duration` before its finish).
             t = ev.scheduled_for if ev.scheduled_for is not None else ev.ts
-            lo, hi = (t - cfg.grace_bound, t + cfg.early_bound) if kind == "cron" else (t, t)
+            first = min(t, ev.ts - ev.duration) if ev.duration is not None else t
+            if kind == "cron":
+                lo, hi = first - cfg.grace_bound, t + cfg.early_bound
+            else:
+                lo, hi = first, t
             if job.cursor is not None:
                 lo, hi = min(lo, job.cursor), max(hi, job.cursor)
             if job.id in windows:
@@ -264,7 +277,7 @@ class Engine:
             latest = tx.latest_running(job.id)
             # With none running, the ping starts a finish-only run under the id it came with.
             run_id = latest.run_id if latest is not None else ev.run_id
-        key_ts = ev.ts if ev.type in ("progress", "log") else 0.0
+        key_ts = _key_ts(ev)
         if not tx.claim_event(job.id, run_id, ev.type, key_ts, now, ev.message):
             return Applied(duplicate=True, run_id=run_id)
 

@@ -153,6 +153,8 @@ class Tx:
         # Slots of the store loaded in bulk: per job, the range [lo, hi] they cover in full.
         self._slot_cover: dict[int, tuple[float, float]] = {}
         self._stored_slots: dict[int, dict[float, Slot]] = {}
+        # Idempotency keys read ahead: True if stored or claimed here, False if not stored.
+        self._keys: dict[tuple[int, str, str, float], bool] = {}
 
     def reset_cache(self) -> None:
         """Forget cached rows (after a savepoint rolled back or rows were deleted)."""
@@ -166,6 +168,7 @@ class Tx:
         self._pending_order.clear()
         self._slot_cover.clear()
         self._stored_slots.clear()
+        self._keys.clear()
 
     # jobs
     def job(self, name: str) -> Job | None:
@@ -241,8 +244,29 @@ class Tx:
     def claim_event(
         self, job_id: int, run_id: str, etype: str, key_ts: float, now: float, message: str | None
     ) -> bool:
-        """Record the event's idempotency key; False if it was already there. One statement:
-        the unique key decides, so two writers racing on the same event cannot both win."""
+        """Record the event's idempotency key; False if it was already there.
+
+        A key read ahead as not stored is added to the session and written with the batch;
+        otherwise one statement claims it. Either way the unique key decides, so two writers
+        racing on the same event cannot both win (the loser's flush fails and its batch is
+        applied again, when it finds the key)."""
+        key = (job_id, run_id, etype, key_ts)
+        known = self._keys.get(key)
+        if known is not None:
+            if known:
+                return False
+            self._keys[key] = True
+            self.session.add(
+                EventKey(
+                    job_id=job_id,
+                    run_id=run_id,
+                    type=etype,
+                    key_ts=key_ts,
+                    received_at=now,
+                    message=message if etype in ("log", "progress") else None,
+                )
+            )
+            return True
         statement = _CLAIM_PG if self.locking else _CLAIM_SQLITE
         params = {
             "job_id": job_id,
@@ -252,7 +276,21 @@ class Tx:
             "received_at": now,
             "message": message if etype in ("log", "progress") else None,
         }
-        return self.session.connection().execute(statement, params).first() is not None
+        claimed = self.session.connection().execute(statement, params).first() is not None
+        self._keys[key] = True
+        return claimed
+
+    def load_event_keys(self, keys: Iterable[tuple[int, str, str, float]]) -> None:
+        wanted = sorted(set(keys) - self._keys.keys())
+        for chunk in _chunks(wanted):
+            query = select(EventKey.job_id, EventKey.run_id, EventKey.type, EventKey.key_ts).where(
+                EventKey.job_id.in_({key[0] for key in chunk}),
+                EventKey.run_id.in_({key[1] for key in chunk}),
+            )
+            with self.session.no_autoflush:
+                stored = {tuple(row) for row in self.session.execute(query)}
+            for key in chunk:
+                self._keys[key] = key in stored
 
     # slots
     def _covered(self, job_id: int, lo: float, hi: float) -> dict[float, Slot] | None:
