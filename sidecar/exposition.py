@@ -1,21 +1,29 @@
 """Per-job Prometheus exposition, cached: only jobs that changed are re-rendered.
 
-Each job's samples are kept as one bytes chunk per metric family; a scrape joins the chunks
-family by family under one HELP/TYPE header each. Jobs are re-read from the store when their
-``changed_at`` is recent (a margin covers commit delays and replica clock differences), and
-all ratios are recomputed when the clock crosses an hour (their windows are whole hours).
-Number formatting is prometheus_client's; tests parse the output with its parser.
+The text of every job's samples is kept as one bytes object, family by family under one
+HELP/TYPE header each (:mod:`.exposition_text`); a scrape after a few jobs changed splices
+their new lines in, and one where nothing changed returns the cached text as it is. Jobs are
+re-read from the store when their ``changed_at`` is recent (a margin covers commit delays and
+replica clock differences), and all ratios are recomputed when the clock crosses an hour (their
+windows are whole hours). Rows are read as plain tuples, a few hundred at a time, so a full
+refresh never holds the whole fleet as ORM objects. Number formatting is prometheus_client's;
+tests parse the output with its parser.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+import json
+import threading
+from collections import namedtuple
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, Any, cast
 
 from prometheus_client.utils import floatToGoString
-from sqlalchemy import and_, case, func, select
+from sqlalchemy import JSON, Text, and_, bindparam, case, func, select, type_coerce
+from sqlalchemy import inspect as sa_inspect
 
 from .engine import OUTCOMES, STATES
+from .exposition_text import ExpositionText
 from .rollup import WINDOWS, hour_of, window_start
 from .tables import Job, Rollup, Slot
 
@@ -68,7 +76,6 @@ FAMILIES: tuple[tuple[str, str, str], ...] = (
     ),
     ("jobpulse_job_miss_ratio", "gauge", "Missed slots over due slots, by window."),
 )
-_INDEX = {name: i for i, (name, _, _) in enumerate(FAMILIES)}
 # Text format 0.0.4 names a counter family by its sample name, with _total.
 _HEADERS = [
     f"# HELP {name}{'_total' if kind == 'counter' else ''} {help_}\n"
@@ -83,63 +90,192 @@ def escape_label(value: str) -> str:
     return value.replace("\\", "\\\\").replace("\n", "\\n").replace('"', '\\"')
 
 
+_INT_TEXT: dict[int, str] = {}
+_LE_TEXT: dict[tuple[float, ...], tuple[str, ...]] = {}
+_HIST = "jobpulse_job_run_duration_seconds"
+_GAUGES = (
+    "jobpulse_job_last_success_timestamp_seconds",
+    "jobpulse_job_last_failure_timestamp_seconds",
+    "jobpulse_job_last_run_start_timestamp_seconds",
+    "jobpulse_job_last_run_duration_seconds",
+    "jobpulse_job_next_expected_run_timestamp_seconds",
+    "jobpulse_job_expected_interval_seconds",
+    "jobpulse_job_running",
+    "jobpulse_job_oldest_running_start_timestamp_seconds",
+)
+# The jobs table as the refresh reads it: plain tuples whose attributes are Job's (a Core
+# row's attribute access goes through Python code; a namedtuple's is C). On SQLite, JSON columns
+# are read as text and each distinct text is parsed once per refresh: a fleet shares a few
+# configurations, and jobs with equal ones then share one parsed object. (PostgreSQL's driver
+# decodes JSON itself.)
+_ATTRS = [(attr.key, attr.columns[0]) for attr in sa_inspect(Job).column_attrs]
+_COLUMNS = [column for _, column in _ATTRS]
+_COLUMNS_JSON_TEXT = [
+    type_coerce(column, Text).label(key) if isinstance(column.type, JSON) else column
+    for key, column in _ATTRS
+]
+_JobRow = namedtuple("_JobRow", [key for key, _ in _ATTRS])  # type: ignore[misc]
+_JSON_AT = tuple(i for i, column in enumerate(_COLUMNS) if isinstance(column.type, JSON))
+
+
+def _job_row(row: Any, parsed: dict[str, Any] | None) -> Job:
+    """``row`` as a _JobRow; ``parsed``: JSON texts already parsed, when JSON comes as text."""
+    if parsed is None:
+        return cast(Job, _JobRow._make(row))
+    values = list(row)
+    for i in _JSON_AT:
+        text = values[i]
+        if text is not None:
+            value = parsed.get(text)
+            if value is None:
+                value = parsed[text] = json.loads(text)
+            values[i] = value
+    # It has every attribute of Job that is read here and by the engine.
+    return cast(Job, _JobRow._make(values))
+
+
+# Label tails of the runs and state families, built once.
+_RUNS = tuple((f',outcome="{outcome}"}} ', f"runs_{outcome}") for outcome in OUTCOMES)
+_STATE = tuple((state, f',state="{state}"}} 1\n', f',state="{state}"}} 0\n') for state in STATES)
+_LIVE_IDS = select(Job.id).where(Job.removed.is_(False))
+_FILLED = select(Slot.job_id).join(Job, and_(Slot.job_id == Job.id, Slot.slot == Job.cursor))
+_FILLED_SOME = _FILLED.where(Job.id.in_(bindparam("ids", expanding=True)))
+# Rows read per batch on a refresh (and ids per IN list in the per-batch queries).
+BATCH = 500
+
+
 def _fmt(value: float) -> str:
-    text: str = floatToGoString(value)  # type: ignore[no-untyped-call]
+    if type(value) is int:
+        # Counts repeat across jobs (histogram buckets above all): format each once.
+        cached = _INT_TEXT.get(value)
+        if cached is not None:
+            return cached
+        text: str = floatToGoString(value)  # type: ignore[no-untyped-call]
+        if len(_INT_TEXT) < 100_000:
+            _INT_TEXT[value] = text
+        return text
+    text = floatToGoString(value)  # type: ignore[no-untyped-call]
     return text
 
 
-@dataclass(slots=True)
-class _Entry:
-    chunks: list[bytes]
-    state: str
+def _le_labels(buckets: tuple[float, ...]) -> tuple[str, ...]:
+    """``,le="<bound>"} `` for each bucket bound and +Inf, once per set of buckets."""
+    labels = _LE_TEXT.get(buckets)
+    if labels is None:
+        labels = tuple(f',le="{_fmt(bound)}"}} ' for bound in (*buckets, float("inf")))
+        if 0 not in buckets:  # equal keys format alike, except 0.0 and -0.0
+            if len(_LE_TEXT) > 1024:
+                _LE_TEXT.clear()
+            _LE_TEXT[buckets] = labels
+    return labels
 
 
 class MetricsCache:
     def __init__(self, sidecar: Sidecar) -> None:
         self._sidecar = sidecar
-        self._entries: dict[int, _Entry] = {}
+        self._text = ExpositionText(_HEADERS)
+        # What render() and states() return: replaced whole at the end of a refresh, so the
+        # event loop can read them while a refresh runs in a worker thread.
+        self._body = self._text.body
+        self._states = self._text.state_counts(STATES)
         self._watermark: float | None = None
         self._hour: int | None = None
         self._intervals: dict[tuple[Any, ...], float | None] = {}
+        self._lock = threading.Lock()  # one refresh at a time
+        self._mark = threading.Lock()  # invalidations against the watermark
+        self._invalidations = 0
+        self._ratio_sql: tuple[int, Any, Any] | None = None
 
     def invalidate(self) -> None:
-        self._watermark = None
+        with self._mark:  # a refresh running now does not make it stale
+            self._invalidations += 1
+            self._watermark = None
 
     # ---------------------------------------------------------------- refresh
     def refresh(self) -> None:
+        with self._lock:
+            self._refresh()
+
+    def _refresh(self) -> None:
         sc = self._sidecar
+        with self._mark:
+            seen = self._invalidations
+            watermark = self._watermark
         now = sc.clock.now()
-        full = self._watermark is None or self._hour != hour_of(now)
+        full = watermark is None or self._hour != hour_of(now)
         with sc.store.session() as session:
-            query = select(Job)
-            if not full:
-                assert self._watermark is not None
-                query = query.where(Job.changed_at >= self._watermark - REFRESH_MARGIN)
-            jobs = list(session.scalars(query))
+            # Every column, as select(Job) would read them (same table, same filter, same row
+            # order), as plain tuples: no ORM objects to build and then free.
+            text_json = sc.store.is_sqlite
+            query = select(*(_COLUMNS_JSON_TEXT if text_json else _COLUMNS))
             if full:
-                self._entries = {}
-            ids = [j.id for j in jobs] if not full else None
+                # Streamed (a server-side cursor on PostgreSQL), a batch at a time. Only the
+                # unfiltered read: a cursor's fast-start planning could change the row order
+                # of a filtered one, and new jobs are placed in that order.
+                query = query.execution_options(yield_per=BATCH)
+            else:
+                assert watermark is not None
+                query = query.where(Job.changed_at >= watermark - REFRESH_MARGIN)
+            result = session.execute(query)
+            jobs = self._rendered(session, result, now, text_json=text_json)
+            if full:
+                text = ExpositionText(_HEADERS)
+                text.build((i, state, chunks) for i, state, chunks in jobs if chunks is not None)
+            else:
+                text = self._text
+                changed = []
+                gone = []
+                for job_id, state, chunks in jobs:
+                    if chunks is None:
+                        gone.append(job_id)
+                    else:
+                        changed.append((job_id, state, chunks))
+                if len(text) > 0 or changed:
+                    # Drop jobs deleted since the last scrape (cheap: ids only, read through
+                    # Core, without the ORM's per-row work).
+                    live = set(session.connection().execute(_LIVE_IDS).scalars())
+                    gone += [job_id for job_id in text.ids() if job_id not in live]
+                    gone += [job_id for job_id, _, _ in changed if job_id not in live]
+                try:
+                    text.update(changed, gone)
+                except BaseException:
+                    self._watermark = None  # the index may be half-updated: rebuild it next
+                    raise
+        self._text = text
+        self._body = text.body
+        self._states = text.state_counts(STATES)
+        with self._mark:
+            if self._invalidations == seen:
+                self._watermark = now
+        self._hour = hour_of(now)
+
+    def _rendered(
+        self, session: Any, result: Any, now: float, *, text_json: bool
+    ) -> Iterator[tuple[int, str, list[bytes] | None]]:
+        """(id, state, chunks) per row of ``result``, chunks None for a removed job; ratios
+        and filled cursors are read per batch of rows."""
+        parsed: dict[str, Any] | None = {} if text_json else None
+        for rows in result.partitions(BATCH):
+            if parsed is not None and len(parsed) > 4096:
+                parsed.clear()
+            jobs = [_job_row(row, parsed) for row in rows]
+            ids = [job.id for job in jobs]
             ratios = self.ratios(session, ids, now)
             filled = self.filled_cursors(session, ids)
             for job in jobs:
                 if job.removed:
-                    self._entries.pop(job.id, None)
+                    yield job.id, job.state, None
                     continue
                 nxt = self.next_expected(session, job, filled=job.id in filled)
-                self._entries[job.id] = _Entry(
-                    self._render(job, ratios.get(job.id), nxt, now), job.state
-                )
-            if not full and len(self._entries) > 0:
-                # Drop jobs deleted since the last scrape (cheap: ids only).
-                live = set(session.scalars(select(Job.id).where(Job.removed.is_(False))))
-                for gone in set(self._entries) - live:
-                    del self._entries[gone]
-        self._watermark = now
-        self._hour = hour_of(now)
+                yield job.id, job.state, self._render(job, ratios.get(job.id), nxt, now)
 
-    def ratios(self, session: Any, ids: list[int] | None, now: float) -> dict[int, dict[str, Any]]:
-        """(success ratio, miss ratio) per window for ``ids`` (all jobs: None), from rollups in
-        one grouped query per 500 jobs; a window with nothing in it gives None."""
+    def _ratio_queries(self, now: float) -> tuple[Any, Any]:
+        """The grouped rollup query for all jobs and for a list of ids (bound as ``ids``):
+        built once per hour, since the windows are whole hours."""
+        hour = hour_of(now)
+        cached = self._ratio_sql
+        if cached is not None and cached[0] == hour:
+            return cached[1], cached[2]
         cols = []
         for window in WINDOWS:
             start = window_start(window, now)
@@ -147,6 +283,15 @@ class MetricsCache:
                 col = getattr(Rollup, name)
                 cols.append(func.sum(case((Rollup.hour >= start, col), else_=0)))
         oldest = window_start("30d", now)
+        every = select(Rollup.job_id, *cols).where(Rollup.hour >= oldest).group_by(Rollup.job_id)
+        some = every.where(Rollup.job_id.in_(bindparam("ids", expanding=True)))
+        self._ratio_sql = (hour, every, some)
+        return every, some
+
+    def ratios(self, session: Any, ids: list[int] | None, now: float) -> dict[int, dict[str, Any]]:
+        """(success ratio, miss ratio) per window for ``ids`` (all jobs: None), from rollups in
+        one grouped query per 500 jobs; a window with nothing in it gives None."""
+        every, some = self._ratio_queries(now)
         out: dict[int, dict[str, Any]] = {}
         chunks: list[list[int] | None] = (
             [None] if ids is None else [ids[i : i + 500] for i in range(0, len(ids), 500)]
@@ -154,10 +299,10 @@ class MetricsCache:
         for chunk in chunks:
             if chunk == []:
                 continue
-            q = select(Rollup.job_id, *cols).where(Rollup.hour >= oldest).group_by(Rollup.job_id)
-            if chunk is not None:
-                q = q.where(Rollup.job_id.in_(chunk))
-            for row in session.execute(q):
+            rows = (
+                session.execute(every) if chunk is None else session.execute(some, {"ids": chunk})
+            )
+            for row in rows:
                 values = [int(v or 0) for v in row[1:]]
                 per: dict[str, Any] = {}
                 for wi, window in enumerate(WINDOWS):
@@ -173,12 +318,11 @@ class MetricsCache:
     def filled_cursors(self, session: Any, ids: list[int] | None) -> set[int]:
         """Jobs whose cursor slot already has a record: one joined query (per 500 ids)
         instead of one query per job."""
-        query = select(Slot.job_id).join(Job, and_(Slot.job_id == Job.id, Slot.slot == Job.cursor))
         if ids is None:
-            return set(session.scalars(query))
+            return set(session.scalars(_FILLED))
         out: set[int] = set()
         for i in range(0, len(ids), 500):
-            out.update(session.scalars(query.where(Job.id.in_(ids[i : i + 500]))))
+            out.update(session.scalars(_FILLED_SOME, {"ids": ids[i : i + 500]}))
         return out
 
     def next_expected(self, session: Any, job: Job, *, filled: bool | None = None) -> float | None:
@@ -214,89 +358,77 @@ class MetricsCache:
     def _render(
         self, job: Job, ratios: dict[str, Any] | None, next_expected: float | None, now: float
     ) -> list[bytes]:
-        engine = self._sidecar.engine
-        cfg = engine.config(job)
-        name = escape_label(job.name)
-        jl = f'job_name="{name}"'
-        chunks: list[list[str]] = [[] for _ in FAMILIES]
-
-        def put(family: str, line: str) -> None:
-            chunks[_INDEX[family]].append(line)
-
+        """One bytes chunk per family (in FAMILIES order) with the job's lines."""
+        fmt = _fmt
+        cfg = self._sidecar.engine.config(job)
+        jl = f'job_name="{escape_label(job.name)}"'
         info = [
             jl,
             f'schedule="{escape_label(cfg.schedule.text)}"',
             f'timezone="{escape_label(cfg.schedule.timezone)}"',
         ]
         info += [f'{k}="{escape_label(v)}"' for k, v in sorted(cfg.labels.items())]
-        put("jobpulse_job_info", f"jobpulse_job_info{{{','.join(info)}}} 1\n")
-        for outcome in OUTCOMES:
-            value = getattr(job, f"runs_{outcome}")
-            put(
-                "jobpulse_job_runs",
-                f'jobpulse_job_runs_total{{{jl},outcome="{outcome}"}} {_fmt(value)}\n',
-            )
-        put(
-            "jobpulse_job_missed_runs",
-            f"jobpulse_job_missed_runs_total{{{jl}}} {_fmt(job.missed_total)}\n",
-        )
-        put(
-            "jobpulse_job_overlapping_runs",
-            f"jobpulse_job_overlapping_runs_total{{{jl}}} {_fmt(job.overlap_total)}\n",
-        )
+        out = [
+            f"jobpulse_job_info{{{','.join(info)}}} 1\n".encode(),
+            "".join(
+                [
+                    f"jobpulse_job_runs_total{{{jl}{outcome}{fmt(getattr(job, attr))}\n"
+                    for outcome, attr in _RUNS
+                ]
+            ).encode(),
+            f"jobpulse_job_missed_runs_total{{{jl}}} {fmt(job.missed_total)}\n".encode(),
+            f"jobpulse_job_overlapping_runs_total{{{jl}}} {fmt(job.overlap_total)}\n".encode(),
+        ]
         counts = list(job.duration_buckets or [])
         if len(counts) != len(cfg.buckets) + 1:
             counts = [0] * (len(cfg.buckets) + 1)
         cumulative = 0
-        fam = "jobpulse_job_run_duration_seconds"
-        for bound, n in zip((*cfg.buckets, float("inf")), counts, strict=True):
+        bucket = f"{_HIST}_bucket{{{jl}"
+        lines = []
+        for le, n in zip(_le_labels(cfg.buckets), counts, strict=True):
             cumulative += n
-            put(fam, f'{fam}_bucket{{{jl},le="{_fmt(bound)}"}} {_fmt(cumulative)}\n')
-        put(fam, f"{fam}_count{{{jl}}} {_fmt(job.duration_count)}\n")
-        put(fam, f"{fam}_sum{{{jl}}} {_fmt(job.duration_sum)}\n")
-        gauges: tuple[tuple[str, float | None], ...] = (
-            ("jobpulse_job_last_success_timestamp_seconds", job.last_success_at),
-            ("jobpulse_job_last_failure_timestamp_seconds", job.last_failure_at),
-            ("jobpulse_job_last_run_start_timestamp_seconds", job.last_start_at),
-            ("jobpulse_job_last_run_duration_seconds", job.last_duration),
-            ("jobpulse_job_next_expected_run_timestamp_seconds", next_expected),
-            ("jobpulse_job_expected_interval_seconds", self._interval(job, cfg, now)),
-            ("jobpulse_job_running", float(job.running)),
-            ("jobpulse_job_oldest_running_start_timestamp_seconds", job.oldest_running_start),
-            ("jobpulse_job_consecutive_failures", float(job.bad_streak)),
+            lines.append(f"{bucket}{le}{fmt(cumulative)}\n")
+        lines.append(f"{_HIST}_count{{{jl}}} {fmt(job.duration_count)}\n")
+        lines.append(f"{_HIST}_sum{{{jl}}} {fmt(job.duration_sum)}\n")
+        out.append("".join(lines).encode())
+        gauges: tuple[float | None, ...] = (
+            job.last_success_at,
+            job.last_failure_at,
+            job.last_start_at,
+            job.last_duration,
+            next_expected,
+            self._interval(job, cfg, now),
+            float(job.running),
+            job.oldest_running_start,
         )
-        for family, value in gauges:
-            if value is not None:
-                put(family, f"{family}{{{jl}}} {_fmt(value)}\n")
-        for state in STATES:
-            put(
-                "jobpulse_job_state",
-                f'jobpulse_job_state{{{jl},state="{state}"}} {1 if job.state == state else 0}\n',
-            )
+        for family, value in zip(_GAUGES, gauges, strict=True):
+            out.append(b"" if value is None else f"{family}{{{jl}}} {fmt(value)}\n".encode())
+        state = job.state
+        out.append(
+            "".join(
+                [f"jobpulse_job_state{{{jl}{on if state == s else off}" for s, on, off in _STATE]
+            ).encode()
+        )
+        streak = float(job.bad_streak)
+        out.append(f"jobpulse_job_consecutive_failures{{{jl}}} {fmt(streak)}\n".encode())
+        success_lines = []
+        miss_lines = []
         for window, (success, miss) in (ratios or {}).items():
             if success is not None:
-                put(
-                    "jobpulse_job_success_ratio",
-                    f'jobpulse_job_success_ratio{{{jl},window="{window}"}} {_fmt(success)}\n',
+                success_lines.append(
+                    f'jobpulse_job_success_ratio{{{jl},window="{window}"}} {fmt(success)}\n'
                 )
             if miss is not None:
-                put(
-                    "jobpulse_job_miss_ratio",
-                    f'jobpulse_job_miss_ratio{{{jl},window="{window}"}} {_fmt(miss)}\n',
+                miss_lines.append(
+                    f'jobpulse_job_miss_ratio{{{jl},window="{window}"}} {fmt(miss)}\n'
                 )
-        return ["".join(lines).encode() for lines in chunks]
+        out.append("".join(success_lines).encode())
+        out.append("".join(miss_lines).encode())
+        return out
 
     def render(self) -> bytes:
         """The per-job families, each under one header."""
-        entries = list(self._entries.values())
-        out: list[bytes] = []
-        for i, header in enumerate(_HEADERS):
-            out.append(header)
-            out.extend(e.chunks[i] for e in entries)
-        return b"".join(out)
+        return self._body
 
     def states(self) -> dict[str, int]:
-        counts = dict.fromkeys(STATES, 0)
-        for entry in self._entries.values():
-            counts[entry.state] = counts.get(entry.state, 0) + 1
-        return counts
+        return dict(self._states)
