@@ -38,7 +38,7 @@ def current_revision(store: Store) -> str | None:
 
 def upgrade(store: Store, revision: str = "head") -> None:
     cfg = alembic_config()
-    with store.engine.begin() as conn:
+    with store.write_engine.begin() as conn:
         if not store.is_sqlite:
             conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": MIGRATE_LOCK_KEY})
         cfg.attributes["connection"] = conn

@@ -43,8 +43,15 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cur.close()
 
 
+_WRITE = "jobpulse_write"
+
+
 def _sqlite_begin(conn: Any) -> None:
-    conn.exec_driver_sql("BEGIN IMMEDIATE")
+    # Writers take the write lock when they begin, so two writers never deadlock upgrading a
+    # read lock. Readers begin deferred: in WAL mode a reader never blocks the writer (a long
+    # /metrics refresh must not hold up ingest), nor the writer it.
+    write = conn.get_execution_options().get(_WRITE, False)
+    conn.exec_driver_sql("BEGIN IMMEDIATE" if write else "BEGIN")
 
 
 class Store:
@@ -78,7 +85,12 @@ class Store:
         if self.is_sqlite:
             event.listen(self.engine, "connect", _sqlite_pragmas)
             event.listen(self.engine, "begin", _sqlite_begin)
+        # The same pool; its connections begin with the write lock on SQLite.
+        self.write_engine = self.engine.execution_options(**{_WRITE: True})
         self._sessions = sessionmaker(self.engine, expire_on_commit=False, autoflush=True)
+        self._write_sessions = sessionmaker(
+            self.write_engine, expire_on_commit=False, autoflush=True
+        )
 
     def migrate(self) -> None:
         from .migrate import upgrade
@@ -92,7 +104,7 @@ class Store:
 
     @contextmanager
     def transaction(self) -> Iterator[Tx]:
-        with self._sessions.begin() as session:
+        with self._write_sessions.begin() as session:
             yield Tx(session, locking=not self.is_sqlite)
 
     def dispose(self) -> None:
