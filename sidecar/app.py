@@ -61,14 +61,23 @@ async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamR
     return response
 
 
-async def metrics_handler(request: web.Request) -> web.Response:
+async def metrics_handler(request: web.Request) -> web.StreamResponse:
     sidecar = request.app[SIDECAR]
     await asyncio.to_thread(sidecar.cache.refresh)
     for state, count in sidecar.cache.states().items():
         sidecar.metrics.jobs.labels(state).set(count)
     sidecar.metrics.leader.set(1 if sidecar.is_leader else 0)
-    body = sidecar.cache.render() + generate_latest(sidecar.metrics.registry)
-    return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
+    # The per-job text is hundreds of MB for a large fleet: sent as it is cached, not copied
+    # into one body with the sidecar's own metrics.
+    jobs = sidecar.cache.render()
+    own = generate_latest(sidecar.metrics.registry)
+    response = web.StreamResponse(headers={"Content-Type": CONTENT_TYPE_LATEST})
+    response.content_length = len(jobs) + len(own)
+    await response.prepare(request)
+    await response.write(jobs)
+    await response.write(own)
+    await response.write_eof()
+    return response
 
 
 async def healthz(request: web.Request) -> web.Response:
