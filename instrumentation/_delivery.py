@@ -16,7 +16,7 @@ from typing import Any
 from ._sink import ClientStats
 from ._spool import Spool
 from ._transport import Reply, Transport
-from .wire import Event, event_to_wire, format_ts
+from .wire import Event, EventValues, event_to_wire, format_ts, values_to_wire
 
 __all__ = ["Delivery"]
 
@@ -53,14 +53,26 @@ class Delivery:
         log.warning("jobpulse: %s", message)
 
     def drop(self, n: int, key: str, message: str) -> None:
-        self.count("dropped", n)
-        self.warn_once(f"drop:{key}", message)
+        """Count ``n`` dropped events; log ``message`` the first time for ``key``.
 
-    def encode(self, events: list[Event]) -> list[dict[str, Any]]:
+        One lock round for both: with the sidecar away a full queue makes this the path of every
+        event, and it must stay as cheap as queueing one."""
+        warn_key = "drop:" + key
+        with self._lock:
+            self._counts["dropped"] += n
+            if warn_key in self._warned:
+                return
+            self._warned.add(warn_key)
+        log.warning("jobpulse: %s", message)
+
+    def encode(self, events: list[Event | EventValues]) -> list[dict[str, Any]]:
+        """The wire objects of ``events``: :class:`Event` objects or their field values."""
         out = []
         for event in events:
             try:
-                out.append(event_to_wire(event))
+                out.append(
+                    values_to_wire(event) if isinstance(event, tuple) else event_to_wire(event)
+                )
             except Exception as exc:
                 self.drop(1, "encode", f"an event could not be encoded and was dropped: {exc!r}")
         return out

@@ -18,7 +18,9 @@ from opentelemetry import metrics, trace
 
 from ._sink import EventSink
 from ._telemetry import Telemetry
+from .client import HeartbeatClient, get_client
 from .spec import parse_job_fields, parse_job_name
+from .wire import Event, EventValues
 
 __all__ = ["JobContext"]
 
@@ -62,13 +64,19 @@ class JobContext:
         """Instrumentation errors so far (each kind is logged once)."""
         return self._errors
 
-    def sink(self) -> EventSink:
-        """The injected client, else the process default (created from the environment)."""
-        if self._client is not None:
-            return self._client
-        from .client import get_client
+    def emit(self, values: EventValues) -> None:
+        """Send the event ``Event(*values)`` to the injected client, else to the process
+        default (created from the environment on first use).
 
-        return get_client()
+        A :class:`HeartbeatClient` takes the values as they are and encodes them in its sender
+        thread, which spares the job's thread building an :class:`Event`; any other sink (a
+        subclass too, which may override ``emit``) gets the :class:`Event`.
+        """
+        sink = self._client if self._client is not None else get_client()
+        if type(sink) is HeartbeatClient:
+            sink.emit_values(values)
+        else:
+            sink.emit(Event(*values))
 
     def take_config(self) -> dict[str, Any] | None:
         """The declaration, the first time it is asked for; None afterwards or when empty."""

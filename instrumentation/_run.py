@@ -19,8 +19,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
-import uuid
 from datetime import UTC, datetime
 from types import TracebackType
 from typing import Any, Final
@@ -29,8 +27,9 @@ from opentelemetry import context as otel_context
 from opentelemetry import trace
 from opentelemetry.trace import Span
 
+from ._ids import current_pid, new_run_id
 from ._job import JobContext
-from .wire import DEFAULT_LIMITS, TRUNCATION_MARKER, Event
+from .wire import DEFAULT_LIMITS, TRUNCATION_MARKER
 
 __all__ = ["Run"]
 
@@ -54,6 +53,19 @@ def _epoch(value: float | datetime | None) -> float | None:
 class Run:
     """A run of a monitored job, as seen from inside it (``with monitor(...) as run``)."""
 
+    # Defaults of the per-run state, on the class: a run sets on itself only what it changes,
+    # which keeps creating a run (once per call of a decorated function) cheap.
+    _span: Span | None = None
+    _token: object = None
+    _started = 0.0
+    _mono = 0.0
+    _trace_id: str | None = None  # with _span_id: the span's ids when its context is valid
+    _span_id: str | None = None
+    _count: int | None = None
+    _metadata: dict[str, Any] | None = None
+    _exit_code: int | None = None
+    _failed: tuple[str, str | None] | None = None
+
     def __init__(
         self,
         job: JobContext,
@@ -65,20 +77,12 @@ class Run:
         scheduled_for: float | datetime | None = None,
     ) -> None:
         self.job = job.name
-        self.run_id = run_id or str(uuid.uuid4())
+        self.run_id = run_id or new_run_id()
         self.attempt = attempt
         self.will_retry = will_retry
-        self.scheduled_for = _epoch(scheduled_for)
+        self.scheduled_for = None if scheduled_for is None else _epoch(scheduled_for)
         self._ctx = job
         self._function = function
-        self._span: Span | None = None
-        self._token: object = None
-        self._started = self._mono = 0.0
-        self._trace_ids: tuple[str | None, str | None] = (None, None)
-        self._count: int | None = None
-        self._metadata: dict[str, Any] = {}
-        self._exit_code: int | None = None
-        self._failed: tuple[str, str | None] | None = None
         self._state = "new"
 
     # -- the handle --------------------------------------------------------------------------
@@ -89,7 +93,7 @@ class Run:
             if count is not None:
                 self._count = count
             text = None if message is None else truncate(str(message), DEFAULT_LIMITS.message_bytes)
-            self._emit("progress", message=text, count=self._count)
+            self._emit("progress", self._ctx.clock(), message=text, count=self._count)
         except Exception as exc:
             self._ctx.report("sending progress", exc)
 
@@ -99,6 +103,8 @@ class Run:
 
     def set_metadata(self, **kv: Any) -> None:
         """Key/values reported on the finish event (JSON, at most 8 KiB in all)."""
+        if self._metadata is None:
+            self._metadata = {}
         self._metadata.update(kv)
 
     def set_exit_code(self, code: int) -> None:
@@ -135,29 +141,31 @@ class Run:
             self._ctx.report("starting", RuntimeError(f"run {self.run_id} entered twice"))
             return
         self._state = "running"
-        self._mono = self._ctx.monotonic()
-        self._started = self._ctx.clock()
+        ctx = self._ctx
+        self._mono = ctx.monotonic()
+        self._started = started = ctx.clock()
         try:
-            self._span = self._ctx.telemetry.start_span(
+            self._span = span = ctx.telemetry.start_span(
                 run_id=self.run_id,
-                start=self._started,
+                start=started,
                 scheduled_for=self.scheduled_for,
                 function=self._function,
             )
-            sc = self._span.get_span_context()
+            sc = span.get_span_context()
             if sc.is_valid:
-                self._trace_ids = (format(sc.trace_id, "032x"), format(sc.span_id, "016x"))
+                self._trace_id = format(sc.trace_id, "032x")
+                self._span_id = format(sc.span_id, "016x")
         except Exception as exc:
-            self._ctx.report("starting the span", exc)
+            ctx.report("starting the span", exc)
         try:
-            self._emit("start", ts=self._started, job_config=self._ctx.take_config())
+            self._emit("start", started, job_config=ctx.take_config())
         except Exception as exc:
-            self._ctx.report("sending start", exc)
+            ctx.report("sending start", exc)
 
     def activate(self) -> None:
         """Make the run's span current (until :meth:`deactivate`). A span with no valid
         context (no OpenTelemetry SDK configured) would change nothing for the job's code."""
-        if self._span is None or self._token is not None or self._trace_ids[0] is None:
+        if self._span is None or self._token is not None or self._trace_id is None:
             return
         try:
             self._token = otel_context.attach(trace.set_span_in_context(self._span))
@@ -176,11 +184,12 @@ class Run:
         if self._state != "running":
             return
         self._state = "finished"
+        ctx = self._ctx
         try:
-            duration = max(0.0, self._ctx.monotonic() - self._mono)
+            duration = max(0.0, ctx.monotonic() - self._mono)
             outcome, etype, message, exit_code = self._classify(exc)
             wire_type = "failure" if outcome == "retry" else outcome
-            self._ctx.telemetry.finish(
+            ctx.telemetry.finish(
                 self._span,
                 outcome=outcome,
                 error_type=etype,
@@ -190,7 +199,7 @@ class Run:
             )
             self._emit(
                 wire_type,
-                ts=self._ctx.clock(),
+                ctx.clock(),
                 duration=duration,
                 will_retry=outcome == "retry",
                 error_type=etype[:128] if etype else None,
@@ -202,7 +211,7 @@ class Run:
                 metadata=self._checked_metadata(),
             )
         except Exception as err:
-            self._ctx.report("finishing", err)
+            ctx.report("finishing", err)
 
     def _classify(
         self, exc: BaseException | None
@@ -242,19 +251,45 @@ class Run:
         loaded: dict[str, Any] = json.loads(text)
         return loaded
 
-    def _emit(self, type_: str, *, ts: float | None = None, **fields: Any) -> None:
-        trace_id, span_id = self._trace_ids
-        event = Event(
-            type=type_,
-            job=self.job,
-            run_id=self.run_id,
-            ts=self._ctx.clock() if ts is None else ts,
-            scheduled_for=self.scheduled_for,
-            attempt=self.attempt,
-            host=self._ctx.host,
-            pid=os.getpid(),
-            trace_id=trace_id,
-            span_id=span_id,
-            **fields,
+    def _emit(
+        self,
+        type_: str,
+        ts: float,
+        *,
+        will_retry: bool = False,
+        duration: float | None = None,
+        exit_code: int | None = None,
+        error_type: str | None = None,
+        error_message: str | None = None,
+        count: int | None = None,
+        metadata: dict[str, Any] | None = None,
+        job_config: dict[str, Any] | None = None,
+        message: str | None = None,
+    ) -> None:
+        ctx = self._ctx
+        # The event's fields in wire.EVENT_FIELDS order (sent_at and reason are not a run's).
+        ctx.emit(
+            (
+                type_,
+                self.job,
+                self.run_id,
+                ts,
+                self.scheduled_for,
+                self.attempt,
+                will_retry,
+                duration,
+                exit_code,
+                error_type,
+                error_message,
+                count,
+                ctx.host,
+                current_pid(),
+                self._trace_id,
+                self._span_id,
+                metadata,
+                None,
+                None,
+                job_config,
+                message,
+            )
         )
-        self._ctx.sink().emit(event)

@@ -26,7 +26,7 @@ from ._settings import ClientSettings
 from ._sink import ClientStats, EventSink
 from ._spool import DEFAULT_MAX_BYTES, Spool
 from ._transport import Transport
-from .wire import Event
+from .wire import Event, EventValues
 
 __all__ = ["ClientStats", "EventSink", "HeartbeatClient", "flush_main", "get_client", "set_client"]
 
@@ -45,7 +45,7 @@ class HeartbeatClient:
     ``start=False`` delays the sender thread (and its delivery of the spool) to the first emit.
     """
 
-    _queue: deque[Event]
+    _queue: deque[Event | EventValues]
     _inflight: list[dict[str, Any]] | None
     _thread: threading.Thread | None
 
@@ -85,6 +85,10 @@ class HeartbeatClient:
         self._delivery = Delivery(
             Spool(self.settings.spool_dir, max_bytes=spool_max_bytes), clock=clock
         )
+        self._queue_full_message = (
+            f"the heartbeat queue is full ({self.settings.queue_size} events; "
+            "JOBPULSE_QUEUE_SIZE); dropping events until the sender catches up"
+        )
         self._closed = False
         self._reset()
         reset_after_fork(self)
@@ -98,6 +102,15 @@ class HeartbeatClient:
 
     def emit(self, event: Event) -> None:
         """Queue ``event`` for delivery. O(1); never blocks, never raises."""
+        self._enqueue(event)
+
+    def emit_values(self, values: EventValues) -> None:
+        """Queue the event ``Event(*values)``, which the sender thread encodes without ever
+        building it: the decorator's way to emit, cheaper for the job's thread than
+        :meth:`emit`. O(1); never blocks, never raises."""
+        self._enqueue(values)
+
+    def _enqueue(self, item: Event | EventValues) -> None:
         if self.settings.disabled:
             return
         if self._closed:
@@ -105,14 +118,9 @@ class HeartbeatClient:
             return
         queue = self._queue
         if len(queue) >= self.settings.queue_size:
-            self._delivery.drop(
-                1,
-                "queue_full",
-                f"the heartbeat queue is full ({self.settings.queue_size} events; "
-                "JOBPULSE_QUEUE_SIZE); dropping events until the sender catches up",
-            )
+            self._delivery.drop(1, "queue_full", self._queue_full_message)
             return
-        queue.append(event)
+        queue.append(item)
         if self._thread is None:
             self._start()
         if not self._wake.is_set():
@@ -263,7 +271,7 @@ class HeartbeatClient:
             if self._closed:
                 return None
             if self._inflight is None and self._queue:
-                events: list[Event] = []
+                events: list[Event | EventValues] = []
                 while self._queue and len(events) < self._batch_size:
                     events.append(self._queue.popleft())
                 self._inflight = self._delivery.encode(events)

@@ -3,7 +3,8 @@
 An event is a JSON object; a batch is a JSON array or NDJSON. :func:`parse_event` validates one
 decoded object and returns an :class:`Event` plus warnings (unknown fields, truncations), or
 raises :class:`~jobpulse.instrumentation.errors.InvalidEvent` naming the field. The library
-builds events with :func:`event_to_wire`. Timestamps are float seconds since the epoch (UTC)
+builds events with :func:`event_to_wire`, or with :func:`values_to_wire` from the plain tuples
+(:data:`EventValues`) the decorator queues. Timestamps are float seconds since the epoch (UTC)
 inside the process and RFC 3339 with an offset on the wire.
 """
 
@@ -20,14 +21,17 @@ from .errors import InvalidEvent, InvalidJobConfig, InvalidName
 from .spec import parse_job_fields, parse_job_name
 
 __all__ = [
+    "EVENT_FIELDS",
     "EVENT_TYPES",
     "FINISH_TYPES",
     "Event",
+    "EventValues",
     "Limits",
     "event_to_wire",
     "format_ts",
     "parse_event",
     "parse_ts",
+    "values_to_wire",
 ]
 
 SCHEMA_VERSION: Final = 1
@@ -126,11 +130,37 @@ def parse_ts(value: object, *, what: str = "ts") -> float:
         raise InvalidEvent(what, f"{value!r} is outside the years 1-9999 in UTC") from None
 
 
-def format_ts(ts: float) -> str:
-    """RFC 3339 in UTC with a ``Z`` and at most microsecond precision."""
+def _format_ts_slow(ts: float) -> str:
     dt = datetime.fromtimestamp(ts, UTC)
     text = dt.isoformat(timespec="microseconds" if dt.microsecond else "seconds")
     return text.replace("+00:00", "Z")
+
+
+# The last whole second formatted (``YYYY-MM-DDTHH:MM:SS``): a client's events come in bursts
+# within one second, and formatting the date and time is most of what formatting a ts costs.
+_last_second: tuple[int, str] = (0, "1970-01-01T00:00:00")
+_FAST_TS_LIMIT: Final = 253402300800  # 10000-01-01T00:00:00Z
+
+
+def format_ts(ts: float) -> str:
+    """RFC 3339 in UTC with a ``Z`` and at most microsecond precision.
+
+    The text is the one ``datetime.fromtimestamp(ts, UTC).isoformat()`` gives (microseconds
+    rounded half to even, left out when zero); floats from 1970 on take a faster path that
+    reuses the formatted second of the previous call.
+    """
+    global _last_second
+    if type(ts) is not float or not 0.0 <= ts < _FAST_TS_LIMIT:
+        return _format_ts_slow(ts)
+    whole = int(ts)
+    micro = round((ts - whole) * 1e6)  # as datetime rounds: half to even
+    if micro >= 1_000_000:
+        whole += 1
+        micro -= 1_000_000
+    cached = _last_second
+    if cached[0] != whole:
+        cached = _last_second = (whole, datetime.fromtimestamp(whole, UTC).isoformat()[:19])
+    return f"{cached[1]}.{micro:06d}Z" if micro else f"{cached[1]}Z"
 
 
 def _text(name: str, value: str) -> str:
@@ -310,6 +340,41 @@ def parse_event(
 
 _TS_FIELDS: Final = ("ts", "scheduled_for", "sent_at")
 
+EVENT_FIELDS: Final = (
+    "type", "job", "run_id", "ts", "scheduled_for", "attempt", "will_retry", "duration",
+    "exit_code", "error_type", "error_message", "count", "host", "pid", "trace_id", "span_id",
+    "metadata", "sent_at", "reason", "job_config", "message",
+)  # fmt: skip
+"""The wire fields of :class:`Event`, in its field order (every field but ``truncated``)."""
+
+EventValues = tuple[
+    str,  # type
+    str,  # job
+    str,  # run_id
+    float,  # ts
+    float | None,  # scheduled_for
+    int | None,  # attempt
+    bool,  # will_retry
+    float | None,  # duration
+    int | None,  # exit_code
+    str | None,  # error_type
+    str | None,  # error_message
+    int | None,  # count
+    str | None,  # host
+    int | None,  # pid
+    str | None,  # trace_id
+    str | None,  # span_id
+    dict[str, Any] | None,  # metadata
+    float | None,  # sent_at
+    str | None,  # reason
+    dict[str, Any] | None,  # job_config
+    str | None,  # message
+]
+"""An event as a plain tuple, in :data:`EVENT_FIELDS` order; ``Event(*values)`` is the event.
+
+The decorator queues these to the heartbeat client: a tuple costs the job's thread a fraction
+of an :class:`Event`, and the sender thread turns it into JSON with :func:`values_to_wire`."""
+
 
 def event_to_wire(event: Event) -> dict[str, Any]:
     """The JSON object for ``event`` with unset fields left out."""
@@ -321,4 +386,59 @@ def event_to_wire(event: Event) -> dict[str, Any]:
         if value is None or (name == "will_retry" and not value):
             continue
         out[name] = format_ts(value) if name in _TS_FIELDS else value
+    return out
+
+
+def values_to_wire(values: EventValues) -> dict[str, Any]:
+    """``event_to_wire(Event(*values))``, without building the :class:`Event`.
+
+    Spelled out field by field (the heartbeat client's sender thread runs it for every event,
+    and a loop over the field names cost it twice as much); the keys come in the same order.
+    """
+    (
+        type_, job, run_id, ts, scheduled_for, attempt, will_retry, duration, exit_code,
+        error_type, error_message, count, host, pid, trace_id, span_id, metadata, sent_at,
+        reason, job_config, message,
+    ) = values  # fmt: skip
+    out: dict[str, Any] = {
+        "v": SCHEMA_VERSION,
+        "type": type_,
+        "job": job,
+        "run_id": run_id,
+        "ts": format_ts(ts),
+    }
+    if scheduled_for is not None:
+        out["scheduled_for"] = format_ts(scheduled_for)
+    if attempt is not None:
+        out["attempt"] = attempt
+    if will_retry:
+        out["will_retry"] = will_retry
+    if duration is not None:
+        out["duration"] = duration
+    if exit_code is not None:
+        out["exit_code"] = exit_code
+    if error_type is not None:
+        out["error_type"] = error_type
+    if error_message is not None:
+        out["error_message"] = error_message
+    if count is not None:
+        out["count"] = count
+    if host is not None:
+        out["host"] = host
+    if pid is not None:
+        out["pid"] = pid
+    if trace_id is not None:
+        out["trace_id"] = trace_id
+    if span_id is not None:
+        out["span_id"] = span_id
+    if metadata is not None:
+        out["metadata"] = metadata
+    if sent_at is not None:
+        out["sent_at"] = format_ts(sent_at)
+    if reason is not None:
+        out["reason"] = reason
+    if job_config is not None:
+        out["job_config"] = job_config
+    if message is not None:
+        out["message"] = message
     return out
