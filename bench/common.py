@@ -13,7 +13,6 @@ import os
 import platform
 import shutil
 import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -26,7 +25,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-JOBPULSE = str(Path(sys.executable).parent / "jobpulse")
+from jobpulse.sidecar.testing import ServedSidecar
+
 PG_ADMIN_URL = os.environ.get("JOBPULSE_BENCH_PG", "postgresql://postgres@127.0.0.1:5432/postgres")
 
 
@@ -124,12 +124,6 @@ def interleaved(
     return {k: median(v) for k, v in samples.items()}
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 @contextlib.contextmanager
 def scratch_dir(prefix: str) -> Iterator[Path]:
     path = Path(tempfile.mkdtemp(prefix=f"jobpulse-bench-{prefix}-"))
@@ -165,8 +159,9 @@ def stop(proc: subprocess.Popen[bytes] | None) -> None:
         proc.wait(timeout=10)
 
 
-class Sidecar:
-    """``jobpulse serve`` as a real process on an ephemeral loopback port."""
+class Sidecar(ServedSidecar):
+    """``jobpulse serve`` as a real process on an ephemeral loopback port, given two minutes
+    to start (a store with 100,000 jobs is migrated and loaded first)."""
 
     def __init__(
         self,
@@ -176,55 +171,14 @@ class Sidecar:
         store: str | None = None,
         env: dict[str, str] | None = None,
     ) -> None:
-        self.workdir = workdir
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.config = workdir / "jobpulse.yaml"
-        self.config.write_text(config)
-        self.store = store or f"sqlite:///{workdir}/jobpulse.db"
-        self.env = {**os.environ, "JOBPULSE_CATCHUP_DELAY": "0", **(env or {})}
-        self.log = workdir / "serve.log"
-        self.proc: subprocess.Popen[bytes] | None = None
+        super().__init__(workdir, config, store=store, env=env, start_timeout=120)
 
-    def __enter__(self) -> Sidecar:
-        with open(self.log, "ab") as log:
-            self.proc = subprocess.Popen(
-                [
-                    JOBPULSE,
-                    "serve",
-                    "--port",
-                    str(self.port),
-                    "--config",
-                    str(self.config),
-                    "--store",
-                    self.store,
-                ],
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                env=self.env,
-                cwd=self.workdir,
-            )
-        try:
-            wait_http(self.url + "/healthz", self.proc, timeout=120)
-        except RuntimeError as exc:
-            stop(self.proc)
-            raise RuntimeError(f"{exc}: {self.log.read_text()[-1500:]}") from None
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        stop(self.proc)
-
-    def get(self, path: str, timeout: float = 60) -> bytes:
-        with urllib.request.urlopen(self.url + path, timeout=timeout) as resp:
-            body: bytes = resp.read()
-            return body
-
-    def rss_bytes(self) -> int:
-        assert self.proc is not None
-        for line in Path(f"/proc/{self.proc.pid}/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) * 1024
-        raise RuntimeError("no VmRSS")
+    def body(self, path: str, timeout: float = 60) -> bytes:
+        """``GET path``; an error unless it answers 200."""
+        status, body = self.get(path, timeout=timeout)
+        if status != 200:
+            raise RuntimeError(f"GET {path} answered {status}: {body[:200]!r}")
+        return body
 
 
 def python_server(code: str, port: int) -> subprocess.Popen[bytes]:

@@ -36,12 +36,12 @@ from opentelemetry.trace import SpanKind
 
 from jobpulse.instrumentation import monitor
 from jobpulse.instrumentation.client import HeartbeatClient
+from jobpulse.sidecar.testing import free_port
 
 from .common import (
     Check,
     Result,
     Sidecar,
-    free_port,
     interleaved,
     not_measured,
     python_server,

@@ -22,12 +22,13 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from jobpulse.sidecar.testing import free_port
+
 from .common import (
     PG_ADMIN_URL,
     Check,
     Result,
     Sidecar,
-    free_port,
     have,
     median,
     not_measured,

@@ -44,7 +44,7 @@ def detection_latency(quick: bool) -> Result:
             scrapes = 0
             while len(seen) < jobs and time.time() < deadline and scrapes < 10_000:
                 scrapes += 1
-                body = sc.get("/metrics")
+                body = sc.body("/metrics")
                 at = time.time()
                 for m in _SAMPLE.finditer(body):
                     i = int(m.group(1))

@@ -20,7 +20,7 @@ def _rss_after_scrapes(tmp_dir: object, store: str, jobs: int) -> int:
     with Sidecar(tmp, "", store=store, env={"JOBPULSE_JOB_CAP": str(jobs + 100)}) as sc:
         samples = []
         for _ in range(3):
-            sc.get("/metrics", timeout=300)
+            sc.body("/metrics", timeout=300)
             time.sleep(0.2)
             samples.append(sc.rss_bytes())
         return int(median(samples))

@@ -5,12 +5,15 @@ from __future__ import annotations
 
 import os
 import shutil
-import socket
 import uuid
 from collections.abc import Iterator
 
 import pytest
 from hypothesis import HealthCheck, settings
+
+from jobpulse.sidecar.testing import free_port
+
+__all__ = ["free_port"]
 
 settings.register_profile(
     "ci",
@@ -44,12 +47,6 @@ def need_binary(name: str) -> str:
     need(path is not None, f"the {name} binary")
     assert path is not None
     return path
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def _pg_available() -> bool:
