@@ -128,7 +128,7 @@ _LATEST_SLOT = (
 _ROLLUP = select(Rollup).where(
     Rollup.job_id == bindparam("job_id"), Rollup.hour == bindparam("hour")
 )
-_UNFLUSHED = 1 << 62
+_UNFLUSHED = 1 << 62  # sorts runs not yet given an id after every stored one, in insertion order
 _CHUNK = 500  # ids per IN (...) list
 
 
@@ -137,17 +137,15 @@ def _chunks(items: Sequence[T]) -> Iterator[Sequence[T]]:
         yield items[start : start + _CHUNK]
 
 
-# sorts runs not yet given an id after every stored one, in insertion order
-
-
 class Tx:
     """What the domain engine needs from a transaction, over an ORM session.
 
     The engine's reads see its own unwritten changes without flushing the session before each
     query: runs and slots added in this transaction are indexed here and merged into what the
-    store returns, and the session is flushed once, when the writer's savepoint for the request
-    ends. (Slots and runs are never deleted within an engine transaction; whatever deletes rows
-    calls :meth:`reset_cache`.)
+    store returns, and the session is flushed once, at the end of the writer's batch (or of a
+    request's savepoint when a batch is applied request by request). The ``load_*`` methods
+    read what a batch will need in bulk beforehand. (Slots and runs are never deleted within an
+    engine transaction; whatever deletes rows flushes and then calls :meth:`reset_cache`.)
     """
 
     def __init__(self, session: Session, *, locking: bool = False) -> None:
@@ -169,7 +167,8 @@ class Tx:
         self._keys: dict[tuple[int, str, str, float], bool] = {}
 
     def reset_cache(self) -> None:
-        """Forget cached rows (after a savepoint rolled back or rows were deleted)."""
+        """Forget cached rows: after a savepoint rolled back (which discards unwritten rows), or
+        after rows were deleted (flush first: reads that follow see only the store)."""
         self._jobs.clear()
         self._rollups.clear()
         self._job_count = None
