@@ -25,7 +25,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from jobpulse.sidecar.testing import ServedSidecar
+from jobpulse.sidecar.testing import ServedSidecar, free_port
 
 PG_ADMIN_URL = os.environ.get("JOBPULSE_BENCH_PG", "postgresql://postgres@127.0.0.1:5432/postgres")
 
@@ -181,13 +181,21 @@ class Sidecar(ServedSidecar):
         return body
 
 
-def python_server(code: str, port: int) -> subprocess.Popen[bytes]:
-    """A Python server (``code`` formats ``{port}``) in its own process."""
-    return subprocess.Popen(
+@contextlib.contextmanager
+def python_server(code: str, health_path: str = "/") -> Iterator[str]:
+    """A Python server (``code`` formats ``{port}``) in its own process for the block; yields
+    its URL once ``health_path`` answers."""
+    port = free_port()
+    proc = subprocess.Popen(
         [sys.executable, "-c", code.replace("{port}", str(port))],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
+    try:
+        wait_http(f"http://127.0.0.1:{port}{health_path}", proc)
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        stop(proc)
 
 
 # ------------------------------------------------------------------------------ wrk

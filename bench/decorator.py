@@ -46,8 +46,6 @@ from .common import (
     not_measured,
     python_server,
     scratch_dir,
-    stop,
-    wait_http,
 )
 
 JOB = "bench-noop"
@@ -147,17 +145,6 @@ def _handwritten(tp: TracerProvider, mp: MeterProvider) -> Callable[[], None]:
     return call
 
 
-@contextlib.contextmanager
-def _dummy_endpoint() -> Iterator[str]:
-    port = free_port()
-    proc = python_server(DUMMY_SERVER, port)
-    try:
-        wait_http(f"http://127.0.0.1:{port}/healthz", proc)
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        stop(proc)
-
-
 def _client(url: str, spool: Path, calls: int, timeout: float = 2.0) -> HeartbeatClient:
     # Room for every event of a batch: the measure is the path that queues, not the one that
     # drops (that one is cheaper).
@@ -171,7 +158,7 @@ def decorator_cost(quick: bool) -> Result:
     rounds = 3 if quick else 9
     checks: list[Check] = []
     extra: dict[str, Any] = {"calls_per_sample": calls, "rounds": rounds}
-    with scratch_dir("decorator") as tmp, _dummy_endpoint() as url:
+    with scratch_dir("decorator") as tmp, python_server(DUMMY_SERVER, "/healthz") as url:
         tp, mp = _providers()
         client = _client(url, tmp / "spool", calls)
         flush = lambda: client.flush(30)  # noqa: E731

@@ -116,17 +116,6 @@ def _jobs_yaml(prefix: str, count: int) -> str:
 
 
 @contextlib.contextmanager
-def _hello() -> Iterator[str]:
-    port = free_port()
-    proc = python_server(HELLO_SERVER, port)
-    try:
-        wait_http(f"http://127.0.0.1:{port}/", proc)
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        stop(proc)
-
-
-@contextlib.contextmanager
 def _pushgateway(tmp: Path) -> Iterator[str | None]:
     binary = shutil.which("prometheus-pushgateway") or shutil.which("pushgateway")
     if binary is None:
@@ -164,7 +153,7 @@ def single_ingest(quick: bool) -> Result:
     with (
         scratch_dir("ping") as tmp,
         Sidecar(tmp, _jobs_yaml("ping", PING_JOBS)) as sidecar,
-        _hello() as hello,
+        python_server(HELLO_SERVER) as hello,
         _pushgateway(tmp) as pushgw,
     ):
         targets = {"jobpulse": (sidecar.url, PING_SCRIPT), "hello": (hello, PING_SCRIPT)}
