@@ -3,6 +3,16 @@
 Encodes events, posts batches (stamping ``sent_at``), settles the sidecar's answer into the
 counters, writes and drains the spool, and logs each kind of trouble once per client so a
 sidecar outage does not flood the job's log.
+
+A poison batch (one the sidecar fails on, answering 5xx, while it accepts other batches) must not
+hold up the spool for ever. While draining, a spooled batch that gets a 5xx is charged with a
+failure when there is evidence that the fault is the batch's: the post just before it was
+accepted, or a later batch of the same pass is. A 5xx with no such evidence (the sidecar answers
+every batch with 503 while its store is down) charges nothing, and the drain stops after two in
+a row, as it stops at once when the sidecar cannot be reached or asks to wait (408, 429): an
+outage never costs a batch. Batches behind a charged one are tried in the same pass. At
+:data:`MAX_BATCH_FAILURES` charges the batch is moved to the spool's quarantine folder, counted
+as ``quarantined`` and logged once.
 """
 
 from __future__ import annotations
@@ -11,16 +21,22 @@ import json
 import logging
 import threading
 from collections.abc import Callable
-from typing import Any
+from pathlib import Path
+from typing import Any, Final
 
 from ._sink import ClientStats
 from ._spool import Spool
 from ._transport import Reply, Transport
 from .wire import Event, EventValues, event_to_wire, format_ts, values_to_wire
 
-__all__ = ["Delivery"]
+__all__ = ["MAX_BATCH_FAILURES", "Delivery"]
 
 log = logging.getLogger("jobpulse.instrumentation")
+
+MAX_BATCH_FAILURES: Final = 5
+"""Server errors, each with evidence that the fault was the batch's, after which a spooled batch
+is quarantined instead of being retried."""
+_SUSPECTS_IN_A_ROW: Final = 2
 
 
 class Delivery:
@@ -30,8 +46,9 @@ class Delivery:
         self.spool_store = spool
         self._clock = clock
         self._warned: set[str] = set()
-        self._counts = {"sent": 0, "dropped": 0, "spooled": 0, "rejected": 0}
+        self._counts = {"sent": 0, "dropped": 0, "spooled": 0, "rejected": 0, "quarantined": 0}
         self._lock = threading.Lock()
+        self._last_accepted = False  # the sidecar accepted the latest post (any answer but retry)
 
     def reset_after_fork(self) -> None:
         self._lock = threading.Lock()
@@ -86,6 +103,7 @@ class Delivery:
             default=str,
         ).encode()
         reply = transport.post(body)
+        self._last_accepted = reply.outcome != "retry"
         if reply.outcome == "delivered":
             rejected = len(reply.rejected)
             self.count("sent", len(batch) - rejected)
@@ -136,8 +154,13 @@ class Delivery:
             )
 
     def drain_spool(self, transport: Transport, stopping: Callable[[], bool]) -> bool:
-        """Deliver spooled batches, oldest first; True when none is left for later."""
+        """Deliver spooled batches, oldest first; True when none is left for later.
+
+        A batch that gets a server error is charged with a failure when the sidecar accepts
+        other batches (see the module docstring) and the drain goes on behind it."""
         store = self.spool_store
+        left = False
+        suspects: list[tuple[Path, int, Reply]] = []  # 5xx in this pass, not yet shown theirs
         for path in store.pending():
             if stopping():
                 return False
@@ -148,9 +171,44 @@ class Delivery:
             if batch is None:
                 self.warn_once("spool_corrupt", f"removed an unreadable spool file {path.name}")
                 continue
+            accepted_before = self._last_accepted
             reply = self.post(transport, batch)
-            if reply.outcome == "retry":
+            if reply.outcome != "retry":
+                store.done(claimed)
+                for suspect, size, failed in suspects:  # others go through: theirs was the fault
+                    again = store.claim(suspect)
+                    if again is not None:
+                        self._charge(again, size, failed)
+                suspects.clear()
+                continue
+            left = True
+            if reply.status < 500:  # unreachable, or asked to wait: an outage, nobody's fault
                 store.release(claimed)
                 return False
+            if accepted_before:
+                self._charge(claimed, len(batch), reply)
+                continue
+            suspects.append((store.release(claimed), len(batch), reply))
+            if len(suspects) >= _SUSPECTS_IN_A_ROW:
+                return False  # server errors in a row: the sidecar's trouble, not the batches'
+        return not left
+
+    def _charge(self, claimed: Path, size: int, reply: Reply) -> None:
+        """Count one more failure of the batch at ``claimed``; quarantine it at the limit."""
+        store = self.spool_store
+        failures = store.failures(claimed) + 1
+        if failures < MAX_BATCH_FAILURES:
+            store.release(claimed, failures=failures)
+            return
+        try:
+            where = str(store.quarantine(claimed))
+        except OSError as exc:
             store.done(claimed)
-        return True
+            where = f"nowhere: the quarantine folder cannot be written ({exc}), so it was deleted"
+        self.count("quarantined", size)
+        self.warn_once(
+            "quarantine",
+            f"the sidecar failed {failures} times on a spooled batch of {size} event(s) (last: "
+            f"HTTP {reply.status} {reply.detail[:100]!r}) while accepting other batches; it was "
+            f"moved to {where} so that the spool does not stall behind it",
+        )

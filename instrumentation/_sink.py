@@ -29,9 +29,12 @@ class EventSink(Protocol):
 class ClientStats:
     """Event counters: ``sent`` (accepted by the sidecar), ``dropped`` (queue or spool full,
     emitted after close, unencodable), ``spooled`` (written to disk; counted again as ``sent``
-    once a later delivery succeeds) and ``rejected`` (refused by the sidecar, not retried)."""
+    once a later delivery succeeds), ``rejected`` (refused by the sidecar, not retried) and
+    ``quarantined`` (spooled, then set aside in the spool's ``quarantine`` folder because the
+    sidecar kept failing on their batch while accepting others)."""
 
     sent: int = 0
     dropped: int = 0
     spooled: int = 0
     rejected: int = 0
+    quarantined: int = 0

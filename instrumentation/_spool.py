@@ -6,6 +6,11 @@ renaming it to ``<name>.<pid>.claim`` (only one process wins the rename), delete
 sidecar has answered for it, and renames it back when the sidecar is unreachable. A claim left
 behind by a process that died is released after :data:`STALE_CLAIM` seconds. Resending is safe:
 the sidecar deduplicates on ``(run_id, type)``.
+
+A batch the sidecar keeps failing on carries its count of such failures in its name
+(``<stem>.f<n>.batch.json``), so the count survives the processes that tried it; the sender
+moves it to the ``quarantine`` folder inside the spool at the limit (see ``_delivery.py``),
+where the newest :data:`QUARANTINE_KEEP` batches are kept for an operator to inspect.
 """
 
 from __future__ import annotations
@@ -13,6 +18,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import time
 import uuid
 from collections.abc import Iterator
@@ -25,6 +31,9 @@ SUFFIX: Final = ".batch.json"
 CLAIM: Final = ".claim"
 STALE_CLAIM: Final = 600.0
 DEFAULT_MAX_BYTES: Final = 64 * 1024 * 1024
+QUARANTINE: Final = "quarantine"
+QUARANTINE_KEEP: Final = 20
+_NAME_RE: Final = re.compile(r"(?P<stem>[^.]+)(?:\.f(?P<failures>[0-9]+))?" + re.escape(SUFFIX))
 
 
 class Spool:
@@ -95,11 +104,38 @@ class Spool:
             return None
         return batch
 
-    def release(self, claimed: Path) -> None:
-        """Put a claimed batch back for a later attempt."""
+    def release(self, claimed: Path, *, failures: int | None = None) -> Path:
+        """Put a claimed batch back for a later attempt, recording ``failures`` (the times the
+        sidecar failed on it) when given; returns its unclaimed path."""
         original = claimed.name.split(SUFFIX)[0] + SUFFIX
+        if failures is not None:
+            match = _NAME_RE.match(claimed.name)
+            if match is not None:
+                original = f"{match['stem']}.f{failures}{SUFFIX}"
+        path = claimed.with_name(original)
         with contextlib.suppress(FileNotFoundError):
-            os.replace(claimed, claimed.with_name(original))
+            os.replace(claimed, path)
+        return path
+
+    @staticmethod
+    def failures(path: Path) -> int:
+        """How many times the sidecar failed on the batch at ``path`` (claimed or not)."""
+        match = _NAME_RE.match(path.name)
+        return int(match["failures"] or 0) if match is not None else 0
+
+    def quarantine(self, claimed: Path) -> Path:
+        """Move a claimed batch to the quarantine folder, never to be sent again; keeps the
+        newest :data:`QUARANTINE_KEEP` there. Returns its new path.
+
+        Raises OSError when the folder cannot be written."""
+        folder = self.directory / QUARANTINE
+        folder.mkdir(exist_ok=True)
+        target = folder / (claimed.name.split(SUFFIX)[0] + SUFFIX)
+        os.replace(claimed, target)
+        kept = sorted(p for p in folder.iterdir() if p.name.endswith(SUFFIX))
+        for old in kept[:-QUARANTINE_KEEP]:
+            old.unlink(missing_ok=True)
+        return target
 
     def done(self, claimed: Path) -> None:
         claimed.unlink(missing_ok=True)
