@@ -2,6 +2,11 @@
 
 The sidecar's configuration file, the wire format's ``job_config`` and the decorator all go
 through :func:`parse_job_fields`, so a field means the same thing wherever it is written.
+
+Bounds: ``every`` is at least :data:`MIN_EVERY` (1 s: a shorter interval would have the
+sidecar record a missed slot many times a second); every duration field is at most
+:data:`MAX_JOB_DURATION` (366 days); thresholds fit a signed 64-bit integer. Names and
+durations are ASCII: ``ſync`` is not ``sync``, and ``١٢`` is not 12.
 """
 
 from __future__ import annotations
@@ -18,7 +23,10 @@ from cronsim import CronSim, CronSimError
 from .errors import InvalidDuration, InvalidJobConfig, InvalidName, InvalidSchedule, InvalidTimezone
 
 __all__ = [
+    "INT64_MAX",
     "JOB_FIELDS",
+    "MAX_JOB_DURATION",
+    "MIN_EVERY",
     "RESERVED_LABELS",
     "check_cron",
     "check_timezone",
@@ -30,8 +38,25 @@ __all__ = [
 
 _NAME_RE: Final = re.compile(r"[a-z0-9][a-z0-9._-]{0,127}")
 _LABEL_RE: Final = re.compile(r"[a-zA-Z_][a-zA-Z0-9_]*")
-_DURATION_PART_RE: Final = re.compile(r"(\d+(?:\.\d+)?)([smhd])")
+_DURATION_PART_RE: Final = re.compile(r"([0-9]+(?:\.[0-9]+)?)([smhd])")
+_SECONDS_RE: Final = re.compile(r"[0-9]+(?:\.[0-9]+)?")
 _UNITS: Final = {"s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
+
+INT64_MAX: Final = 2**63 - 1
+"""The largest integer a store column holds (signed 64 bits)."""
+MIN_EVERY: Final = 1.0
+"""The shortest ``every`` interval, in seconds."""
+MAX_JOB_DURATION: Final = 366 * 86400.0
+"""The longest value of a job's duration fields (``every``, ``grace``, ``max_runtime`` ...),
+in seconds: 366 days. Longer would be a typo, and deadlines must stay renderable times."""
+_DURATION_FIELDS: Final = (
+    "every",
+    "grace",
+    "early_tolerance",
+    "max_runtime",
+    "heartbeat_timeout",
+    "max_silence",
+)
 
 RESERVED_LABELS: Final = frozenset(
     {"job", "instance", "job_name", "schedule", "timezone", "state", "outcome", "window", "le"}
@@ -57,10 +82,14 @@ JOB_FIELDS: Final = (
 
 
 def parse_job_name(value: object) -> str:
-    """Return the case-folded job name, or raise :class:`InvalidName`."""
+    """Return the job name with ASCII letters lower-cased, or raise :class:`InvalidName`.
+
+    Only ASCII is folded: ``str.casefold`` (and ``str.lower``) would turn look-alikes such as
+    ``ſync`` or the Kelvin sign into ``sync`` and ``k``, so one job could be reported under
+    another's name."""
     if not isinstance(value, str):
         raise InvalidName(f"job name must be a string, got {type(value).__name__} {value!r}")
-    name = value.casefold()
+    name = value.lower() if value.isascii() else value
     if not _NAME_RE.fullmatch(name):
         raise InvalidName(
             f"job name {value!r} is invalid: use 1-128 characters from a-z, 0-9, '.', '_' "
@@ -77,7 +106,7 @@ def parse_duration(value: object, *, what: str = "duration") -> float:
         seconds = float(value) if abs(value) < 1e300 else math.inf
     elif isinstance(value, str):
         text = value.strip().lower()
-        if re.fullmatch(r"\d+(?:\.\d+)?", text):
+        if _SECONDS_RE.fullmatch(text):
             seconds = float(text)
         else:
             pos, seconds = 0, 0.0
@@ -144,12 +173,39 @@ def check_cron(value: object) -> str:
     return expr
 
 
+def _shown(value: object) -> str:
+    """``repr(value)``, with an integer too long to be worth echoing summarised."""
+    if isinstance(value, int) and not isinstance(value, bool) and abs(value) >= 10**30:
+        return f"an integer of {len(str(abs(value)))} digits"
+    return repr(value)
+
+
 def _int_field(job: str, field: str, value: object, *, minimum: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+    if isinstance(value, bool) or not isinstance(value, int) or not minimum <= value <= INT64_MAX:
         raise InvalidJobConfig(
-            f"job {job!r}: {field} {value!r} must be an integer >= {minimum}", job=job, field=field
+            f"job {job!r}: {field} must be an integer >= {minimum} and <= {INT64_MAX}, "
+            f"got {_shown(value)}",
+            job=job,
+            field=field,
         )
     return value
+
+
+def _duration_field(job: str, field: str, value: object) -> float:
+    seconds = parse_duration(value, what=f"job {job!r}: {field}")
+    if field == "grace" and seconds < 1:
+        raise InvalidDuration(f"job {job!r}: grace {value!r} must be at least 1s")
+    if field == "every" and seconds < MIN_EVERY:
+        raise InvalidDuration(
+            f"job {job!r}: every {_shown(value)} is shorter than the minimum interval of "
+            f"{format_duration(MIN_EVERY)}; use every: 1s or longer"
+        )
+    if seconds > MAX_JOB_DURATION:
+        raise InvalidDuration(
+            f"job {job!r}: {field} {_shown(value)} is longer than the maximum of "
+            f"{format_duration(MAX_JOB_DURATION)} (366 days)"
+        )
+    return seconds
 
 
 def _labels(job: str, value: object) -> dict[str, str]:
@@ -217,32 +273,14 @@ def parse_job_fields(job: str, raw: Mapping[str, Any]) -> dict[str, Any]:
                 field=field,
             )
         try:
-            if value is None and field in (
-                "schedule",
-                "every",
-                "grace",
-                "early_tolerance",
-                "max_runtime",
-                "heartbeat_timeout",
-                "max_silence",
-            ):
+            if value is None and (field == "schedule" or field in _DURATION_FIELDS):
                 out[field] = None
             elif field == "schedule":
                 out[field] = check_cron(value)
             elif field == "timezone":
                 out[field] = check_timezone(value)
-            elif field in (
-                "every",
-                "grace",
-                "early_tolerance",
-                "max_runtime",
-                "heartbeat_timeout",
-                "max_silence",
-            ):
-                seconds = parse_duration(value, what=f"job {job!r}: {field}")
-                if field == "grace" and seconds < 1:
-                    raise InvalidDuration(f"job {job!r}: grace {value!r} must be at least 1s")
-                out[field] = seconds
+            elif field in _DURATION_FIELDS:
+                out[field] = _duration_field(job, field, value)
             elif field in ("failure_threshold", "recovery_threshold"):
                 out[field] = _int_field(job, field, value, minimum=1)
             elif field == "concurrency":

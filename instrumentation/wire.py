@@ -6,24 +6,36 @@ raises :class:`~jobpulse.instrumentation.errors.InvalidEvent` naming the field. 
 builds events with :func:`event_to_wire`, or with :func:`values_to_wire` from the plain tuples
 (:data:`EventValues`) the decorator queues. Timestamps are float seconds since the epoch (UTC)
 inside the process and RFC 3339 with an offset on the wire.
+
+Bounds (so that whatever is accepted can be stored and rendered, and arithmetic on it stays
+in range): integers fit a signed 64-bit column (at most
+:data:`~jobpulse.instrumentation.spec.INT64_MAX`, within narrower ranges where a field has
+one); ``duration`` is at most :data:`MAX_DURATION` (366 days); ``ts``, ``scheduled_for`` and
+``sent_at`` lie in [:data:`TS_MIN`, :data:`TS_MAX`) (1970-01-01T00:00:00Z to
+2999-12-31T23:59:59Z). Given the receiver's clock (``now=``), a ``ts`` or ``scheduled_for``
+more than :data:`MAX_FUTURE` (1 day) ahead of the sender's clock (``sent_at``, else ``now``)
+is rejected too.
 """
 
 from __future__ import annotations
 
 import json
-import math
 import re
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Final
 
 from .errors import InvalidEvent, InvalidJobConfig, InvalidName
-from .spec import parse_job_fields, parse_job_name
+from .spec import INT64_MAX, _shown, parse_job_fields, parse_job_name
 
 __all__ = [
     "EVENT_FIELDS",
     "EVENT_TYPES",
     "FINISH_TYPES",
+    "MAX_DURATION",
+    "MAX_FUTURE",
+    "TS_MAX",
+    "TS_MIN",
     "Event",
     "EventValues",
     "Limits",
@@ -66,6 +78,21 @@ KNOWN_FIELDS: Final = frozenset(
 _HEX32: Final = re.compile(r"[0-9a-f]{32}")
 _HEX16: Final = re.compile(r"[0-9a-f]{16}")
 TRUNCATION_MARKER: Final = "…[truncated]"
+
+MAX_DURATION: Final = 366 * 86400.0
+"""The longest ``duration`` accepted, in seconds (366 days): longer is a broken clock or a
+hostile sender, and a run's start (``ts - duration``) must stay a renderable time."""
+TS_MIN: Final = 0.0
+"""The earliest ``ts``, ``scheduled_for`` or ``sent_at`` accepted: 1970-01-01T00:00:00Z."""
+TS_MAX: Final = 32503680000.0
+"""Timestamps must be before this: 3000-01-01T00:00:00Z. With :data:`TS_MIN` it keeps every
+time the sidecar derives (a start from a duration, a clock-skew correction, a deadline) well
+inside the years 1-9999 that can be stored and rendered."""
+MAX_FUTURE: Final = 86400.0
+"""How far (seconds, 1 day) a ``ts`` or ``scheduled_for`` may lie ahead of the sender's clock
+when :func:`parse_event` is given ``now``: a last success in year 9999 would otherwise silence
+staleness for ever."""
+_TS_RANGE: Final = "1970-01-01T00:00:00Z to 2999-12-31T23:59:59Z"
 
 
 @dataclass(frozen=True, slots=True)
@@ -181,18 +208,33 @@ def _truncate(text: str, limit: int) -> tuple[str, bool]:
 
 
 def _int(data: dict[str, Any], name: str, lo: int, hi: int | None = None) -> int | None:
+    """The integer field ``name`` in [lo, hi]; without ``hi``, up to :data:`INT64_MAX`, the
+    largest value a store column holds."""
     value = data.get(name)
     if value is None:
         return None
-    if (
-        isinstance(value, bool)
-        or not isinstance(value, int)
-        or value < lo
-        or (hi is not None and value > hi)
-    ):
-        bounds = f"{lo}-{hi}" if hi is not None else f">= {lo}"
-        raise InvalidEvent(name, f"must be an integer {bounds}, got {value!r}")
+    top = INT64_MAX if hi is None else hi
+    if isinstance(value, bool) or not isinstance(value, int) or not lo <= value <= top:
+        bounds = f"{lo}-{hi}" if hi is not None else f">= {lo} and <= {INT64_MAX} (64 bits)"
+        raise InvalidEvent(name, f"must be an integer {bounds}, got {_shown(value)}")
     return value
+
+
+def _event_ts(data: dict[str, Any], name: str) -> float:
+    """The timestamp field ``name``, within [TS_MIN, TS_MAX)."""
+    value = parse_ts(data[name], what=name)
+    if not TS_MIN <= value < TS_MAX:
+        raise InvalidEvent(name, f"{data[name]!r} is outside the accepted range {_TS_RANGE}")
+    return value
+
+
+def _not_ahead(name: str, value: float | None, reference: float, whose: str) -> None:
+    if value is not None and value - reference > MAX_FUTURE:
+        raise InvalidEvent(
+            name,
+            f"{format_ts(value)} is more than {MAX_FUTURE:.0f} s (1 day) ahead of {whose} "
+            f"({format_ts(reference)}); times up to 1 day ahead are accepted",
+        )
 
 
 def _str(data: dict[str, Any], name: str, max_len: int) -> str | None:
@@ -205,9 +247,19 @@ def _str(data: dict[str, Any], name: str, max_len: int) -> str | None:
 
 
 def parse_event(
-    data: object, *, limits: Limits = DEFAULT_LIMITS, default_sent_at: float | None = None
+    data: object,
+    *,
+    limits: Limits = DEFAULT_LIMITS,
+    default_sent_at: float | None = None,
+    now: float | None = None,
 ) -> tuple[Event, list[str]]:
-    """Validate one decoded event. Returns the event and its warnings."""
+    """Validate one decoded event. Returns the event and its warnings.
+
+    ``now`` is the receiver's clock (epoch seconds). When it is given, a ``ts`` or
+    ``scheduled_for`` more than :data:`MAX_FUTURE` ahead of the sender's clock is rejected: of
+    ``sent_at`` (or ``default_sent_at``) when the event has one, since the sidecar corrects a
+    skewed client clock from it, and of ``now`` otherwise.
+    """
     if not isinstance(data, dict):
         raise InvalidEvent("event", f"must be a JSON object, got {type(data).__name__}")
     warnings = [f"unknown field {k!r} ignored" for k in data if k not in KNOWN_FIELDS]
@@ -229,17 +281,15 @@ def parse_event(
     _text("run_id", run_id)
     if "ts" not in data:
         raise InvalidEvent("ts", "is required")
-    ts = parse_ts(data["ts"])
+    ts = _event_ts(data, "ts")
     scheduled_for = (
-        parse_ts(data["scheduled_for"], what="scheduled_for")
-        if data.get("scheduled_for") is not None
-        else None
+        _event_ts(data, "scheduled_for") if data.get("scheduled_for") is not None else None
     )
-    sent_at = (
-        parse_ts(data["sent_at"], what="sent_at")
-        if data.get("sent_at") is not None
-        else default_sent_at
-    )
+    sent_at = _event_ts(data, "sent_at") if data.get("sent_at") is not None else default_sent_at
+    if now is not None:
+        reference, whose = (sent_at, "its sent_at") if sent_at is not None else (now, "now")
+        _not_ahead("ts", ts, reference, whose)
+        _not_ahead("scheduled_for", scheduled_for, reference, whose)
     attempt = _int(data, "attempt", 1)
     will_retry = data.get("will_retry", False)
     if not isinstance(will_retry, bool):
@@ -251,11 +301,13 @@ def parse_event(
         if (
             isinstance(duration, bool)
             or not isinstance(duration, int | float)
-            or duration < 0
-            or duration > 1e12
-            or not math.isfinite(duration)
+            or not 0 <= duration <= MAX_DURATION  # NaN and infinities fail it too
         ):
-            raise InvalidEvent("duration", f"must be a number of seconds >= 0, got {duration!r}")
+            raise InvalidEvent(
+                "duration",
+                f"must be a number of seconds >= 0 and <= {MAX_DURATION:.0f} (366 days), "
+                f"got {_shown(duration)}",
+            )
         duration = float(duration)
     exit_code = _int(data, "exit_code", 0, 255)
     error_type = _str(data, "error_type", 128)

@@ -21,7 +21,7 @@ from functools import lru_cache
 
 from cronsim import CronSim
 
-from jobpulse.instrumentation.spec import check_cron, check_timezone
+from jobpulse.instrumentation.spec import MIN_EVERY, check_cron, check_timezone
 
 __all__ = ["Schedule", "default_early_tolerance", "default_grace", "default_max_runtime"]
 
@@ -37,8 +37,13 @@ class Schedule:
 
     @staticmethod
     def of(cron: str | None, every: float | None, timezone: str = "UTC") -> Schedule:
+        """The schedule of validated job fields. An ``every`` below :data:`MIN_EVERY` (stored
+        before that minimum was enforced) is evaluated as the minimum, never as a flood of
+        missed slots."""
         if cron is not None:
             return _checked_cron(cron, timezone)
+        if every is not None and 0 < every < MIN_EVERY:
+            every = MIN_EVERY
         return Schedule(None, every, timezone)
 
     @property
