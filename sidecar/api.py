@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import binascii
 import csv
 import io
 import json
+import re
 from collections.abc import Callable
 from typing import Any, TypeVar
 
@@ -15,8 +17,8 @@ from sqlalchemy import or_, select
 from sqlalchemy.orm import Session
 
 from jobpulse.instrumentation.errors import ConfigError, InvalidEvent, InvalidJobConfig, InvalidName
-from jobpulse.instrumentation.spec import parse_job_fields, parse_job_name
-from jobpulse.instrumentation.wire import parse_ts
+from jobpulse.instrumentation.spec import INT64_MAX, parse_job_fields, parse_job_name
+from jobpulse.instrumentation.wire import TS_MAX, parse_ts
 
 from .errors import json_error
 from .keys import SIDECAR
@@ -97,20 +99,50 @@ def _encode_cursor(started_at: float, row_id: int) -> str:
     return base64.urlsafe_b64encode(json.dumps([started_at, row_id]).encode()).decode()
 
 
+_CURSOR_MAX_CHARS = 200
+_DIGITS = re.compile(r"[0-9]{1,18}")  # ASCII only: str.isdigit() also takes '²' and '١'
+
+
+def _shown(value: str) -> str:
+    """``value`` for an error message: quoted, and cut when a hostile sender made it long."""
+    return repr(value if len(value) <= 40 else value[:40] + "…")
+
+
 def _decode_cursor(text: str) -> tuple[float, int]:
+    """The position a ``next_cursor`` of this API names; 422 for anything else."""
+    invalid = web.HTTPUnprocessableEntity(
+        text=f"cursor {_shown(text)} is not one this API returned: pass next_cursor as it is"
+    )
+    if not text.isascii() or len(text) > _CURSOR_MAX_CHARS:
+        raise invalid
     try:
-        started_at, row_id = json.loads(base64.urlsafe_b64decode(text.encode()))
-        return float(started_at), int(row_id)
-    except (ValueError, TypeError) as exc:
-        raise web.HTTPUnprocessableEntity(
-            text=f"cursor {text!r} is not one this API returned"
-        ) from exc
+        decoded = json.loads(base64.b64decode(text, altchars=b"-_", validate=True))
+    except (binascii.Error, ValueError, RecursionError):
+        raise invalid from None
+    if not isinstance(decoded, list) or len(decoded) != 2:
+        raise invalid
+    started_at, row_id = decoded
+    if (
+        isinstance(started_at, bool)
+        or not isinstance(started_at, int | float)
+        or not -TS_MAX < started_at < TS_MAX  # NaN fails it too
+        or isinstance(row_id, bool)
+        or not isinstance(row_id, int)
+        or not 0 <= row_id <= INT64_MAX
+    ):
+        raise invalid
+    return float(started_at), row_id
 
 
 def _time_param(request: web.Request, name: str) -> float | None:
     value = request.query.get(name)
     if value is None:
         return None
+    if not value.isascii():
+        raise web.HTTPUnprocessableEntity(
+            text=f"{name} {_shown(value)}: use an RFC 3339 timestamp in ASCII digits "
+            "(like 2026-11-23T10:00:03Z)"
+        )
     try:
         return parse_ts(value, what=name)
     except InvalidEvent as exc:
@@ -121,9 +153,23 @@ def _int_param(request: web.Request, name: str, default: int, lo: int, hi: int) 
     value = request.query.get(name)
     if value is None:
         return default
-    if not value.isdigit() or not lo <= int(value) <= hi:
-        raise web.HTTPUnprocessableEntity(text=f"{name} {value!r}: use a whole number {lo}-{hi}")
+    if not _DIGITS.fullmatch(value) or not lo <= int(value) <= hi:
+        raise web.HTTPUnprocessableEntity(
+            text=f"{name} {_shown(value)}: use a whole number {lo}-{hi} in ASCII digits (0-9)"
+        )
     return int(value)
+
+
+_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+
+
+def csv_cell(value: object) -> object:
+    """``value`` safe to open in a spreadsheet (OWASP's CSV injection advice): text beginning
+    with ``= + - @``, a tab or a carriage return gets a leading ``'`` so it is not run as a
+    formula. Numbers (a negative exit code or duration included) are written as they are."""
+    if isinstance(value, str) and value.startswith(_FORMULA_START):
+        return "'" + value
+    return value
 
 
 CSV_COLUMNS = (
@@ -170,9 +216,13 @@ async def list_runs(request: web.Request) -> web.StreamResponse:
             query = query.where(Run.started_at >= since)
         if until is not None:
             query = query.where(Run.started_at < until)
-        if text:
-            pattern = f"%{text}%"
-            query = query.where(or_(Run.error_message.like(pattern), Run.error_type.like(pattern)))
+        if text:  # literal text: % and _ in it are not LIKE wildcards
+            query = query.where(
+                or_(
+                    Run.error_message.contains(text, autoescape=True),
+                    Run.error_type.contains(text, autoescape=True),
+                )
+            )
         if cursor is not None:
             query = query.where(
                 or_(
@@ -194,7 +244,10 @@ async def list_runs(request: web.Request) -> web.StreamResponse:
         writer.writerow(CSV_COLUMNS)
         for view in views:
             writer.writerow(
-                [";".join(view["flags"]) if c == "flags" else view.get(c) for c in CSV_COLUMNS]
+                [
+                    csv_cell(";".join(view["flags"]) if c == "flags" else view.get(c))
+                    for c in CSV_COLUMNS
+                ]
             )
         return web.Response(
             text=buf.getvalue(),

@@ -103,6 +103,19 @@ async def readyz(request: web.Request) -> web.Response:
     return web.json_response({"status": "ready"})
 
 
+_PING_METHODS = "GET, HEAD, POST"
+
+
+async def _ping_method_not_allowed(request: web.Request) -> web.Response:
+    # A JSON 405 that keeps its Allow header (the error middleware would rebuild aiohttp's own
+    # 405 without it): PUT, DELETE, OPTIONS... must not record a run.
+    response = json_error(
+        405, "method not allowed", f"pings accept {_PING_METHODS}, not {request.method}"
+    )
+    response.headers["Allow"] = _PING_METHODS
+    return response
+
+
 def create_app(
     settings: Settings,
     *,
@@ -132,7 +145,9 @@ def create_app(
 
     app.cleanup_ctx.append(lifecycle)
     app.router.add_post("/api/v1/events", events_handler)
-    app.router.add_route("*", "/ping/{tail:.*}", ping_handler)
+    app.router.add_get("/ping/{tail:.*}", ping_handler)  # and HEAD
+    app.router.add_post("/ping/{tail:.*}", ping_handler)
+    app.router.add_route("*", "/ping/{tail:.*}", _ping_method_not_allowed)
     app.router.add_post("/v1/traces", otlp_handler)
     app.router.add_get("/metrics", metrics_handler)
     app.router.add_get("/healthz", healthz)

@@ -4,6 +4,11 @@ stored hashed and compared by hash.
 Scopes: ``ingest`` (events, /v1/traces), ``read`` (/metrics, API reads, rules, dashboards,
 status page), ``admin`` (everything read has, plus reload, pause/resume, PUT/DELETE). Pings
 authenticate with the ping key in their path. /healthz and /readyz are open.
+
+A request's credential is, in this order, a bearer token, the password of HTTP Basic, the
+``?token=`` of a GET of an HTML page (``/`` and ``/jobs/...``, which answer with a redirect that
+drops it and sets the cookie), or the cookie. An empty one counts as none; ``?token=`` anywhere
+else authenticates nothing, so a token never has to travel in an API or ingest URL.
 """
 
 from __future__ import annotations
@@ -70,17 +75,28 @@ class Auth:
         return hmac.compare_digest(key.encode(), self.ping_key.encode())
 
 
+def is_page(method: str, path: str) -> bool:
+    """A GET of an HTML page: the only request a ``?token=`` may sign in."""
+    return method == "GET" and (path == "/" or path.startswith("/jobs/"))
+
+
 def request_token(request: web.Request) -> str | None:
+    """The credential the request carries (see the module docstring), or None."""
     header = request.headers.get("Authorization", "")
-    if header.lower().startswith("bearer "):
-        return header[7:].strip()
-    if header.lower().startswith("basic "):
+    scheme = header[:7].lower()
+    if scheme == "bearer ":
+        token: str | None = header[7:].strip()
+    elif scheme.startswith("basic "):
         try:
-            decoded = base64.b64decode(header[6:]).decode()
+            decoded = base64.b64decode(header[6:].strip(), validate=True).decode()
         except (ValueError, UnicodeDecodeError):
             return None
-        return decoded.partition(":")[2] or None
-    return request.query.get("token") or request.cookies.get(COOKIE)
+        token = decoded.partition(":")[2]
+    else:
+        token = None
+    if not token and is_page(request.method, request.path):
+        token = request.query.get("token")
+    return token or request.cookies.get(COOKIE) or None
 
 
 def scope_for(method: str, path: str) -> str | None:

@@ -20,10 +20,13 @@ from .openapi_schemas import COMPONENTS, JOB_PARAM, err, json_body, ref, text_bo
 __all__ = ["ROUTE_ALIASES", "document", "openapi_handler"]
 
 # aiohttp routes that the document describes under friendlier paths: (method, path) pairs.
+# Pings: GET (and the HEAD aiohttp adds to it) and POST; any other method gets a 405, which is
+# no operation.
+_PINGS = ("/ping/{job}", "/ping/{job}/{action}")
 ROUTE_ALIASES: dict[tuple[str, str], set[tuple[str, str]]] = {
-    ("*", "/ping/{tail}"): {
-        (m, p) for m in ("GET", "POST", "HEAD") for p in ("/ping/{job}", "/ping/{job}/{action}")
-    },
+    ("GET", "/ping/{tail}"): {(m, p) for m in ("GET", "HEAD") for p in _PINGS},
+    ("POST", "/ping/{tail}"): {("POST", p) for p in _PINGS},
+    ("*", "/ping/{tail}"): set(),
 }
 
 

@@ -168,12 +168,27 @@ def _convert(name: str, kind: str, value: Any, source: str) -> Any:
                 return False
             raise ValueError
         if kind == "list":
-            if isinstance(value, list | tuple):
-                return tuple(str(v) for v in value)
-            return tuple(v.strip() for v in str(value).split(",") if v.strip())
+            items = (
+                [str(v) for v in value]
+                if isinstance(value, list | tuple)
+                else [v.strip() for v in str(value).split(",")]
+            )
+            if any(not item.strip() for item in items):
+                raise ConfigError(
+                    f"{source}: {value!r} holds an empty token; every token must be non-empty "
+                    "text (an empty one would let an empty credential in)"
+                )
+            return tuple(items)
         if value is not None and not isinstance(value, str | int):
             raise ValueError
+        if name == "ping_key" and value is not None and not str(value).strip():
+            raise ConfigError(
+                f"{source}: the ping key must be non-empty text (an empty one would let any "
+                "ping through); leave it unset when auth is off"
+            )
         return None if value is None else str(value)
+    except ConfigError:
+        raise
     except (ValueError, TypeError, InvalidDuration):
         accepted = {
             "int": "a whole number >= 0",
@@ -202,6 +217,7 @@ def build_settings(
             )
         for scope, scope_tokens in tokens.items():
             file_section[f"{scope}_tokens"] = scope_tokens
+    from_tokens = {f"{scope}_tokens": f"sidecar.tokens.{scope}" for scope in tokens or ()}
     names = {f.name: f for f in dataclasses.fields(Settings)}
     for key in file_section:
         if key not in names:
@@ -217,7 +233,8 @@ def build_settings(
         elif env_name and env.get(env_name, "") != "":
             values[name] = _convert(name, kind, env[env_name], env_name)
         elif name in file_section:
-            values[name] = _convert(name, kind, file_section[name], f"sidecar.{name}")
+            source = from_tokens.get(name, f"sidecar.{name}")
+            values[name] = _convert(name, kind, file_section[name], source)
     if values.get("port") is not None and not 0 <= values["port"] <= 65535:
         raise ConfigError(f"port {values['port']} is out of range 0-65535")
     for scope in ("ingest_tokens", "read_tokens", "admin_tokens"):

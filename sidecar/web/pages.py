@@ -2,10 +2,15 @@
 
 ``GET /`` (status page, ``?state=down&label=team=data&removed=1&refresh=30``) and
 ``GET /jobs/{job}`` (job page). An unknown job is a 404 page; a bad filter a 422 page.
+
+A browser signs in once with ``?token=<read token>`` on one of these pages: the answer is a
+redirect to the same URL without the token (the auth middleware sets the cookie on it), so the
+token does not stay in the address bar, the history or a shared link.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Mapping
 from typing import TypeVar
 
@@ -27,6 +32,7 @@ __all__ = ["parse_filters", "routes"]
 T = TypeVar("T")
 routes = web.RouteTableDef()
 REFRESH_RANGE = (5, 3600)
+_DIGITS = re.compile(r"[0-9]{1,9}")  # ASCII only: str.isdigit() also takes '²' and '١'
 
 
 async def _read(request: web.Request, fn: Callable[[Sidecar, Session], T]) -> T:
@@ -50,8 +56,11 @@ def parse_filters(query: Mapping[str, str], labels: list[str]) -> tuple[Filters,
     if query.get("refresh"):
         text = query["refresh"]
         lo, hi = REFRESH_RANGE
-        if not text.isdigit() or not lo <= int(text) <= hi:
-            raise ValueError(f"refresh {text!r} must be a whole number of seconds {lo}-{hi}")
+        if not _DIGITS.fullmatch(text) or not lo <= int(text) <= hi:
+            shown = text if len(text) <= 40 else text[:40] + "…"
+            raise ValueError(
+                f"refresh {shown!r} must be a whole number of seconds {lo}-{hi} in ASCII digits"
+            )
         refresh = int(text)
     removed = query.get("removed") in ("1", "true")
     return Filters(state=state, labels=tuple(pairs), removed=removed), refresh
@@ -63,8 +72,19 @@ def message_page(title: str, message: str, *, status: int) -> web.Response:
     return html_response(page(title, body), status=status)
 
 
+def _without_token(request: web.Request) -> web.Response | None:
+    """A 303 to this URL without ``?token=``, when it has one (see the module docstring)."""
+    if "token" not in request.query:
+        return None
+    query = [(k, v) for k, v in request.query.items() if k != "token"]
+    location = request.rel_url.with_query(query)
+    return web.Response(status=303, headers={"Location": str(location)})
+
+
 @routes.get("/")
 async def status_page(request: web.Request) -> web.Response:
+    if (redirect := _without_token(request)) is not None:
+        return redirect
     try:
         filters, refresh = parse_filters(request.query, request.query.getall("label", []))
     except ValueError as exc:
@@ -75,6 +95,8 @@ async def status_page(request: web.Request) -> web.Response:
 
 @routes.get("/jobs/{job}")
 async def job_detail_page(request: web.Request) -> web.Response:
+    if (redirect := _without_token(request)) is not None:
+        return redirect
     raw = request.match_info["job"]
     try:
         name = parse_job_name(raw)

@@ -139,8 +139,10 @@ async def test_healthz_and_readyz_are_open(client: TestClient[Any, Any]) -> None
 async def test_token_in_query_sets_an_httponly_samesite_cookie_that_then_works(
     client: TestClient[Any, Any],
 ) -> None:
-    resp = await client.get("/api/v1/jobs", params={"token": READ})
-    assert resp.status == 200
+    # a page signs in: redirected to itself without the token, the cookie set on the way
+    resp = await client.get("/", params={"token": READ}, allow_redirects=False)
+    assert resp.status == 303
+    assert resp.headers["Location"] == "/"
     cookie = resp.cookies["jobpulse_token"]
     assert cookie.value == READ
     assert cookie["httponly"] is True
@@ -159,7 +161,7 @@ async def test_token_in_query_sets_an_httponly_samesite_cookie_that_then_works(
 
 async def test_cookie_is_secure_behind_a_tls_proxy(client: TestClient[Any, Any]) -> None:
     resp = await client.get(
-        "/api/v1/jobs", params={"token": READ}, headers={"X-Forwarded-Proto": "https"}
+        "/", params={"token": READ}, headers={"X-Forwarded-Proto": "https"}, allow_redirects=False
     )
     assert resp.cookies["jobpulse_token"]["secure"] is True
 

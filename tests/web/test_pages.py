@@ -152,5 +152,6 @@ async def test_pages_need_a_read_token_when_auth_is_on(aiohttp_client, tmp_path)
     assert (await client.get("/")).status == 401
     login = await client.get("/?token=reader")
     assert login.status == 200
-    assert "jobpulse_token" in login.cookies
+    assert "token" not in login.url.query  # redirected to the page without it
+    assert "jobpulse_token" in login.history[0].cookies  # set on that redirect
     assert (await client.get("/jobs/backup")).status == 200  # the cookie carries the token
