@@ -1,4 +1,9 @@
-"""Sidecar verbs of the ``jobpulse`` command: serve, check-config, migrate."""
+"""Sidecar verbs of the ``jobpulse`` command: serve, check-config, migrate.
+
+A start that cannot succeed (a bad setting, a store that cannot be opened, a port that is
+taken) prints one line on stderr, exits with EX_CONFIG (78) and leaves nothing behind: the port
+is bound before the store is opened, and a SQLite file created by a failed start is removed.
+"""
 
 from __future__ import annotations
 
@@ -10,6 +15,9 @@ import os
 import signal
 import socket
 import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING
 
 from aiohttp import web
 
@@ -17,6 +25,9 @@ from jobpulse.instrumentation.errors import ConfigError
 
 from .config import FileConfig, load_config
 from .settings import Settings, build_settings
+
+if TYPE_CHECKING:
+    from .store import Store
 
 __all__ = ["check_config", "migrate", "serve"]
 
@@ -49,6 +60,46 @@ def _is_loopback(host: str) -> bool:
             return False
 
 
+def _listen(host: str, port: int) -> list[socket.socket]:
+    """Listening sockets on every address ``host`` resolves to, as asyncio's create_server
+    binds them; OSError when one cannot be bound (the port is taken)."""
+    infos = socket.getaddrinfo(host or None, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    sockets: list[socket.socket] = []
+    bound: set[tuple[int, object]] = set()
+    try:
+        for family, kind, proto, _, address in infos:
+            if (family, address) in bound:
+                continue
+            bound.add((family, address))
+            sock = socket.socket(family, kind, proto)
+            sockets.append(sock)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            if family == socket.AF_INET6:
+                sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+            sock.bind(address)
+            sock.listen(128)
+            sock.setblocking(False)
+    except OSError:
+        for sock in sockets:
+            sock.close()
+        raise
+    return sockets
+
+
+def _remove_if_created(store: Store, existed: bool) -> Callable[[], None]:
+    """What undoes the SQLite file a failed start created (nothing if it existed before)."""
+
+    def undo() -> None:
+        store.dispose()
+        path = store.sqlite_path
+        if path is None or existed:
+            return
+        for suffix in ("", "-wal", "-shm", "-journal"):
+            Path(f"{path}{suffix}").unlink(missing_ok=True)
+
+    return undo
+
+
 def serve(args: argparse.Namespace) -> int:
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
@@ -67,24 +118,52 @@ def serve(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return EX_CONFIG
+    try:
+        sockets = _listen(settings.host, settings.port)
+    except OSError as exc:
+        print(
+            f"jobpulse serve: cannot listen on {settings.host}:{settings.port}: "
+            f"{exc.strerror or exc} (set --port or JOBPULSE_PORT)",
+            file=sys.stderr,
+        )
+        return EX_CONFIG
     from .app import create_app
+    from .keys import SIDECAR
 
     try:
-        app = create_app(settings, file_config=file_cfg)
-    except ConfigError as exc:
-        print(f"jobpulse serve: {exc}", file=sys.stderr)
-        return EX_CONFIG
-    asyncio.run(_serve(app, settings))
+        try:
+            app = create_app(settings, file_config=file_cfg)
+        except ConfigError as exc:
+            print(f"jobpulse serve: {exc}", file=sys.stderr)
+            return EX_CONFIG
+        store = app[SIDECAR].store
+        undo = _remove_if_created(
+            store, store.sqlite_path is not None and store.sqlite_path.exists()
+        )
+        try:
+            store.check()
+            asyncio.run(_serve(app, settings, sockets))
+        except ConfigError as exc:  # the store could not be opened or migrated
+            undo()
+            print(f"jobpulse serve: {exc}", file=sys.stderr)
+            return EX_CONFIG
+    finally:
+        for sock in sockets:
+            sock.close()
     return 0
 
 
-async def _serve(app: web.Application, settings: Settings) -> None:
+async def _serve(app: web.Application, settings: Settings, sockets: list[socket.socket]) -> None:
     from .keys import SIDECAR
 
     runner = web.AppRunner(app, access_log=None)
-    await runner.setup()
-    site = web.TCPSite(runner, settings.host, settings.port)
-    await site.start()
+    try:
+        await runner.setup()
+    except BaseException:
+        await runner.cleanup()
+        raise
+    for sock in sockets:
+        await web.SockSite(runner, sock).start()
     sidecar = app[SIDECAR]
     host = f"[{settings.host}]" if ":" in settings.host else settings.host
     base = f"http://{host}:{settings.port}"
@@ -96,7 +175,7 @@ async def _serve(app: web.Application, settings: Settings) -> None:
         base,
         base,
         base,
-        sidecar.store.url.render_as_string(hide_password=True),
+        sidecar.store.display_url,
     )
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
@@ -138,9 +217,16 @@ def migrate(args: argparse.Namespace) -> int:
     try:
         settings, _ = _settings(args)
         store = Store(settings.store)
+    except ConfigError as exc:
+        print(f"jobpulse migrate: {exc}", file=sys.stderr)
+        return EX_CONFIG
+    undo = _remove_if_created(store, store.sqlite_path is not None and store.sqlite_path.exists())
+    try:
+        store.check()
         before = current_revision(store)
         store.migrate()
     except ConfigError as exc:
+        undo()
         print(f"jobpulse migrate: {exc}", file=sys.stderr)
         return EX_CONFIG
     print(f"store at revision {head_revision()} (was {before or 'empty'})")
