@@ -450,16 +450,7 @@ async def delete_job(request: web.Request) -> web.Response:
     name = _job_name(request)
     sidecar = request.app[SIDECAR]
 
-    def work(tx: Tx) -> bool:
-        job = tx.job(name)
-        if job is None:
-            return False
-        tx.session.delete(job)
-        tx.session.flush()  # later items of the same batch must not see the job
-        tx.reset_cache()
-        return True
-
-    if not await sidecar.writer.run(work):
+    if not await sidecar.writer.run(lambda tx: sidecar.delete_job(tx, name)):
         return _not_found(name)
     sidecar.cache.invalidate()
     return web.Response(status=204)

@@ -98,9 +98,17 @@ async def readyz(request: web.Request) -> web.Response:
         now = sidecar.clock.now()
         if now >= sidecar.engine.judge_from and (last is None or now - last > 30):
             problems.append("the evaluator has not run in the last 30 s")
+    inbox: dict[str, float] = {}
+    try:
+        pending, lag = await asyncio.to_thread(sidecar.update_inbox_metrics)
+        inbox = {"pending": pending, "lag_seconds": round(lag, 3)}
+    except Exception as exc:
+        problems.append(f"inbox unreadable: {type(exc).__name__}")
+    # How far behind the applier is; a backlog is reported, not a reason to stop taking events.
     if problems:
-        return json_error(503, "not ready", "; ".join(problems))
-    return web.json_response({"status": "ready"})
+        body = {"error": "not ready", "detail": "; ".join(problems), "inbox": inbox}
+        return web.json_response(body, status=503)
+    return web.json_response({"status": "ready", "inbox": inbox})
 
 
 _PING_METHODS = "GET, HEAD, POST"

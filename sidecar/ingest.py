@@ -1,7 +1,8 @@
 """Ingest over HTTP: ``POST /api/v1/events`` (JSON array or NDJSON) and Healthchecks-style pings.
 
-Handlers parse and validate on the event loop, hand the accepted events to the writer, and
-answer only after the writer has committed them (group commit).
+Handlers parse and validate on the event loop, hand the accepted events to the inbox's
+appender, and answer once they are durable there (group commit); they are applied just behind
+(``inbox.py``). ``?wait=applied`` answers after they are applied.
 """
 
 from __future__ import annotations
@@ -36,12 +37,44 @@ def _limits(request: web.Request) -> Limits:
     )
 
 
+class _BadLine:
+    """An NDJSON line that does not parse: rejected alone, the other lines still count."""
+
+    __slots__ = ("error", "number")
+
+    def __init__(self, number: int, error: str) -> None:
+        self.number = number
+        self.error = error
+
+
 def _decode(body: bytes, content_type: str) -> list[Any]:
     text = body.decode("utf-8")
     if content_type in NDJSON_TYPES:
-        return [json.loads(line) for line in text.splitlines() if line.strip()]
+        items: list[Any] = []
+        for number, line in enumerate(text.splitlines(), start=1):
+            if not line.strip():
+                continue
+            try:
+                items.append(json.loads(line))
+            except (ValueError, RecursionError) as exc:
+                items.append(_BadLine(number, str(exc)))
+        if items and all(isinstance(item, _BadLine) for item in items):
+            first = items[0]
+            raise ValueError(f"line {first.number}: {first.error}")
+        return items
     data = json.loads(text)
     return data if isinstance(data, list) else [data]
+
+
+def _wait_applied(request: web.Request) -> bool | web.Response:
+    wait = request.query.get("wait")
+    if wait is None:
+        return False
+    if wait != "applied":
+        return json_error(
+            422, "invalid parameter", f"wait={wait!r} is not accepted; the only value is 'applied'"
+        )
+    return True
 
 
 async def events_handler(request: web.Request) -> web.Response:
@@ -57,6 +90,9 @@ async def events_handler(request: web.Request) -> web.Response:
             f"Content-Type {content_type!r} is not accepted; send application/json (an array "
             "of events) or application/x-ndjson (one event a line)",
         )
+    wait = _wait_applied(request)
+    if isinstance(wait, web.Response):
+        return wait
     try:
         body = await request.read()
     except web.HTTPRequestEntityTooLarge:
@@ -84,10 +120,16 @@ async def events_handler(request: web.Request) -> web.Response:
     warnings: list[str] = []
     limits = _limits(request)
     sent_at_now = None
+    now = sidecar.clock.now()  # a ts more than a day ahead of the sender's clock is refused
     limited: list[str] = []
     for index, item in enumerate(items):
+        if isinstance(item, _BadLine):
+            reason = f"line {item.number} is not valid JSON: {item.error}"
+            rejected.append({"index": index, "field": "line", "reason": reason})
+            metrics.rejected.labels("malformed").inc()
+            continue
         try:
-            event, warns = parse_event(item, limits=limits, default_sent_at=sent_at_now)
+            event, warns = parse_event(item, limits=limits, default_sent_at=sent_at_now, now=now)
         except InvalidEvent as exc:
             rejected.append({"index": index, "field": exc.field, "reason": exc.reason})
             metrics.rejected.labels("invalid").inc()
@@ -106,7 +148,7 @@ async def events_handler(request: web.Request) -> web.Response:
     accepted = duplicates = 0
     if events:
         try:
-            result = await sidecar.ingest(events)
+            result = await sidecar.ingest(events, wait_applied=wait)
         except StoreUnavailable as exc:
             return json_error(503, "store unavailable", f"{exc}; nothing was accepted, retry")
         accepted, duplicates = result.accepted, result.duplicates
@@ -146,10 +188,13 @@ async def ping_handler(request: web.Request) -> web.StreamResponse:
     except InvalidName as exc:
         return _text(400, str(exc))
     action = parts[1] if len(parts) == 2 else ""
+    wait = _wait_applied(request)
+    if isinstance(wait, web.Response):
+        return wait
     exit_code: int | None = None
     if action in _ACTIONS:
         etype = _ACTIONS[action]
-    elif action.isdigit():
+    elif action.isascii() and action.isdigit():
         exit_code = int(action)
         if exit_code > 255:
             return _text(400, f"exit status {action} is out of range; use 0-255")
@@ -181,7 +226,11 @@ async def ping_handler(request: web.Request) -> web.StreamResponse:
     )
     try:
         result = await sidecar.ingest(
-            [event], create=create, pair_latest=rid is None and etype != "start"
+            [event],
+            create=create,
+            pair_latest=rid is None and etype != "start",
+            check_keys=rid is not None,  # a run id made here cannot be a duplicate
+            wait_applied=wait,
         )
     except StoreUnavailable as exc:
         return _text(503, f"{exc}; retry")

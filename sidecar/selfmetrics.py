@@ -18,6 +18,7 @@ REJECT_REASONS = (
     "batch_too_long",
     "malformed",
     "unauthorized",
+    "apply_failed",
 )
 _LATENCY = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
 
@@ -48,8 +49,24 @@ class SelfMetrics:
             self.rejected.labels(reason)
         self.ingest_latency = Histogram(
             "jobpulse_ingest_duration_seconds",
-            "Time from receiving an ingest request to answering it (durable).",
+            "Time from receiving an ingest request to answering it (appended, durable).",
             buckets=_LATENCY,
+            registry=r,
+        )
+        self.inbox_append = Histogram(
+            "jobpulse_inbox_append_duration_seconds",
+            "Time to append and commit one group of accepted events to the inbox.",
+            buckets=_LATENCY,
+            registry=r,
+        )
+        self.inbox_pending = Gauge(
+            "jobpulse_inbox_pending_events",
+            "Accepted events not yet applied (waiting in the inbox).",
+            registry=r,
+        )
+        self.inbox_lag = Gauge(
+            "jobpulse_inbox_apply_lag_seconds",
+            "How long the oldest event waiting in the inbox has waited (0 when none waits).",
             registry=r,
         )
         self.store_write = Histogram(

@@ -9,8 +9,8 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from functools import partial
+from typing import TypeVar
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -19,8 +19,22 @@ from jobpulse.instrumentation.wire import Event
 
 from .clock import Clock, SystemClock
 from .config import FileConfig, load_config
-from .engine import Applied, Engine, EngineSettings, Rejected
+from .engine import Engine, EngineSettings
 from .exposition import MetricsCache
+from .inbox import (
+    APPLY_BATCH,
+    Appender,
+    IngestResult,
+    Outcome,
+    Registry,
+    apply_rows,
+    drop_row,
+    forget_job,
+    inbox_lag,
+    lock_for_pass,
+    pending_among,
+    row_ids,
+)
 from .leader import Leadership
 from .ratelimit import RateLimiter
 from .retention import Retention
@@ -28,23 +42,15 @@ from .selfmetrics import SelfMetrics
 from .settings import Settings
 from .store import Store, Tx
 from .tables import Job
-from .writer import Writer
+from .writer import StoreUnavailable, Writer
 
 __all__ = ["IngestResult", "Sidecar"]
 
 log = logging.getLogger("jobpulse.sidecar")
 T = TypeVar("T")
 DUE_BATCH = 500
-
-
-@dataclass(slots=True)
-class IngestResult:
-    accepted: int = 0
-    duplicates: int = 0
-    rejected: list[dict[str, Any]] = field(default_factory=list)
-    warnings: list[str] = field(default_factory=list)
-    by_type: dict[str, int] = field(default_factory=dict)
-    run_ids: list[str | None] = field(default_factory=list)
+APPLIED_WAIT = 30.0  # ?wait=applied gives up after this long
+REPLICA_POLL = 0.1  # how often a PostgreSQL leader looks for other replicas' appends
 
 
 class Sidecar:
@@ -59,7 +65,18 @@ class Sidecar:
         self.clock = clock or SystemClock()
         self.store = Store(settings.store)
         self.metrics = SelfMetrics()
-        self.writer = Writer(self.store, on_commit=self._on_commit, prefetch=self._prefetch)
+        self.writer = Writer(self.store, on_commit=self._on_commit)
+        self.registry = Registry()
+        self.appender = Appender(
+            self.store,
+            self.registry,
+            self.clock,
+            job_cap=settings.job_cap,
+            on_commit=self._on_append,
+        )
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._applied = asyncio.Event()
+        self._released = False  # the inbox rows held during the catch-up delay were applied
         self.started_at = self.clock.now()
         self.engine = Engine(
             EngineSettings(
@@ -88,11 +105,29 @@ class Sidecar:
         self.store.migrate()
         self.writer.start()
         self.apply_config(self.file_config or self._read_config())
+        self.appender.start()
 
     def stop(self) -> None:
         self.leadership.release()
+        self.appender.stop()
         self.writer.stop()
         self.store.dispose()
+
+    def reload_registry(self) -> None:
+        with self.store.engine.connect() as conn:
+            self.registry.load(conn)
+
+    def delete_job(self, tx: Tx, name: str) -> bool:
+        """Delete a job with its history and the events of it still waiting in the inbox."""
+        job = tx.job(name)
+        if job is None:
+            return False
+        tx.session.delete(job)
+        forget_job(tx, name)
+        tx.session.flush()  # later items of the same batch must not see the job
+        tx.reset_cache()
+        self.registry.discard(name)
+        return True
 
     def _read_config(self) -> FileConfig:
         return load_config(self.settings.config) if self.settings.config else FileConfig()
@@ -129,6 +164,7 @@ class Sidecar:
             return report
 
         report = self.writer.run_sync(work)
+        self.reload_registry()
         self._wake.set()
         return report
 
@@ -142,6 +178,31 @@ class Sidecar:
         return await asyncio.to_thread(run)
 
     # ---------------------------------------------------------------- ingest
+    async def ingest(
+        self,
+        events: Sequence[Event],
+        *,
+        create: bool = True,
+        pair_latest: bool = False,
+        check_keys: bool = True,
+        wait_applied: bool = False,
+    ) -> IngestResult:
+        """Append ``events`` to the inbox; the answer is final once they are durable.
+        ``wait_applied`` also waits (up to ``APPLIED_WAIT`` seconds) until they are applied, and
+        warns in the result if they were not."""
+        future = self.appender.submit(
+            events, create=create, pair_latest=pair_latest, check_keys=check_keys
+        )
+        result = await asyncio.wrap_future(future)
+        if wait_applied:
+            ids = [i for i in result.ids if i is not None]
+            if ids and not await self.wait_applied(ids):
+                result.warnings.append(
+                    f"the events were accepted but not applied within {APPLIED_WAIT:g} s; "
+                    "they will be"
+                )
+        return result
+
     def ingest_sync(
         self,
         events: Sequence[Event],
@@ -150,33 +211,138 @@ class Sidecar:
         pair_latest: bool = False,
         now: float | None = None,
     ) -> IngestResult:
-        result: IngestResult = self.writer.run_sync(
-            self._ingest_work(events, create, pair_latest, now)
-        )
+        """Append and apply at once (replay, tests): the result carries the runs the events
+        went to. ``now`` is their arrival (default: the clock)."""
+        result = self.appender.submit(
+            events, create=create, pair_latest=pair_latest, at=now
+        ).result(60)
+        outcomes = self.apply_pending(now)
+        for index, row_id in enumerate(result.ids):
+            outcome = outcomes.get(row_id) if row_id is not None else None
+            if outcome is None:
+                continue
+            result.run_ids[index] = outcome.run_id
+            if outcome.warning:
+                result.warnings.append(f"event {index}: {outcome.warning}")
         return result
 
-    async def ingest(
-        self, events: Sequence[Event], *, create: bool = True, pair_latest: bool = False
-    ) -> IngestResult:
-        return await self.writer.run(self._ingest_work(events, create, pair_latest, None))
+    async def wait_applied(self, ids: Sequence[int], timeout: float = APPLIED_WAIT) -> bool:
+        """Wait until the inbox rows ``ids`` are applied; False after ``timeout`` seconds."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        if self.is_leader or self._loop is None:
+            # This process applies (or no evaluator runs here to leave it to, as in tests): do
+            # it now rather than wait for the evaluator's next pass.
+            await asyncio.to_thread(self.apply_pending)
+        while True:
+            signal = self._applied
+            left = await asyncio.to_thread(self._pending_among, ids)
+            if not left:
+                return True
+            remaining = deadline - loop.time()
+            if remaining <= 0:
+                return False
+            # Woken when this process applies; polled when another replica leads.
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(signal.wait(), min(remaining, 0.25))
 
-    def _ingest_work(
-        self, events: Sequence[Event], create: bool, pair_latest: bool, at: float | None
-    ) -> _IngestWork:
-        return _IngestWork(self, events, create, pair_latest, at)
+    def _pending_among(self, ids: Sequence[int]) -> int:
+        with self.store.engine.connect() as conn:
+            return pending_among(conn, ids)
 
-    def _prefetch(self, tx: Tx, works: Sequence[Callable[[Tx], Any]]) -> None:
-        """Before a batch of requests: load what all their events will read at once."""
-        events = [ev for work in works if isinstance(work, _IngestWork) for ev in work.events]
-        if events:
-            self.engine.prefetch(tx, events)
+    def apply_pending(self, now: float | None = None) -> dict[int, Outcome]:
+        """Apply what waits in the inbox, in transactions of ``APPLY_BATCH`` events."""
+        at = self.clock.now() if now is None else now
+        outcomes: dict[int, Outcome] = {}
+        if not self._released and at >= self.engine.judge_from:
+            # The catch-up delay is over: what was held back goes first, in ts order.
+            while True:
+                done, _, read = self._apply_batch(after=0, held_first=True, now=at)
+                outcomes.update(done)
+                if read < APPLY_BATCH:
+                    break
+            self._released = True
+        after = 0
+        while True:
+            done, after, read = self._apply_batch(after=after, held_first=False, now=at)
+            outcomes.update(done)
+            if read < APPLY_BATCH:
+                return outcomes
+
+    def _apply_batch(
+        self, *, after: int, held_first: bool, now: float
+    ) -> tuple[dict[int, Outcome], int, int]:
+        def work(tx: Tx) -> tuple[dict[int, Outcome], int, int]:
+            return apply_rows(tx, self.engine, now=now, after=after, held_first=held_first)
+
+        try:
+            done, last, read = self.writer.run_sync(work)
+        except StoreUnavailable:
+            raise
+        except Exception:
+            log.exception("applying inbox events failed; applying them one at a time")
+            done, last, read = self._apply_one_by_one(after, now)
+        if done:
+            self._call_soon(self._signal_applied)
+        return done, last, read
+
+    def _apply_one_by_one(self, after: int, now: float) -> tuple[dict[int, Outcome], int, int]:
+        ids = self.writer.run_sync(lambda tx: row_ids(tx, after=after, limit=APPLY_BATCH))
+        outcomes: dict[int, Outcome] = {}
+        for row_id in ids:
+            try:
+                done, _, _ = self.writer.run_sync(partial(self._apply_one, row_id, now))
+                outcomes.update(done)
+            except StoreUnavailable:
+                raise
+            except Exception:
+                body = self.writer.run_sync(partial(drop_row, row_id=row_id))
+                log.exception("inbox event %d cannot be applied and was dropped: %s", row_id, body)
+                self.metrics.rejected.labels("apply_failed").inc()
+        return outcomes, ids[-1] if ids else after, len(ids)
+
+    def _apply_one(self, row_id: int, now: float, tx: Tx) -> tuple[dict[int, Outcome], int, int]:
+        return apply_rows(tx, self.engine, now=now, limit=1, after=row_id - 1)
+
+    def _signal_applied(self) -> None:
+        signal, self._applied = self._applied, asyncio.Event()
+        signal.set()
+
+    def _call_soon(self, fn: Callable[[], None]) -> None:
+        loop = self._loop
+        if loop is not None and not loop.is_closed():
+            with contextlib.suppress(RuntimeError):
+                loop.call_soon_threadsafe(fn)
+
+    def _on_append(self, seconds: float, requests: int) -> None:
+        self.metrics.inbox_append.observe(seconds)
+        self._call_soon(self._wake.set)
+
+    def update_inbox_metrics(self) -> tuple[int, float]:
+        """Set the inbox gauges; returns (pending events, age of the oldest in seconds)."""
+        with self.store.engine.connect() as conn:
+            pending, oldest = inbox_lag(conn)
+        lag = max(self.clock.now() - oldest, 0.0) if oldest is not None else 0.0
+        self.metrics.inbox_pending.set(pending)
+        self.metrics.inbox_lag.set(lag)
+        return pending, lag
 
     # ---------------------------------------------------------------- evaluator
     def tick_sync(self, now: float | None = None) -> int:
-        """Evaluate every job whose deadline has come; returns how many were evaluated."""
-        at = self.clock.now() if now is None else now
+        """Apply the inbox, then evaluate every job whose deadline has come; returns how many
+        jobs were evaluated. The pass reads the inbox and ``now`` holding the inbox lock (see
+        ``inbox.py``), so every event that arrived before ``now`` is applied before any slot
+        is judged at ``now``."""
+        self.apply_pending(now)
 
-        def work(tx: Tx) -> int:
+        def work(tx: Tx) -> tuple[int, float]:
+            conn = tx.session.connection()  # SQLite: BEGIN IMMEDIATE, the write lock
+            if tx.locking:
+                lock_for_pass(conn, exclusive=True)
+            at = self.clock.now() if now is None else now
+            after, read = 0, APPLY_BATCH
+            while read == APPLY_BATCH:  # what arrived since apply_pending
+                _, after, read = apply_rows(tx, self.engine, now=at, after=after)
             total = 0
             while True:
                 due = tx.due_jobs(at, DUE_BATCH)
@@ -184,10 +350,10 @@ class Sidecar:
                     self.engine.tick(tx, job, at)
                 total += len(due)
                 if len(due) < DUE_BATCH:
-                    return total
+                    return total, at
                 tx.session.flush()
 
-        count = self.writer.run_sync(work)
+        count, at = self.writer.run_sync(work)
         self.evaluator_last_run = at
         self.metrics.evaluator_last_run.set(at)
         return count
@@ -202,24 +368,31 @@ class Sidecar:
             )
 
     async def run_evaluator(self, *, max_sleep: float = 1.0) -> None:
-        """Tick at every deadline (and at least every ``max_sleep`` seconds) while this replica
-        leads (see ``leader.py``); every few minutes the leader also prunes the store."""
+        """Apply the inbox and tick, woken by every append and at every deadline (at least
+        every ``max_sleep`` seconds), while this replica leads (see ``leader.py``); every few
+        minutes the leader also prunes the store."""
+        self._loop = asyncio.get_running_loop()
         while True:
             nxt = None
+            self._wake.clear()
             try:
                 await self._lead()
                 if self.is_leader:
                     await asyncio.to_thread(self.tick_sync)
                     nxt = await asyncio.to_thread(self.next_deadline)
+                await asyncio.to_thread(self.update_inbox_metrics)
                 if self.retention.due(self.clock.now()):
                     if self.is_leader:
                         await asyncio.to_thread(self.retention.prune)
                     await asyncio.to_thread(self.retention.measure)
+                    await asyncio.to_thread(self.reload_registry)
             except Exception:
                 log.exception("evaluator pass failed; retrying")
             now = self.clock.now()
             sleep = max_sleep if nxt is None else min(max(nxt - now, 0.0), max_sleep)
-            self._wake.clear()
+            if self.is_leader and not self.store.is_sqlite:
+                # Other replicas' appends do not wake this one: look at the inbox often.
+                sleep = min(sleep, REPLICA_POLL)
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), timeout=sleep)
 
@@ -229,52 +402,3 @@ class Sidecar:
             self.metrics.evaluator_last_run.set(0)
         self.is_leader = leader
         self.metrics.leader.set(1 if leader else 0)
-
-
-class _IngestWork:
-    """A request's events as one writer item (see ``Sidecar._prefetch``)."""
-
-    __slots__ = ("at", "create", "events", "pair_latest", "sidecar")
-
-    def __init__(
-        self,
-        sidecar: Sidecar,
-        events: Sequence[Event],
-        create: bool,
-        pair_latest: bool,
-        at: float | None,
-    ) -> None:
-        self.sidecar = sidecar
-        self.events = events
-        self.create = create
-        self.pair_latest = pair_latest
-        self.at = at
-
-    def __call__(self, tx: Tx) -> IngestResult:
-        engine = self.sidecar.engine
-        now = self.sidecar.clock.now() if self.at is None else self.at
-        result = IngestResult()
-        if len(self.events) > 1:
-            engine.prefetch(tx, self.events)
-        for index, ev in enumerate(self.events):
-            # The engine rejects an event before writing anything for it, so events need no
-            # savepoint of their own.
-            try:
-                applied: Applied = engine.apply(
-                    tx, ev, now, create=self.create, pair_latest=self.pair_latest
-                )
-            except Rejected as exc:
-                result.rejected.append(
-                    {"index": index, "field": exc.field, "reason": exc.reason, "code": exc.code}
-                )
-                result.run_ids.append(None)
-                continue
-            result.run_ids.append(applied.run_id)
-            if applied.duplicate:
-                result.duplicates += 1
-                continue
-            result.accepted += 1
-            result.by_type[ev.type] = result.by_type.get(ev.type, 0) + 1
-            if applied.warning:
-                result.warnings.append(f"event {index}: {applied.warning}")
-        return result

@@ -1,7 +1,8 @@
 """The store: a SQLAlchemy engine for SQLite (WAL, the default) or PostgreSQL, schema managed by
 Alembic, and :class:`Tx`, the unit of work the domain engine reads and writes through.
 
-All writes go through one writer (see ``writer.py``); reads use their own sessions.
+Accepted events are appended to the inbox (``inbox.py``); every other write, the applier's
+included, goes through one writer (``writer.py``); reads use their own sessions.
 
 Several replicas on one PostgreSQL: every transaction that changes a job first locks its row
 (``SELECT ... FOR UPDATE``), so replicas ingesting for the same job serialise; the evaluator
@@ -10,14 +11,16 @@ takes due rows with ``SKIP LOCKED``; hourly rollups are created with ``ON CONFLI
 
 from __future__ import annotations
 
+import contextlib
 import re
+import threading
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, TypeVar, cast
 
+from sqlalchemy import Connection, Table, bindparam, create_engine, event, func, select
 from sqlalchemy import Engine as SAEngine
-from sqlalchemy import Table, bindparam, create_engine, event, func, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, SQLAlchemyError
@@ -137,6 +140,11 @@ class Store:
         self._write_sessions = sessionmaker(
             self.write_engine, expire_on_commit=False, autoflush=True
         )
+        # SQLite has one writer at a time: the threads that write (the inbox's appender, the
+        # writer) take turns in-process rather than through SQLite's sleeping busy handler.
+        self.write_lock: threading.RLock | contextlib.nullcontext[None] = (
+            threading.RLock() if self.is_sqlite else contextlib.nullcontext()
+        )
 
     @property
     def display_url(self) -> str:
@@ -172,8 +180,14 @@ class Store:
 
     @contextmanager
     def transaction(self) -> Iterator[Tx]:
-        with self._write_sessions.begin() as session:
+        with self.write_lock, self._write_sessions.begin() as session:
             yield Tx(session, locking=not self.is_sqlite)
+
+    @contextmanager
+    def append_transaction(self) -> Iterator[Connection]:
+        """A Core write transaction (the inbox's appends: no ORM on the hot path)."""
+        with self.write_lock, self.write_engine.begin() as conn:
+            yield conn
 
     def dispose(self) -> None:
         self.engine.dispose()

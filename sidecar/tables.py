@@ -8,6 +8,8 @@
 - ``slots``: one row a judged slot: ``filled`` by a run, ``missed``, or a ``gap`` carrying a count.
 - ``flips``: state changes among new, up, down and paused.
 - ``rollups``: hourly per-job statistics, updated on write, kept longer than runs.
+- ``inbox``: accepted events not yet applied (see ``inbox.py``): appended before the answer
+  under their idempotency key, deleted by the applier in the transaction that applies them.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from typing import Any
 
 from sqlalchemy import (
     JSON,
+    BigInteger,
     Boolean,
     Float,
     ForeignKey,
@@ -27,7 +30,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
-__all__ = ["Base", "EventKey", "Flip", "Job", "Rollup", "Run", "Slot"]
+__all__ = ["Base", "EventKey", "Flip", "InboxRow", "Job", "Rollup", "Run", "Slot"]
 
 
 class Base(DeclarativeBase):
@@ -174,3 +177,25 @@ class Rollup(Base):
     dur_sum: Mapped[float] = mapped_column(Float, default=0.0)
     dur_max: Mapped[float | None] = mapped_column(Float, default=None)
     dur_hist: Mapped[dict[str, int] | None] = mapped_column(JSON, default=None)
+
+
+class InboxRow(Base):
+    """An accepted event waiting for the applier. ``body`` holds the event's fields (JSON);
+    ``job``, ``run_id``, ``type`` and ``key_ts`` repeat its idempotency key so the unique index
+    decides duplicates among events not yet applied; ``flags`` carries how it arrived (1:
+    may register its job, 2: a finish without a run id pairs with the latest running run)."""
+
+    __tablename__ = "inbox"
+    __table_args__ = (UniqueConstraint("job", "run_id", "type", "key_ts", name="uq_inbox_key"),)
+
+    id: Mapped[int] = mapped_column(
+        BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True
+    )
+    job: Mapped[str] = mapped_column(String(128))
+    run_id: Mapped[str] = mapped_column(String(64))
+    type: Mapped[str] = mapped_column(String(10))
+    key_ts: Mapped[float] = mapped_column(Float)
+    ts: Mapped[float] = mapped_column(Float)
+    arrived_at: Mapped[float] = mapped_column(Float)
+    flags: Mapped[int] = mapped_column(Integer, default=0)
+    body: Mapped[str] = mapped_column(Text)

@@ -119,17 +119,35 @@ class ServedSidecar:
     ) -> None:
         self.stop()
 
-    def get(self, path: str, timeout: float = 10) -> tuple[int, bytes]:
-        """``GET path``: the status and the body, whatever the status."""
+    def wait_applied(self, timeout: float = 10) -> None:
+        """Wait until every event the sidecar accepted is applied (``/readyz`` reports an empty
+        inbox), so that reads see them."""
+        deadline = time.monotonic() + timeout
+        while True:
+            status, body = self.get("/readyz", applied=False)
+            if status == 200 and json.loads(body).get("inbox", {}).get("pending") == 0:
+                return
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"events still wait in the inbox after {timeout} s: {body!r}")
+            time.sleep(0.02)
+
+    def get(self, path: str, timeout: float = 10, *, applied: bool = True) -> tuple[int, bytes]:
+        """``GET path``: the status and the body, whatever the status. With ``applied`` (the
+        default) the read waits until every accepted event is applied: it sees its writes."""
+        if applied:
+            self.wait_applied(timeout)
         try:
             with _open(self.url + path, timeout=timeout) as resp:
                 return resp.status, resp.read()
         except urllib.error.HTTPError as exc:
             return exc.code, exc.read()
 
-    def post_events(self, events: list[dict[str, Any]], timeout: float = 10) -> dict[str, Any]:
+    def post_events(
+        self, events: list[dict[str, Any]], timeout: float = 10, *, wait_applied: bool = True
+    ) -> dict[str, Any]:
+        """Send ``events``; with ``wait_applied`` the answer comes once they are applied."""
         req = urllib.request.Request(  # noqa: S310 - http://127.0.0.1 only
-            self.url + "/api/v1/events",
+            self.url + "/api/v1/events" + ("?wait=applied" if wait_applied else ""),
             data=json.dumps(events).encode(),
             headers={"Content-Type": "application/json"},
             method="POST",

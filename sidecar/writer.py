@@ -62,9 +62,7 @@ class Writer:
         store: Store,
         *,
         on_commit: Callable[[float, int], None] | None = None,
-        prefetch: Callable[[Tx, list[Callable[[Tx], Any]]], None] | None = None,
     ) -> None:
-        self._prefetch = prefetch
         self._store = store
         self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
         self._thread: threading.Thread | None = None
@@ -144,8 +142,6 @@ class Writer:
         started = time.perf_counter()
         try:
             with self._store.transaction() as tx:
-                if self._prefetch is not None:
-                    self._prefetch(tx, [work for work, _ in items])
                 results = [work(tx) for work, _ in items]
         except Exception as exc:
             log.debug("batch of %d rolled back (%s); applying item by item", len(items), exc)

@@ -72,6 +72,10 @@ class LiveSidecar:
     def request(
         self, path: str, body: bytes | None = None, content_type: str | None = None
     ) -> tuple[int, dict[str, str], bytes]:
+        if body is None:
+            # A read sees what was accepted before it: apply what waits in the inbox (the
+            # evaluator task that would do it just behind is off here).
+            self.sidecar.apply_pending()
         headers = {"Content-Type": content_type} if content_type else {}
         req = urllib.request.Request(self.url + path, data=body, headers=headers)
         try:

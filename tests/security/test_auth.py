@@ -190,8 +190,8 @@ async def test_malformed_basic_header_is_401(client: TestClient[Any, Any]) -> No
 
 
 async def test_pings_need_the_ping_key_in_the_path(client: TestClient[Any, Any]) -> None:
-    assert (await client.get(f"/ping/{PING_KEY}/nightly/start")).status == 200
-    assert (await client.get(f"/ping/{PING_KEY}/nightly")).status == 200
+    assert (await client.get(f"/ping/{PING_KEY}/nightly/start?wait=applied")).status == 200
+    assert (await client.get(f"/ping/{PING_KEY}/nightly?wait=applied")).status == 200
     assert (await client.get("/ping/nightly")).status == 403
     assert (await client.get("/ping/wrong-key/nightly")).status == 403
     assert (await client.get("/ping/")).status == 404

@@ -48,7 +48,7 @@ async def test_reload_removes_a_job_but_keeps_its_history(
     client: TestClient[Any, Any], tmp_path: Path
 ) -> None:
     await client.post(
-        "/api/v1/events",
+        "/api/v1/events?wait=applied",
         json=[ev("start", "drop", "d1", T0 + 1), ev("success", "drop", "d1", T0 + 2)],
     )
     assert 'job_name="drop"' in await (await client.get("/metrics")).text()
@@ -134,7 +134,7 @@ async def test_stats_window(client: TestClient[Any, Any]) -> None:
             ev("success", "keep", f"s{i}", T0 + 300 * i + d, duration=d),
         ]
     events += [ev("start", "keep", "f", T0 + 1200), ev("failure", "keep", "f", T0 + 1201)]
-    await client.post("/api/v1/events", json=events)
+    await client.post("/api/v1/events?wait=applied", json=events)
     stats = await (await client.get("/api/v1/jobs/keep/stats?window=24h")).json()
     assert stats["runs"]["success"] == 4
     assert stats["runs"]["failure"] == 1
@@ -150,7 +150,7 @@ async def test_stats_window(client: TestClient[Any, Any]) -> None:
 
 async def test_health(client: TestClient[Any, Any]) -> None:
     await client.post(
-        "/api/v1/events",
+        "/api/v1/events?wait=applied",
         json=[ev("start", "keep", "h", T0 + 1), ev("failure", "keep", "h", T0 + 2)],
     )
     body = await (await client.get("/api/v1/health")).json()

@@ -107,3 +107,45 @@ def test_short_lived_process_delivers_before_exit_or_spools(tmp_path: Path) -> N
         assert _job(served, "cron-style")["runs"]["success"] == 3  # type: ignore[index]
     finally:
         served.stop()
+
+
+BUSY_JOB = """
+import asyncio
+from jobpulse.instrumentation import monitor
+
+@monitor("busy", every="1m")
+def work(i):
+    if i % 100 == 99:
+        raise ValueError(i)
+    return i
+
+@monitor("busy-async", every="1m")
+async def later():
+    await asyncio.sleep(0)
+
+for i in range(2000):
+    try:
+        work(i)
+    except ValueError:
+        pass
+asyncio.run(later())
+asyncio.run(later())
+"""
+
+
+def test_a_process_that_runs_a_job_2000_times_delivers_every_run_before_it_exits(
+    tmp_path: Path,
+) -> None:
+    # The default exit budget (2 s) is enough once an answer waits only for the inbox append:
+    # nothing is left for a later process (with a daily crontab, that would be a day late).
+    spool = tmp_path / "spool"
+    with Served(tmp_path, "") as served:
+        env = {**os.environ, "JOBPULSE_URL": served.url, "JOBPULSE_SPOOL_DIR": str(spool)}
+        proc = subprocess.run(
+            [sys.executable, "-c", BUSY_JOB], env=env, timeout=60, capture_output=True
+        )
+        assert proc.returncode == 0, proc.stderr.decode()
+        assert not spool.exists() or not [p for p in spool.rglob("*") if p.is_file()]
+        runs = _job(served, "busy")["runs"]
+        assert runs == {"success": 1980, "failure": 20, "timeout": 0, "cancelled": 0, "retry": 0}
+        assert _job(served, "busy-async")["runs"]["success"] == 2  # type: ignore[index]

@@ -553,3 +553,37 @@ def test_runs_recorded_while_paused_count_when_resumed(h: Harness) -> None:
     job = h.job("five")
     assert job.state == "down"
     assert job.reason == "failed"
+
+
+TEN = """
+jobs:
+  - name: ten
+    every: 10m
+"""
+
+
+def test_every_runs_spooled_newest_first_during_catchup_fill_their_own_intervals(
+    tmp_path: object,
+) -> None:
+    # During catchup_delay an every: job's events wait in the inbox and are then applied in ts
+    # order: a newer run arriving first cannot judge the older run's interval missed.
+    h = Harness(f"sqlite:///{tmp_path}/s.db", TEN, start=T0 - 60)
+    try:
+        first = T0 + 540  # created at T0 - 60: the first interval ends at T0 + 540
+        h.run("ten", first, 5)
+        h.move(first + 60)
+        h.restart(at_time=T0 + 3 * 3600, catchup_delay=60)
+        restarted = h.clock.now()
+        # two runs while the sidecar was down, delivered newest first 20 s after start-up
+        for start in (first + 1200 + 5, first + 600 + 5):
+            rid = f"spooled-{start}"
+            h.send("start", "ten", ts=start, run_id=rid, arrive=restarted + 20)
+            h.send("success", "ten", ts=start + 30, run_id=rid, duration=30.0)
+        h.move(restarted + 61)
+        slots = {s: (status, rid) for s, status, rid in h.slots("ten")}
+        assert slots[first + 600] == ("filled", f"spooled-{first + 605}")
+        assert first + 600 not in h.missed("ten")
+        assert not any(r.late for r in h.runs("ten"))
+        assert h.job("ten").runs_success == 3
+    finally:
+        h.close()

@@ -49,10 +49,12 @@ async def post(client: TestClient[Any, Any], events: Any, *, ndjson: bool = Fals
     if ndjson:
         body = "\n".join(json.dumps(e) for e in events)
         resp = await client.post(
-            "/api/v1/events", data=body, headers={"Content-Type": "application/x-ndjson"}
+            "/api/v1/events?wait=applied",
+            data=body,
+            headers={"Content-Type": "application/x-ndjson"},
         )
     else:
-        resp = await client.post("/api/v1/events", json=events)
+        resp = await client.post("/api/v1/events?wait=applied", json=events)
     return resp.status, await resp.json()
 
 
@@ -72,7 +74,9 @@ async def test_ndjson_is_accepted(client: TestClient[Any, Any]) -> None:
 
 async def test_malformed_json_is_400(client: TestClient[Any, Any]) -> None:
     resp = await client.post(
-        "/api/v1/events", data="{not json", headers={"Content-Type": "application/json"}
+        "/api/v1/events?wait=applied",
+        data="{not json",
+        headers={"Content-Type": "application/json"},
     )
     assert resp.status == 400
     body = await resp.json()
@@ -119,7 +123,7 @@ async def test_unknown_fields_are_ignored_with_a_warning(client: TestClient[Any,
 
 async def test_oversized_body_is_413(client: TestClient[Any, Any]) -> None:
     big = [ev("log", "r", T0, message="x" * 40000), ev("log", "r", T0 + 1, message="y" * 40000)]
-    resp = await client.post("/api/v1/events", json=big)
+    resp = await client.post("/api/v1/events?wait=applied", json=big)
     assert resp.status == 413
     assert (await resp.json())["error"] == "request too large"
 
@@ -158,7 +162,9 @@ async def test_same_batch_twice_is_counted_once(client: TestClient[Any, Any]) ->
 
 
 async def test_unsupported_content_type_is_415(client: TestClient[Any, Any]) -> None:
-    resp = await client.post("/api/v1/events", data="x", headers={"Content-Type": "text/plain"})
+    resp = await client.post(
+        "/api/v1/events?wait=applied", data="x", headers={"Content-Type": "text/plain"}
+    )
     assert resp.status == 415
 
 
@@ -170,7 +176,7 @@ async def runs_of(client: TestClient[Any, Any], job: str) -> list[dict[str, Any]
 
 @pytest.mark.parametrize("method", ["GET", "POST", "HEAD"])
 async def test_ping_success_each_method(client: TestClient[Any, Any], method: str) -> None:
-    resp = await client.request(method, "/ping/nightly")
+    resp = await client.request(method, "/ping/nightly?wait=applied")
     assert resp.status == 200
     [run] = await runs_of(client, "nightly")
     assert run["outcome"] == "success"
@@ -178,7 +184,7 @@ async def test_ping_success_each_method(client: TestClient[Any, Any], method: st
 
 @pytest.mark.parametrize(("code", "outcome"), [(0, "success"), (1, "failure"), (255, "failure")])
 async def test_ping_exit_status(client: TestClient[Any, Any], code: int, outcome: str) -> None:
-    resp = await client.get(f"/ping/nightly/{code}")
+    resp = await client.get(f"/ping/nightly/{code}?wait=applied")
     assert resp.status == 200
     [run] = await runs_of(client, "nightly")
     assert run["outcome"] == outcome
@@ -186,7 +192,7 @@ async def test_ping_exit_status(client: TestClient[Any, Any], code: int, outcome
 
 
 async def test_ping_exit_status_over_255_is_400(client: TestClient[Any, Any]) -> None:
-    resp = await client.get("/ping/nightly/256")
+    resp = await client.get("/ping/nightly/256?wait=applied")
     assert resp.status == 400
     assert "0-255" in await resp.text()
     assert await runs_of(client, "nightly") == []
@@ -195,9 +201,9 @@ async def test_ping_exit_status_over_255_is_400(client: TestClient[Any, Any]) ->
 async def test_ping_start_then_finish_without_rid_pairs_with_latest(
     client: TestClient[Any, Any],
 ) -> None:
-    assert (await client.get("/ping/nightly/start")).status == 200
+    assert (await client.get("/ping/nightly/start?wait=applied")).status == 200
     client.app[SIDECAR].clock.advance(42)
-    resp = await client.post("/ping/nightly/fail", data=b"disk full\nexit 1")
+    resp = await client.post("/ping/nightly/fail?wait=applied", data=b"disk full\nexit 1")
     assert resp.status == 200
     [run] = await runs_of(client, "nightly")
     assert run["outcome"] == "failure"
@@ -207,9 +213,9 @@ async def test_ping_start_then_finish_without_rid_pairs_with_latest(
 
 
 async def test_ping_with_rid(client: TestClient[Any, Any]) -> None:
-    await client.get("/ping/nightly/start?rid=aaa")
-    await client.get("/ping/nightly/start?rid=bbb")
-    await client.get("/ping/nightly?rid=aaa")
+    await client.get("/ping/nightly/start?rid=aaa&wait=applied")
+    await client.get("/ping/nightly/start?rid=bbb&wait=applied")
+    await client.get("/ping/nightly?rid=aaa&wait=applied")
     runs = {r["run_id"]: r for r in await runs_of(client, "nightly")}
     assert runs["aaa"]["outcome"] == "success"
     assert runs["bbb"]["outcome"] == "running"
@@ -217,14 +223,14 @@ async def test_ping_with_rid(client: TestClient[Any, Any]) -> None:
 
 
 async def test_ping_log_is_kept_on_the_running_run(client: TestClient[Any, Any]) -> None:
-    await client.get("/ping/nightly/start")
-    await client.post("/ping/nightly/log", data=b"step 1 done")
+    await client.get("/ping/nightly/start?wait=applied")
+    await client.post("/ping/nightly/log?wait=applied", data=b"step 1 done")
     [run] = await runs_of(client, "nightly")
     assert run["log"] == "step 1 done"
 
 
 async def test_ping_body_kept_up_to_10_kb(client: TestClient[Any, Any]) -> None:
-    await client.post("/ping/nightly", data=b"z" * 20000)
+    await client.post("/ping/nightly?wait=applied", data=b"z" * 20000)
     [run] = await runs_of(client, "nightly")
     assert len(run["log"]) == 10240
 
@@ -232,17 +238,17 @@ async def test_ping_body_kept_up_to_10_kb(client: TestClient[Any, Any]) -> None:
 async def test_ping_unknown_job_is_404_and_create_registers_it(
     client: TestClient[Any, Any],
 ) -> None:
-    resp = await client.get("/ping/brand-new")
+    resp = await client.get("/ping/brand-new?wait=applied")
     assert resp.status == 404
     assert "?create=1" in await resp.text()
     assert (await client.get("/api/v1/jobs/brand-new")).status == 404
-    assert (await client.get("/ping/brand-new?create=1")).status == 200
+    assert (await client.get("/ping/brand-new?create=1&wait=applied")).status == 200
     job = await (await client.get("/api/v1/jobs/brand-new")).json()
     assert job["runs"]["success"] == 1
 
 
 async def test_ping_unknown_action_is_404(client: TestClient[Any, Any]) -> None:
-    assert (await client.get("/ping/nightly/explode")).status == 404
+    assert (await client.get("/ping/nightly/explode?wait=applied")).status == 404
 
 
 # ------------------------------------------------------------------------------------ API

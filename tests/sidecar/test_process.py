@@ -163,6 +163,7 @@ def test_check_config_names_job_field_and_accepted_values(tmp_path: Path) -> Non
 
 
 def test_migrate_and_version(tmp_path: Path) -> None:
+    from jobpulse.sidecar.migrate import head_revision
     from tests.sidecar.process import JOBPULSE
 
     store = f"sqlite:///{tmp_path}/m.db"
@@ -170,7 +171,7 @@ def test_migrate_and_version(tmp_path: Path) -> None:
     assert proc.returncode == 0, proc.stderr
     assert b"(was empty)" in proc.stdout
     proc = subprocess.run([JOBPULSE, "migrate", "--store", store], capture_output=True, timeout=60)
-    assert b"(was 0001)" in proc.stdout
+    assert f"(was {head_revision()})".encode() in proc.stdout
     proc = subprocess.run([JOBPULSE, "version"], capture_output=True, timeout=30)
     assert proc.stdout.decode().startswith("jobpulse ")
 

@@ -18,12 +18,9 @@ def test_an_open_read_transaction_does_not_block_ingest(tmp_path: Path) -> None:
     try:
         with h.sidecar.store.session() as reader:
             before = reader.scalar(select(func.count(Job.id)))  # the read transaction is open
-            result = h.sidecar.writer.run_sync(
-                h.sidecar._ingest_work(
-                    [Event(type="success", job="nightly", run_id="r1", ts=T0)], True, False, T0
-                ),
-                timeout=5,
-            )
+            event = Event(type="success", job="nightly", run_id="r1", ts=T0)
+            result = h.sidecar.appender.submit([event], at=T0).result(timeout=5)
+            h.sidecar.apply_pending(T0)  # the applier's transaction commits too
             assert result.accepted == 1
             # The reader keeps its snapshot until it ends.
             assert reader.scalar(select(func.count(Job.id))) == before == 0

@@ -1,15 +1,17 @@
-"""Group commit must not change what is recorded.
+"""Group commit and the inbox must not change what is recorded.
 
-Requests that reach the writer together are applied in one transaction, with one flush at the
-end and reads that see the batch's own unwritten rows. Whatever the mix, the store must end up
-exactly as if each request had been committed on its own; a request that fails is rolled back
-alone, and every other request of its batch is kept and answered.
+Requests that reach the inbox together are appended in one transaction, and the applier then
+applies them in one transaction, with one flush at the end and reads that see the batch's own
+unwritten rows. Whatever the mix, the store must end up exactly as if each request had been
+appended and applied on its own; a writer item that fails is rolled back alone, and every
+other item of its batch is kept and answered.
 """
 
 from __future__ import annotations
 
 import tempfile
 import threading
+import time
 from collections.abc import Callable
 from concurrent.futures import Future
 from pathlib import Path
@@ -18,12 +20,13 @@ from typing import Any
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from jobpulse.instrumentation.wire import Event
+from jobpulse.sidecar.inbox import IngestResult, apply_rows
 from jobpulse.sidecar.service import Sidecar
 from jobpulse.sidecar.store import Tx
-from jobpulse.sidecar.tables import EventKey, Flip, Job, Rollup, Run, Slot
+from jobpulse.sidecar.tables import EventKey, Flip, InboxRow, Job, Rollup, Run, Slot
 from tests.sidecar.harness import T0, Harness
 from tests.sidecar.test_invariants import CONFIG, JOBS
 
@@ -39,6 +42,24 @@ def together(sidecar: Sidecar, works: list[Callable[[Tx], Any]]) -> list[Future[
     for future in futures:
         future.exception(10)
     return futures
+
+
+def appended_together(
+    sidecar: Sidecar, requests: list[list[Event]], now: float
+) -> list[IngestResult]:
+    """Submit ``requests`` so that the inbox appends them as one batch: they queue up while
+    the appender waits for the store's write lock, held here."""
+    with sidecar.store.write_lock:
+        gate = sidecar.appender.submit([], at=now)  # taken alone; waits for the lock
+        time.sleep(0.05)  # let the appender take the gate before the others queue
+        futures = [sidecar.appender.submit(events, at=now) for events in requests]
+    gate.result(10)
+    return [future.result(10) for future in futures]
+
+
+def inbox_rows(h: Harness) -> int:
+    with h.sidecar.store.session() as s:
+        return s.scalar(select(func.count()).select_from(InboxRow)) or 0
 
 
 def snapshot(h: Harness) -> dict[str, Any]:
@@ -128,17 +149,17 @@ def test_a_batch_records_what_the_same_requests_record_one_by_one(
                 one_by_one = [alone.sidecar.ingest_sync([ev], now=now) for ev in events]
                 sc = batched.sidecar
                 if shape == "requests":
-                    works = [sc._ingest_work([ev], True, False, now) for ev in events]
-                    futures = together(sc, works)
-                    assert [f.result() for f in futures] == one_by_one
+                    results = appended_together(sc, [[ev] for ev in events], now)
+                    answers = [(r.accepted, r.duplicates, r.rejected) for r in results]
+                    assert answers == [(r.accepted, r.duplicates, r.rejected) for r in one_by_one]
+                    sc.apply_pending(now)  # one apply transaction for all of them
                 else:
                     whole = sc.ingest_sync(events, now=now)
                     assert whole.run_ids == [r.run_ids[0] for r in one_by_one]
                     assert whole.accepted == sum(r.accepted for r in one_by_one)
                     assert whole.duplicates == sum(r.duplicates for r in one_by_one)
+                assert inbox_rows(batched) == 0
             assert snapshot(batched) == snapshot(alone)
-            # ... and each batch took the fast path: no conflict left for the fallback to mend.
-            assert batched.sidecar.writer.rollbacks == 0
         finally:
             alone.close()
             batched.close()
@@ -159,15 +180,20 @@ def test_a_failing_request_is_rolled_back_alone(store_url: str) -> None:
             Event(type="success", job="cron", run_id="a", ts=now + 5),
             Event(type="success", job="poll", run_id="b", ts=now, duration=3.0),
         ]
-        works: list[Callable[[Tx], Any]] = [
-            sc._ingest_work([ev], True, False, now) for ev in events
-        ]
+        ids = list(sc.appender.submit(events, at=now).result(10).ids)
+        assert None not in ids
+
+        def apply_one(row_id: int) -> Callable[[Tx], Any]:
+            return lambda tx: len(apply_rows(tx, sc.engine, now=now, limit=1, after=row_id - 1)[0])
+
+        works: list[Callable[[Tx], Any]] = [apply_one(i) for i in ids if i is not None]
         works.insert(1, broken)
         futures = together(sc, works)
         with pytest.raises(RuntimeError, match="fails after writing"):
             futures[1].result()
         assert sc.writer.rollbacks == 1
-        assert [f.result().accepted for i, f in enumerate(futures) if i != 1] == [1, 1, 1]
+        assert [f.result() for i, f in enumerate(futures) if i != 1] == [1, 1, 1]
+        assert inbox_rows(h) == 0
         runs = {r.run_id: r.outcome for name in ("cron", "poll") for r in h.runs(name)}
         assert runs == {"a": "success", "b": "success"}  # nothing of "doomed"
         cron = h.job("cron")
@@ -191,10 +217,10 @@ def test_a_batch_sees_its_own_unwritten_rows(store_url: str) -> None:
             Event(type="success", job="strict", run_id="first", ts=now + 2),
             Event(type="success", job="strict", run_id="first", ts=now + 2),
         ]
-        futures = together(sc, [sc._ingest_work([ev], True, False, now) for ev in events])
-        results = [f.result() for f in futures]
-        assert sc.writer.rollbacks == 0
+        results = appended_together(sc, [[ev] for ev in events], now)
         assert [(r.accepted, r.duplicates) for r in results] == [(1, 0), (1, 0), (1, 0), (0, 1)]
+        sc.apply_pending(now)  # the three accepted events in one apply transaction
+        assert inbox_rows(h) == 0
         runs = {r.run_id: r for r in h.runs("strict")}
         assert runs["first"].slot == T0 and runs["first"].outcome == "success"
         assert runs["second"].slot is None and runs["second"].overlap

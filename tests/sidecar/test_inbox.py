@@ -1,0 +1,251 @@
+"""The durable inbox (DESIGN.md "Ingest through a durable inbox"): accepted means appended,
+applied just behind, exactly once, in order, whatever commits when."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+from aiohttp.test_utils import TestClient
+from sqlalchemy import func, insert, select
+
+from jobpulse.instrumentation.wire import Event, format_ts
+from jobpulse.sidecar.app import create_app
+from jobpulse.sidecar.clock import ManualClock
+from jobpulse.sidecar.config import parse_config
+from jobpulse.sidecar.inbox import CREATE, decode, encode, key_ts
+from jobpulse.sidecar.keys import SIDECAR
+from jobpulse.sidecar.settings import Settings
+from jobpulse.sidecar.tables import InboxRow
+from tests.sidecar.harness import T0, Harness
+
+CONFIG = 'jobs:\n  - name: nightly\n    schedule: "0 3 * * *"\n'
+
+
+def pending(h: Harness) -> int:
+    with h.sidecar.store.session() as s:
+        return s.scalar(select(func.count()).select_from(InboxRow)) or 0
+
+
+def test_an_event_round_trips_through_its_inbox_body() -> None:
+    ev = Event(
+        type="failure",
+        job="nightly",
+        run_id="r1",
+        ts=T0 + 0.125,
+        scheduled_for=T0,
+        attempt=2,
+        will_retry=True,
+        duration=1 / 3,
+        error_type="OSError",
+        metadata={"rows": [1, 2], "ok": None},
+        job_config={"schedule": "0 3 * * *"},
+        message="ünïcode\n",
+        truncated=True,
+    )
+    assert decode(encode(ev)) == ev
+    assert decode(encode(ev)).truncated is True
+
+
+def test_accepted_means_appended_and_applied_on_the_next_pass(tmp_path: Path) -> None:
+    h = Harness(f"sqlite:///{tmp_path}/s.db", CONFIG)
+    try:
+        ev = Event(type="success", job="nightly", run_id="r1", ts=T0)
+        result = h.sidecar.appender.submit([ev], at=T0).result(10)
+        assert (result.accepted, result.duplicates) == (1, 0)
+        assert pending(h) == 1
+        assert h.runs("nightly") == []  # not applied yet: reads lag by one pass
+        # the same event again while it waits: a duplicate, decided by the inbox's key
+        again = h.sidecar.appender.submit([ev], at=T0).result(10)
+        assert (again.accepted, again.duplicates) == (0, 1)
+        h.sidecar.tick_sync()
+        assert pending(h) == 0
+        assert [r.run_id for r in h.runs("nightly")] == ["r1"]
+        # ... and after it was applied: a duplicate, decided by the applied keys
+        third = h.sidecar.appender.submit([ev], at=T0).result(10)
+        assert (third.accepted, third.duplicates) == (0, 1)
+        assert h.job("nightly").runs_success == 1
+    finally:
+        h.close()
+
+
+def test_unknown_jobs_and_the_job_cap_are_decided_before_the_answer(tmp_path: Path) -> None:
+    h = Harness(f"sqlite:///{tmp_path}/s.db", CONFIG, job_cap=2)
+    try:
+        sc = h.sidecar
+        unknown = Event(type="start", job="stranger", run_id="a", ts=T0)
+        refused = sc.appender.submit([unknown], create=False, at=T0).result(10)
+        assert refused.rejected == [
+            {"index": 0, "field": "job", "reason": "unknown job 'stranger'", "code": "unknown_job"}
+        ]
+        # The second job fits under the cap while it still waits in the inbox; the third not.
+        events = [
+            Event(type="start", job="second", run_id="b", ts=T0),
+            Event(type="start", job="third", run_id="c", ts=T0),
+        ]
+        result = sc.appender.submit(events, at=T0).result(10)
+        assert result.accepted == 1
+        assert [r["code"] for r in result.rejected] == ["job_cap"]
+        assert result.rejected[0]["index"] == 1
+        # A job that waits in the inbox exists for a ping without ?create=1.
+        ping = sc.appender.submit(
+            [Event(type="success", job="second", run_id="b", ts=T0 + 1)], create=False, at=T0
+        ).result(10)
+        assert ping.accepted == 1
+        sc.tick_sync()
+        assert h.job("second").runs_success == 1
+    finally:
+        h.close()
+
+
+def test_a_row_the_engine_cannot_apply_is_dropped_counted_and_does_not_stall_the_rest(
+    tmp_path: Path,
+) -> None:
+    h = Harness(f"sqlite:///{tmp_path}/s.db", CONFIG)
+    try:
+        sc = h.sidecar
+        with sc.store.append_transaction() as conn:
+            conn.execute(
+                insert(InboxRow),
+                [
+                    {
+                        "job": "nightly",
+                        "run_id": "broken",
+                        "type": "start",
+                        "key_ts": 0.0,
+                        "ts": T0,
+                        "arrived_at": T0,
+                        "flags": CREATE,
+                        "body": json.dumps(["start", "nightly"]),  # not an event's fields
+                    }
+                ],
+            )
+        ok = Event(type="success", job="nightly", run_id="fine", ts=T0)
+        sc.appender.submit([ok], at=T0).result(10)
+        sc.tick_sync()
+        assert pending(h) == 0
+        assert [r.run_id for r in h.runs("nightly")] == ["fine"]
+        assert sc.metrics.rejected.labels("apply_failed")._value.get() == 1
+    finally:
+        h.close()
+
+
+def test_rows_whose_ids_commit_out_of_order_are_not_skipped(pg_url: str) -> None:
+    """PostgreSQL hands out ids at insert and commits in any order: the later id can be
+    visible (and applied) while the earlier one is still uncommitted."""
+    h = Harness(pg_url, CONFIG)
+    try:
+        sc = h.sidecar
+
+        def row(run_id: str) -> dict[str, Any]:
+            ev = Event(type="success", job="nightly", run_id=run_id, ts=T0)
+            return {
+                "job": ev.job,
+                "run_id": ev.run_id,
+                "type": ev.type,
+                "key_ts": key_ts(ev),
+                "ts": ev.ts,
+                "arrived_at": T0,
+                "flags": CREATE,
+                "body": encode(ev),
+            }
+
+        early = sc.store.engine.connect()
+        late = sc.store.engine.connect()
+        try:
+            early.begin()
+            early_id = early.execute(insert(InboxRow).returning(InboxRow.id), row("early")).scalar()
+            late.begin()
+            late_id = late.execute(insert(InboxRow).returning(InboxRow.id), row("late")).scalar()
+            assert early_id is not None and late_id is not None and early_id < late_id
+            late.commit()
+            sc.apply_pending(T0)
+            assert [r.run_id for r in h.runs("nightly")] == ["late"]
+            early.commit()  # the smaller id becomes visible after the larger was applied
+        finally:
+            early.close()
+            late.close()
+        sc.apply_pending(T0)
+        assert sorted(r.run_id for r in h.runs("nightly")) == ["early", "late"]
+        assert h.job("nightly").runs_success == 2
+        assert pending(h) == 0
+    finally:
+        h.close()
+
+
+def test_two_appliers_on_postgresql_apply_each_row_once(pg_url: str) -> None:
+    a = Harness(pg_url, CONFIG)
+    b = Harness(pg_url, CONFIG)
+    try:
+        events = [Event(type="success", job="nightly", run_id=f"r{i}", ts=T0) for i in range(300)]
+        assert a.sidecar.appender.submit(events, at=T0).result(10).accepted == 300
+        from concurrent.futures import ThreadPoolExecutor
+
+        with ThreadPoolExecutor(2) as pool:
+            for future in [pool.submit(sc.apply_pending, T0) for sc in (a.sidecar, b.sidecar)]:
+                future.result(60)
+        assert a.job("nightly").runs_success == 300
+        assert pending(a) == 0
+    finally:
+        a.close()
+        b.close()
+
+
+@pytest.fixture
+async def client(aiohttp_client: Any, tmp_path: Path) -> TestClient[Any, Any]:
+    settings = Settings(store=f"sqlite:///{tmp_path}/s.db", catchup_delay=0)
+    app = create_app(
+        settings, clock=ManualClock(T0), file_config=parse_config(CONFIG), run_evaluator=False
+    )
+    return await aiohttp_client(app)
+
+
+async def test_readyz_and_metrics_report_how_far_behind_the_applier_is(
+    client: TestClient[Any, Any],
+) -> None:
+    sidecar = client.app[SIDECAR]
+    event = {"type": "success", "job": "nightly", "run_id": "r1", "ts": format_ts(T0)}
+    resp = await client.post("/api/v1/events", json=[event])
+    assert (await resp.json())["accepted"] == 1
+    sidecar.clock.advance(2.5)
+    ready = await (await client.get("/readyz")).json()
+    assert ready["inbox"] == {"pending": 1, "lag_seconds": 2.5}
+    text = await (await client.get("/metrics")).text()
+    assert "jobpulse_inbox_pending_events 1.0" in text
+    assert "jobpulse_inbox_apply_lag_seconds 2.5" in text
+    # ?wait=applied answers once applied: the read that follows sees its own write
+    second = {**event, "run_id": "r2"}
+    resp = await client.post("/api/v1/events?wait=applied", json=[second])
+    assert (await resp.json())["accepted"] == 1
+    job = await (await client.get("/api/v1/jobs/nightly")).json()
+    assert job["runs"]["success"] == 2
+    ready = await (await client.get("/readyz")).json()
+    assert ready["inbox"] == {"pending": 0, "lag_seconds": 0.0}
+    bad = await client.post("/api/v1/events?wait=soon", json=[event])
+    assert bad.status == 422
+    assert "wait='soon'" in (await bad.json())["detail"]
+
+
+async def test_ndjson_line_that_does_not_parse_is_rejected_alone(
+    client: TestClient[Any, Any],
+) -> None:
+    good = json.dumps({"type": "success", "job": "nightly", "run_id": "r1", "ts": format_ts(T0)})
+    body = f"{good}\n\n{{not json\n{good.replace('r1', 'r2')}\n"
+    resp = await client.post(
+        "/api/v1/events", data=body, headers={"Content-Type": "application/x-ndjson"}
+    )
+    assert resp.status == 200
+    answer = await resp.json()
+    assert answer["accepted"] == 2
+    [rejection] = answer["rejected"]
+    assert rejection["index"] == 1 and rejection["field"] == "line"
+    assert rejection["reason"].startswith("line 3 is not valid JSON")
+
+
+async def test_ping_exit_status_takes_ascii_digits_only(client: TestClient[Any, Any]) -> None:
+    for status in ("²", "٣", "１"):
+        resp = await client.get(f"/ping/nightly/{status}")
+        assert resp.status == 404, status
+    assert (await client.get("/ping/nightly/3")).status == 200
