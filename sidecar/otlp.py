@@ -168,6 +168,7 @@ async def otlp_handler(request: web.Request) -> web.Response:
     settings = sidecar.settings
     timer_spans = bool(settings.otlp_timer_spans)
     limits = Limits(settings.error_message_bytes, settings.log_bytes, settings.metadata_bytes)
+    now = sidecar.clock.now()
     rejected: dict[int, str] = {}
     crons: dict[str, str] = {}
     events: list[tuple[int, Event]] = []
@@ -183,7 +184,7 @@ async def otlp_handler(request: web.Request) -> web.Response:
                 index += 1
                 try:
                     parsed = [
-                        parse_event(e, limits=limits)[0]
+                        parse_event(e, limits=limits, now=now)[0]
                         for e in _span_events(span, attrs, name, resource)
                     ]
                 except InvalidEvent as exc:

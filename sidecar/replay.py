@@ -57,12 +57,12 @@ def read_events(path: str) -> tuple[list[RecordedEvent], list[dict[str, Any]]]:
                 if not isinstance(data, dict):
                     raise InvalidEvent("event", "must be a JSON object")
                 raw_arrival = data.pop("received_at", None)
-                event, _ = parse_event(data)
-                arrival = (
-                    parse_ts(raw_arrival, what="received_at")
-                    if raw_arrival is not None
-                    else event.ts
+                received = (
+                    parse_ts(raw_arrival, what="received_at") if raw_arrival is not None else None
                 )
+                # Judged against its arrival, as the live sidecar judges against its clock.
+                event, _ = parse_event(data, now=received)
+                arrival = received if received is not None else event.ts
             except InvalidEvent as exc:
                 rejected.append({"line": number, "field": exc.field, "reason": exc.reason})
                 continue
