@@ -18,6 +18,8 @@ BENCHMARKS: tuple[tuple[str, str, str], ...] = (
     ("outage_cost", "bench.decorator", "outage_cost"),
     ("single_ingest", "bench.ingest", "single_ingest"),
     ("batched_ingest", "bench.ingest", "batched_ingest"),
+    ("top_of_hour", "bench.burst", "top_of_hour"),
+    ("apply_lag", "bench.burst", "apply_lag"),
     ("evaluator", "bench.evaluator", "evaluator"),
     ("metrics", "bench.metrics", "metrics"),
     ("memory", "bench.memory", "memory"),

@@ -3,7 +3,7 @@
 3. One ping per request (``POST /ping/<job>``, 64 jobs in turn), 64 concurrent connections from
    wrk in its own process, against a hello-world aiohttp handler served the same way (one
    process, ``AppRunner(access_log=None)``) and against pushes to a Prometheus Pushgateway.
-   Every jobpulse answer means the ping is committed.
+   Every jobpulse answer means the ping is durable in the inbox (applied just behind).
 4. Batches of 100 events per request (``POST /api/v1/events``, every event a new finish-only
    run, so nothing is deduplicated), against raw ``sqlite3`` ``executemany`` of 100 rows per
    transaction in WAL mode with ``synchronous=FULL``, and on PostgreSQL against raw psycopg
@@ -144,8 +144,8 @@ def single_ingest(quick: bool) -> Result:
             "single_ingest",
             "Single-event durable ingest over HTTP (64 connections)",
             [
-                not_measured("pings/s vs aiohttp hello world", ">= 0.7x", "req/s", reason),
-                not_measured("pings/s vs Pushgateway pushes", ">= 3x", "req/s", reason),
+                not_measured("pings/s vs aiohttp hello world", ">= 0.5x", "req/s", reason),
+                not_measured("pings/s vs Pushgateway pushes", ">= 5x", "req/s", reason),
             ],
         )
     samples: dict[str, list[float]] = {"jobpulse": [], "hello": [], "pushgateway": []}
@@ -172,10 +172,10 @@ def single_ingest(quick: bool) -> Result:
             "pings/s vs aiohttp hello world",
             rps["jobpulse"],
             rps["hello"],
-            ">= 0.7x",
+            ">= 0.5x",
             "req/s",
             "min",
-            0.7,
+            0.5,
         ),
     ]
     if rps["pushgateway"]:
@@ -184,17 +184,17 @@ def single_ingest(quick: bool) -> Result:
                 "pings/s vs Pushgateway pushes",
                 rps["jobpulse"],
                 rps["pushgateway"],
-                ">= 3x",
+                ">= 5x",
                 "req/s",
                 "min",
-                3.0,
+                5.0,
             )
         )
     else:
         checks.append(
             not_measured(
                 "pings/s vs Pushgateway pushes",
-                ">= 3x",
+                ">= 5x",
                 "req/s",
                 "prometheus-pushgateway is not installed",
             )

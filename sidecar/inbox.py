@@ -359,23 +359,25 @@ class Appender:
     ) -> set[tuple[str, str, str, float]]:
         """The batch's idempotency keys already in the store: waiting in the inbox, or applied
         (the engine's ``events`` table)."""
-        run_ids = sorted({ev.run_id for req in batch if req.check_keys for ev in req.events})
+        keyed = {(ev.job, ev.run_id) for req in batch if req.check_keys for ev in req.events}
         found: set[tuple[str, str, str, float]] = set()
-        for i in range(0, len(run_ids), _CHUNK):
-            chunk = run_ids[i : i + _CHUNK]
+        pairs = sorted(keyed)
+        for i in range(0, len(pairs), _CHUNK):
+            chunk = pairs[i : i + _CHUNK]
+            jobs = {job for job, _ in chunk}
+            run_ids = {run_id for _, run_id in chunk}
+            # Both read through the unique keys' indexes: (job, run_id, ...) and (job_id, ...).
             inbox = select(_INBOX.c.job, _INBOX.c.run_id, _INBOX.c.type, _INBOX.c.key_ts).where(
-                _INBOX.c.run_id.in_(chunk)
+                _INBOX.c.job.in_(jobs), _INBOX.c.run_id.in_(run_ids)
             )
             applied = (
                 select(Job.name, _EVENTS.c.run_id, _EVENTS.c.type, _EVENTS.c.key_ts)
                 .join(Job, Job.id == _EVENTS.c.job_id)
-                .where(_EVENTS.c.run_id.in_(chunk))
+                .where(Job.name.in_(jobs), _EVENTS.c.run_id.in_(run_ids))
             )
             for query in (inbox, applied):
-                found.update(
-                    (job, run_id, etype, float(kts))
-                    for job, run_id, etype, kts in conn.execute(query)
-                )
+                for job, run_id, etype, kts in conn.execute(query):
+                    found.add((job, run_id, etype, float(kts)))
         return found
 
 
