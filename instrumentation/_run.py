@@ -65,6 +65,7 @@ class Run:
     _metadata: dict[str, Any] | None = None
     _exit_code: int | None = None
     _failed: tuple[str, str | None] | None = None
+    _log: str | None = None
 
     def __init__(
         self,
@@ -110,6 +111,12 @@ class Run:
     def set_exit_code(self, code: int) -> None:
         """The process exit status to report (0-255)."""
         self._exit_code = code
+
+    def set_log(self, text: str) -> None:
+        """Output to keep as the run's log (its end, within 10 KiB); sent with the finish."""
+        raw = str(text).encode("utf-8")
+        limit = DEFAULT_LIMITS.message_bytes
+        self._log = raw[-limit:].decode("utf-8", "ignore") if len(raw) > limit else str(text)
 
     def fail(self, reason: str, *, error_type: str | None = None) -> None:
         """Mark the run failed without raising; ``reason`` becomes its error message."""
@@ -209,6 +216,7 @@ class Run:
                 exit_code=exit_code,
                 count=self._count,
                 metadata=self._checked_metadata(),
+                message=self._log or None,
             )
         except Exception as err:
             ctx.report("finishing", err)

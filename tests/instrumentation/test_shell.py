@@ -52,10 +52,66 @@ def test_failure_propagates_the_exit_code_and_keeps_the_stderr_tail(
     assert "line 0\n" in err
     assert "line 49\n" in err
     event = finish(sidecar)
-    assert (event["type"], event["exit_code"], event["error_type"]) == ("failure", 3, "3")
+    # the status is the exit code, not the error's type
+    assert (event["type"], event["exit_code"], event["error_type"]) == ("failure", 3, "exit_code")
     message = str(event["error_message"])
     assert message.endswith("line 49")
     assert "line 29" not in message  # only the last lines are kept
+
+
+def test_stdout_is_passed_through_and_both_tails_are_the_runs_log(
+    sidecar: FakeSidecar, tmp_path: Path
+) -> None:
+    script = (
+        "import sys\n"
+        "for i in range(2000): print('out', i)\n"
+        "print('stderr says why', file=sys.stderr)\n"
+        "sys.exit(4)"
+    )
+    proc = jobpulse_exec(
+        sidecar,
+        tmp_path,
+        "--job",
+        "etl",
+        "--",
+        sys.executable,
+        "-c",
+        script,
+        stdout=subprocess.PIPE,
+    )
+    out, err = proc.communicate(timeout=30)
+    assert proc.returncode == 4
+    assert out.startswith("out 0\n")  # cron still mails the whole output
+    assert out.endswith("out 1999\n")
+    assert "stderr says why" in err
+    event = finish(sidecar)
+    assert (event["exit_code"], event["error_type"]) == (4, "exit_code")
+    assert event["error_message"] == "stderr says why"
+    log = str(event["message"])
+    assert "out 1999" in log
+    assert "out 0\n" not in log  # the end of stdout, bounded
+    assert len(log.encode()) <= 2 * 4096 + 100
+    assert log.index("out 1999") < log.index("stderr says why")
+    assert log.splitlines()[1].startswith("out ")  # from a whole line
+
+
+def test_a_successful_run_keeps_its_output_as_the_log(sidecar: FakeSidecar, tmp_path: Path) -> None:
+    proc = jobpulse_exec(
+        sidecar,
+        tmp_path,
+        "--job",
+        "hello",
+        "--",
+        "sh",
+        "-c",
+        "echo 3 files copied",
+        stdout=subprocess.PIPE,
+    )
+    out, _ = proc.communicate(timeout=30)
+    assert (proc.returncode, out) == (0, "3 files copied\n")
+    event = finish(sidecar)
+    assert (event["type"], event["message"]) == ("success", "3 files copied")
+    assert "error_type" not in event
 
 
 def test_missing_command_exits_127(sidecar: FakeSidecar, tmp_path: Path) -> None:
