@@ -61,6 +61,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="jobpulse", description="Observability for background jobs."
     )
+    parser.add_argument("--version", action="version", version=f"jobpulse {package_version()}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     p = sub.add_parser("serve", help="run the sidecar")
