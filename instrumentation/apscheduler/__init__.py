@@ -9,10 +9,12 @@
     scheduler.start()
 
 Each job is reported under its job id (with ``prefix``, case-folded; a job whose id is not a
-valid jobpulse name is skipped with a warning), its trigger declared as its schedule, and each
-execution as a run whose ``scheduled_for`` is APScheduler's scheduled run time. A raising job is
-a failure carrying the exception's class and text; a misfire is a ``missed`` slot (reason
-``misfire``), a run skipped at ``max_instances`` a ``missed`` slot with reason
+valid jobpulse name is skipped with a warning); a job added without an id (APScheduler then
+makes up a random one on every start) is reported as its callable's ``module.qualname``
+instead, so a restart keeps reporting the same job. Its trigger is declared as its schedule,
+and each execution is a run whose ``scheduled_for`` is APScheduler's scheduled run time. A
+raising job is a failure carrying the exception's class and text; a misfire is a ``missed``
+slot (reason ``misfire``), a run skipped at ``max_instances`` a ``missed`` slot with reason
 ``max_instances``. Works with every APScheduler 3 scheduler (background, asyncio, blocking...).
 """
 

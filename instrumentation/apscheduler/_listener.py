@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import socket
 import threading
 import time
@@ -48,6 +49,7 @@ MASK: Final = (
 )
 _FINISHED_KEPT: Final = 1024
 _HELD_KEPT: Final = 16
+_INVALID: Final = re.compile(r"[^A-Za-z0-9._-]+")
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,6 +57,36 @@ class _Job:
     monitor: Monitor
     function: str | None
     misfire_grace_time: float | None
+
+
+def generated_id(job_id: str) -> bool:
+    """Whether ``job_id`` is the one APScheduler 3 makes up when none is given (uuid4 hex)."""
+    if len(job_id) != 32 or job_id != job_id.lower():
+        return False
+    try:
+        return uuid.UUID(hex=job_id).version == 4
+    except ValueError:
+        return False
+
+
+def reported_name(job: Any) -> str:
+    """The name a job is reported under, before the prefix: its id, or ``module.qualname`` of
+    its callable when the id was generated (a new random one on every start of the process)."""
+    job_id: str = job.id
+    if not generated_id(job_id):
+        return job_id
+    func = getattr(job, "func", None)
+    module = getattr(func, "__module__", None)
+    qualname = getattr(func, "__qualname__", None)
+    if not (isinstance(module, str) and isinstance(qualname, str)):
+        ref = getattr(job, "func_ref", None)  # "module:qualname" for partials and the like
+        if not isinstance(ref, str):
+            return job_id
+        module, _, qualname = ref.rpartition(":")
+    name = f"{module}.{qualname}" if module else qualname
+    # outer.<locals>.inner -> outer.inner, <lambda> -> lambda: readable and valid
+    name = name.replace("<locals>.", "").replace("<", "").replace(">", "")
+    return _INVALID.sub("-", name).strip("-._")[:128] or job_id
 
 
 def run_id(job_id: str, run_time: datetime) -> str:
@@ -123,7 +155,7 @@ class SchedulerListener:
 
     def _build(self, job: Any) -> _Job | None:
         try:
-            name = parse_job_name(self._prefix + job.id)
+            name = parse_job_name(self._prefix + reported_name(job))
         except JobpulseError as exc:
             log.warning("jobpulse: APScheduler job %r is not reported: %s", job.id, exc)
             return None

@@ -210,3 +210,55 @@ def test_progress_from_inside_a_long_job() -> None:
     assert [e.count for e in sink.filter("reindex", type="progress")] == [100, 200, 300]
     progress(scheduler, "reindex")  # no longer instrumented: nothing happens
     assert len(sink.events) == 6
+
+
+def _run_once_without_id(client: HeartbeatClient) -> str:
+    """A scheduler process's life: the job added without an id, one run, shut down."""
+    scheduler = BackgroundScheduler(timezone="UTC")
+    job = scheduler.add_job(_tick, "interval", seconds=3600, next_run_time=datetime.now(UTC))
+    ran = threading.Event()
+    instrument(scheduler, client=client)
+    scheduler.add_listener(lambda event: ran.set(), 1 << 12)  # EVENT_JOB_EXECUTED, after ours
+    scheduler.start()
+    try:
+        assert ran.wait(10)
+    finally:
+        scheduler.shutdown(wait=True)
+        uninstrument(scheduler)
+    assert client.flush(10)
+    return str(job.id)
+
+
+def test_a_job_without_an_id_is_named_by_its_callable_across_restarts(
+    live: LiveSidecar, client: HeartbeatClient
+) -> None:
+    first, second = _run_once_without_id(client), _run_once_without_id(client)
+    assert first != second  # APScheduler made up a new id on each start
+    name = f"{__name__}._tick"
+    assert name == "tests.integrations.test_apscheduler_live._tick"
+    names = {job["name"] for job in live.get("/api/v1/jobs")["jobs"]}
+    assert names == {name}  # one job, not one per start that would page as missed
+    assert live.job(name)["every"] == 3600.0
+    assert [r["outcome"] for r in live.runs(name)] == ["success", "success"]
+
+
+def test_a_local_function_without_an_id_gets_a_valid_name(
+    live: LiveSidecar, client: HeartbeatClient
+) -> None:
+    def nightly() -> None:
+        pass
+
+    scheduler = BackgroundScheduler(timezone="UTC")
+    scheduler.add_job(nightly, "cron", hour=3)
+    scheduler.add_job(nightly, "cron", hour=4, id="explicit-id")  # an id given is kept
+    instrument(scheduler, client=client)
+    scheduler.start(paused=True)
+    scheduler.shutdown(wait=True)
+    uninstrument(scheduler)
+    assert client.flush(10)
+    names = {job["name"] for job in live.get("/api/v1/jobs")["jobs"]}
+    assert names == {
+        "explicit-id",
+        "tests.integrations.test_apscheduler_live.test_a_local_function_without_an_id_gets_a_"
+        "valid_name.nightly",
+    }
