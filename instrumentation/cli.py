@@ -118,6 +118,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("what", choices=["alerts", "dashboards"])
     p.add_argument("--profile", choices=["default", "test"], default="default")
     p.add_argument("--selector", default="", help='extra PromQL matchers, e.g. job="jobpulse"')
+    p.add_argument(
+        "--runbook-url", help="base URL of the runbooks alerts link to (JOBPULSE_RUNBOOK_URL)"
+    )
+    p.add_argument(
+        "--dashboard-url",
+        help="Grafana base URL for dashboard_url (JOBPULSE_DASHBOARD_URL, http://localhost:3000)",
+    )
+    p.add_argument(
+        "--scrape-job",
+        help="the sidecar's Prometheus scrape job, for up{job=...} (JOBPULSE_SCRAPE_JOB, jobpulse)",
+    )
+    p.add_argument(
+        "--group-by",
+        help="target labels alerts keep apart, e.g. cluster,namespace (JOBPULSE_ALERT_GROUP_BY)",
+    )
     p.add_argument("-o", "--output", help="file (alerts) or folder (dashboards); default stdout")
     p.set_defaults(func=_sidecar("generate", "main"))
 

@@ -9,8 +9,11 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
+from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 from jobpulse.instrumentation.errors import ConfigError
 from jobpulse.sidecar.generate.alerts import PROFILES, rule_groups
@@ -18,7 +21,14 @@ from jobpulse.sidecar.generate.dashboards import DASHBOARDS, dashboard_json
 from jobpulse.sidecar.generate.promql import Selector
 from jobpulse.sidecar.generate.rules import RuleSettings, rules_yaml
 
-__all__ = ["PROFILES", "RuleSettings", "main", "render_dashboards", "render_rules"]
+__all__ = [
+    "PROFILES",
+    "RuleSettings",
+    "main",
+    "render_dashboards",
+    "render_rules",
+    "rule_settings",
+]
 
 EX_USAGE = 2
 
@@ -50,11 +60,43 @@ def _write_dashboards(boards: dict[str, str], output: str | None) -> None:
         (folder / f"{name}.json").write_text(text, encoding="utf-8")
 
 
+# The generator's settings: flag, then environment variable, then RuleSettings' default.
+ENVIRONMENT = {
+    "runbook_url": "JOBPULSE_RUNBOOK_URL",
+    "dashboard_url": "JOBPULSE_DASHBOARD_URL",
+    "scrape_job": "JOBPULSE_SCRAPE_JOB",
+    "group_by": "JOBPULSE_ALERT_GROUP_BY",
+}
+
+
+def rule_settings(args: argparse.Namespace, env: Mapping[str, str]) -> RuleSettings:
+    """The rule settings from ``jobpulse generate`` flags and the ``JOBPULSE_*`` environment."""
+    values: dict[str, str] = {}
+    for name, variable in ENVIRONMENT.items():
+        flag = getattr(args, name, None)
+        if flag is not None:
+            values[name] = flag
+        elif env.get(variable, "").strip():
+            values[name] = env[variable].strip()
+    kwargs: dict[str, Any] = {}
+    if "runbook_url" in values:
+        kwargs["runbook_url"] = values["runbook_url"]
+    if "dashboard_url" in values:
+        kwargs["grafana_url"] = values["dashboard_url"]
+    if "scrape_job" in values:
+        kwargs["scrape_job"] = values["scrape_job"]
+    if "group_by" in values:
+        kwargs["group_by"] = tuple(x.strip() for x in values["group_by"].split(",") if x.strip())
+    return RuleSettings(**kwargs)
+
+
 def main(args: argparse.Namespace) -> int:
-    """``jobpulse generate alerts|dashboards [--profile] [--selector] [-o PATH]``."""
+    """``jobpulse generate alerts|dashboards [--profile] [--selector] [--runbook-url]
+    [--dashboard-url] [--scrape-job] [--group-by] [-o PATH]``."""
     try:
         if args.what == "alerts":
-            text = render_rules(args.profile, args.selector)
+            settings = rule_settings(args, os.environ)
+            text = render_rules(args.profile, args.selector, settings=settings)
             if args.output is None:
                 sys.stdout.write(text)
             else:

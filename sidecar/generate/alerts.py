@@ -3,7 +3,10 @@
 Per-job rules aggregate ``by (job_name)`` first (several sidecar replicas serve the same
 values), then join the configured job labels from ``jobpulse_job_info``. Sidecar rules keep
 the scrape target's labels. Durations come from a :class:`Profile`; docs/runbooks.md explains
-the default ones.
+the default ones. A job's alerts default to ``warning``: only the job's own ``severity`` label
+makes them ``critical``. ``JobPulseJobDown`` waits as long as the per-run alerts, so they reach
+Alertmanager together and the shipped inhibition (deploy/alertmanager.yml) leaves one
+notification per incident.
 """
 
 from __future__ import annotations
@@ -64,26 +67,30 @@ PROFILES: dict[str, Profile] = {
 
 def _job_rules(p: Profile, sel: Selector, s: RuleSettings) -> tuple[AlertRule, ...]:
     def per_job(expr: str) -> str:
-        return f"max by (job_name) ({expr})"
+        return f"max by ({s.by('job_name')}) ({expr})"
 
     def joined(expr: str) -> str:
-        return join_job_labels(expr, sel, s.job_labels)
+        return join_job_labels(expr, sel, s.job_labels, s.group_by)
 
     def counted(metric: str, **labels: str) -> str:
         increase = f"increase({sel(metric, **labels)}[{p.event_window}])"
         return joined(f"{per_job(increase)} > 0")
 
-    url = s.dashboard(JOB_DASHBOARD, "?var-job_name={{ $labels.job_name }}")
+    cluster = "&var-cluster={{ $labels.cluster }}" if "cluster" in s.group_by else ""
+    url = s.dashboard(JOB_DASHBOARD, "?var-job_name={{ $labels.job_name }}" + cluster)
     job = "job {{ $labels.job_name }}"
-    not_paused = f"unless on (job_name) {per_job(sel('jobpulse_job_state', state='paused'))} == 1"
+    not_paused = (
+        f"unless on ({s.by('job_name')}) {per_job(sel('jobpulse_job_state', state='paused'))} == 1"
+    )
     runs = "jobpulse_job_runs_total"
     count = COUNT
     return (
         AlertRule(
             alert="JobPulseJobDown",
             expr=joined(f"{per_job(sel('jobpulse_job_state', state='down'))} == 1"),
-            for_=p.for_state,
-            severity=Severity.CRITICAL,
+            # as long as the per-run alerts it inhibits: they reach Alertmanager together
+            for_=p.for_event,
+            severity=Severity.WARNING,
             summary=f"The {job} is down.",
             description=f"jobpulse reports {job} as down: it counted enough failed, timed-out "
             "or missed runs in a row. The reason is on the job's page in the sidecar.",
@@ -128,7 +135,7 @@ def _job_rules(p: Profile, sel: Selector, s: RuleSettings) -> tuple[AlertRule, .
             expr=joined(
                 f"(time() - {per_job(sel('jobpulse_job_oldest_running_start_timestamp_seconds'))})"
                 f"\n  > {per_job(sel('jobpulse_job_expected_interval_seconds'))}"
-                f"\nand on (job_name) {per_job(sel('jobpulse_job_running'))} > 0"
+                f"\nand on ({s.by('job_name')}) {per_job(sel('jobpulse_job_running'))} > 0"
             ),
             for_=p.for_state,
             severity=Severity.WARNING,
@@ -160,7 +167,7 @@ def _job_rules(p: Profile, sel: Selector, s: RuleSettings) -> tuple[AlertRule, .
                 f"\n{not_paused}"
             ),
             for_=p.for_state,
-            severity=Severity.CRITICAL,
+            severity=Severity.WARNING,
             summary=f"The {job} has not succeeded for two expected intervals.",
             description=f"The last success of {job} was {{{{ $value | humanizeDuration }}}} "
             "ago, more than twice its expected interval. This check uses only the exported "
@@ -173,7 +180,7 @@ def _job_rules(p: Profile, sel: Selector, s: RuleSettings) -> tuple[AlertRule, .
 
 def _sidecar_rules(p: Profile, sel: Selector, s: RuleSettings) -> tuple[AlertRule, ...]:
     url = s.dashboard(SIDECAR_DASHBOARD)
-    up = sel.sidecar_up()
+    up = sel.sidecar_up(s.scrape_job)
     return (
         AlertRule(
             alert="JobPulseSidecarDown",
@@ -196,8 +203,8 @@ def _sidecar_rules(p: Profile, sel: Selector, s: RuleSettings) -> tuple[AlertRul
         ),
         AlertRule(
             alert="JobPulseEvaluatorStalled",
-            expr=f"time() - max by (job) ({sel('jobpulse_evaluator_last_run_timestamp_seconds')})"
-            f" > {p.evaluator_lag_seconds}",
+            expr=f"time() - max by ({s.by('job')}) "
+            f"({sel('jobpulse_evaluator_last_run_timestamp_seconds')}) > {p.evaluator_lag_seconds}",
             for_=p.for_sidecar,
             severity=Severity.CRITICAL,
             summary="The jobpulse evaluator has stopped.",
@@ -207,7 +214,7 @@ def _sidecar_rules(p: Profile, sel: Selector, s: RuleSettings) -> tuple[AlertRul
         ),
         AlertRule(
             alert="JobPulseEventsRejected",
-            expr=f"sum by (job, reason) (increase("
+            expr=f"sum by ({s.by('job', 'reason')}) (increase("
             f"{sel('jobpulse_events_rejected_total')}[{p.rejected_window}])) > 0",
             for_=p.for_rejected,
             severity=Severity.WARNING,

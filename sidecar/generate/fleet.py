@@ -6,9 +6,11 @@ from grafana_foundation_sdk.builders import dashboard as builder
 from grafana_foundation_sdk.models import dashboard as model
 
 from jobpulse.sidecar.generate.panels import (
+    CLUSTER,
     PanelBuilder,
     bars,
     dashboard,
+    label_variable,
     ranking,
     single_stat,
     table_panel,
@@ -65,20 +67,36 @@ def _state_table(sel: Selector) -> PanelBuilder:
     )
 
 
+def variables(sel: Selector) -> list[builder.QueryVariable]:
+    """``$cluster``, ``$team``, and the hidden ``$jobs``: the jobs of those teams."""
+    clustered = sel.including(CLUSTER)
+    teams = clustered.including('team=~"$team"')
+    return [
+        label_variable(
+            "cluster", "Cluster", f"label_values({sel('jobpulse_build_info')}, cluster)"
+        ),
+        label_variable("team", "Team", f"label_values({clustered('jobpulse_job_info')}, team)"),
+        label_variable(
+            "jobs", "Jobs", f"label_values({teams('jobpulse_job_info')}, job_name)", hide=True
+        ),
+    ]
+
+
 def fleet_overview(sel: Selector) -> builder.Dashboard:
-    state_count = "max({})"
-    board = (
-        dashboard(UID, "jobpulse / Fleet overview", "Every job jobpulse watches, at a glance.")
-        .with_variable(window_variable())
-        .with_row(builder.Row("Now"))
-    )
+    board = dashboard(UID, "jobpulse / Fleet overview", "Every job jobpulse watches, at a glance.")
+    for variable in variables(sel):
+        board = board.with_variable(variable)
+    board = board.with_variable(window_variable()).with_row(builder.Row("Now"))
+    # Every series of one of the selected teams' jobs, in the selected clusters.
+    sel = sel.including(CLUSTER).including('job_name=~"$jobs"')
     for state in ("down", "late", "up", "new", "paused"):
         board = board.with_panel(
             single_stat(
                 f"Jobs {state}",
                 f"Jobs whose state is {state}.",
                 "short",
-                state_count.format(sel("jobpulse_jobs", state=state)),
+                f"count(max by (job_name) ({sel('jobpulse_job_state', state=state)}) == 1)"
+                " or vector(0)",
             )
         )
     running = f"sum(max by (job_name) ({sel('jobpulse_job_running')}))"

@@ -8,7 +8,9 @@ from grafana_foundation_sdk.builders import dashboard as builder
 from grafana_foundation_sdk.builders import statetimeline
 from grafana_foundation_sdk.models import dashboard as model
 
+from jobpulse.sidecar.generate.fleet import variables
 from jobpulse.sidecar.generate.panels import (
+    CLUSTER,
     DATASOURCE,
     PanelBuilder,
     bars,
@@ -173,16 +175,21 @@ def _history(sel: Selector) -> list[PanelBuilder]:
 
 
 def job_detail(sel: Selector) -> builder.Dashboard:
+    cluster, team, _ = variables(sel)
+    sel = sel.including(CLUSTER)
+    teams = sel.including('team=~"$team"')
     variable = (
         builder.QueryVariable("job_name")
         .label("Job")
         .datasource(DATASOURCE)
-        .query(f"label_values({sel('jobpulse_job_info')}, job_name)")
+        .query(f"label_values({teams('jobpulse_job_info')}, job_name)")
         .refresh(model.VariableRefresh.ON_TIME_RANGE_CHANGED)
         .sort(model.VariableSort.ALPHABETICAL_ASC)
     )
     board = (
         dashboard(UID, "jobpulse / Job detail", "One job: its last run, durations and history.")
+        .with_variable(cluster)
+        .with_variable(team)
         .with_variable(variable)
         .with_variable(window_variable())
         .with_row(builder.Row("Last run"))

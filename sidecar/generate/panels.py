@@ -17,11 +17,13 @@ from grafana_foundation_sdk.models import dashboard as model
 from grafana_foundation_sdk.models import prometheus as prom_model
 
 __all__ = [
+    "CLUSTER",
     "DATASOURCE",
     "PanelBuilder",
     "Query",
     "bars",
     "dashboard",
+    "label_variable",
     "ranking",
     "single_stat",
     "state_mappings",
@@ -36,6 +38,7 @@ TAG = "jobpulse"
 _REF_IDS = "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
 
 Query = tuple[str, str]  # (PromQL, legend format)
+CLUSTER = 'cluster=~"$cluster"'  # added to every series: one cluster, or all of them
 PanelBuilder = Builder[model.Panel]
 
 
@@ -75,6 +78,27 @@ def dashboard(uid: str, title: str, description: str) -> builder.Dashboard:
             .keep_time(True)
         )
     )
+
+
+def label_variable(
+    name: str, label: str, query: str, *, multi: bool = True, hide: bool = False
+) -> builder.QueryVariable:
+    """A variable listing the values of ``label`` of ``query``'s series; "All" matches every
+    value and series without the label (``.*``), so a fleet without ``cluster`` still shows."""
+    variable = (
+        builder.QueryVariable(name)
+        .label(label)
+        .datasource(DATASOURCE)
+        .query(query)
+        .refresh(model.VariableRefresh.ON_TIME_RANGE_CHANGED)
+        .sort(model.VariableSort.ALPHABETICAL_ASC)
+        .include_all(True)
+        .multi(multi)
+        .current(model.VariableOption(selected=True, text="All", value="$__all"))
+    )
+    if hide:
+        return variable.hide(model.VariableHide.HIDE_VARIABLE)
+    return variable.all_value(".*")
 
 
 def window_variable() -> builder.CustomVariable:

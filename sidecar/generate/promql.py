@@ -45,18 +45,27 @@ class Selector:
         parts += [f'{name}="{value}"' for name, value in labels.items()]
         return f"{metric}{{{', '.join(parts)}}}" if parts else metric
 
-    def sidecar_up(self) -> str:
-        """The ``up`` series of the sidecar's scrape targets."""
+    def sidecar_up(self, scrape_job: str | None = None) -> str:
+        """The ``up`` series of the sidecar's scrape targets (scrape job ``scrape_job``, unless
+        the selector names a ``job`` itself)."""
         if _JOB_MATCHER.search(self.matchers):
             return f"up{{{self.matchers}}}"
+        job = DEFAULT_SIDECAR_MATCHER if scrape_job is None else f'job="{scrape_job}"'
         extra = f", {self.matchers}" if self.matchers else ""
-        return f"up{{{DEFAULT_SIDECAR_MATCHER}{extra}}}"
+        return f"up{{{job}{extra}}}"
+
+    def including(self, matcher: str) -> Selector:
+        """This selector with one more matcher (a dashboard's ``cluster=~"$cluster"``)."""
+        return Selector(f"{self.matchers}, {matcher}" if self.matchers else matcher)
 
 
-def join_job_labels(expr: str, selector: Selector, labels: tuple[str, ...]) -> str:
+def join_job_labels(
+    expr: str, selector: Selector, labels: tuple[str, ...], group_by: tuple[str, ...] = ()
+) -> str:
     """Copy the configured job labels (team, owner, severity...) from ``jobpulse_job_info``.
 
-    The left side must carry ``job_name`` only (aggregate it ``by (job_name)``). The right side
+    The left side must carry ``job_name`` and the ``group_by`` labels only (aggregate it
+    ``by (cluster, ..., job_name)``). The right side
     keeps one series per job with ``topk``, so several sidecar replicas serving the same job,
     or a scrape that still holds a job's old labels next to its new ones, never raise a
     many-to-many matching error and never duplicate the alert.
@@ -64,8 +73,9 @@ def join_job_labels(expr: str, selector: Selector, labels: tuple[str, ...]) -> s
     if not labels:
         return expr
     info = selector("jobpulse_job_info")
+    on = ", ".join((*group_by, "job_name"))
     return (
         f"(\n  {expr}\n)\n"
-        f"* on (job_name) group_left ({', '.join(labels)})\n"
-        f"  topk by (job_name) (1, {info})"
+        f"* on ({on}) group_left ({', '.join(labels)})\n"
+        f"  topk by ({on}) (1, {info})"
     )

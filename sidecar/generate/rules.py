@@ -31,14 +31,20 @@ class Severity(enum.StrEnum):
     INFO = "info"
 
 
+RUNBOOK_LABEL = "runbook"  # a job's own runbook, joined from jobpulse_job_info
+
+
 @dataclass(frozen=True)
 class RuleSettings:
-    """Where links point and which job labels are joined into the alerts."""
+    """Where links point, which job labels are joined into the alerts, and which target labels
+    (``cluster``, ``namespace``) the per-job and per-sidecar aggregations keep apart."""
 
     runbook_url: str = "https://github.com/jobpulse/jobpulse/blob/main/docs/runbooks.md"
     grafana_url: str = "http://localhost:3000"
-    job_labels: tuple[str, ...] = ("team", "owner", "severity")
+    job_labels: tuple[str, ...] = ("team", "owner", "severity", RUNBOOK_LABEL)
     success_ratio_threshold: float = 0.9
+    scrape_job: str = "jobpulse"  # the sidecar's scrape job, for up{job="..."}
+    group_by: tuple[str, ...] = ()  # e.g. ("cluster", "namespace")
 
     def __post_init__(self) -> None:
         if not 0 < self.success_ratio_threshold <= 1:
@@ -46,14 +52,41 @@ class RuleSettings:
                 f"success_ratio_threshold {self.success_ratio_threshold!r} must be in (0, 1]"
             )
         for label in self.job_labels:
-            if not label.isidentifier() or label.startswith("__") or label == "job_name":
+            if not _label_name(label) or label == "job_name":
                 raise ConfigError(
                     f"job label {label!r} cannot be joined into alerts; expected a Prometheus "
                     "label name other than job_name and not starting with __"
                 )
+        for label in self.group_by:
+            if not _label_name(label) or label in ("job_name", "job", *self.job_labels):
+                raise ConfigError(
+                    f"group-by label {label!r} cannot be aggregated by; expected a target "
+                    "label name such as cluster or namespace (not job, job_name or a job label)"
+                )
+        if not self.scrape_job or '"' in self.scrape_job or "\\" in self.scrape_job:
+            raise ConfigError(
+                f"scrape job {self.scrape_job!r} is not a usable job label value; expected the "
+                "job_name of the sidecar's scrape config, e.g. jobpulse"
+            )
+
+    def by(self, *labels: str) -> str:
+        """``by (...)``/``on (...)`` label list: the group-by labels, then ``labels``."""
+        return ", ".join((*self.group_by, *labels))
 
     def dashboard(self, uid: str, query: str = "") -> str:
         return f"{self.grafana_url.rstrip('/')}/d/{uid}{query}"
+
+    def runbook(self, anchor: str, *, per_job: bool) -> str:
+        """The runbook link; for a per-job rule, the job's own ``runbook`` label wins."""
+        url = f"{self.runbook_url}#{anchor}"
+        if not per_job or RUNBOOK_LABEL not in self.job_labels:
+            return url
+        label = f"$labels.{RUNBOOK_LABEL}"
+        return f"{{{{ if {label} }}}}{{{{ {label} }}}}{{{{ else }}}}{url}{{{{ end }}}}"
+
+
+def _label_name(label: str) -> bool:
+    return label.isidentifier() and label.isascii() and not label.startswith("__")
 
 
 def severity_label(default: Severity) -> str:
@@ -81,7 +114,7 @@ class AlertRule:
     summary: str
     description: str
     dashboard_url: str
-    job_severity: bool = False  # a job's own `severity` label overrides `severity`
+    job_severity: bool = False  # a per-job rule: the job's `severity`, `runbook` labels win
 
     @property
     def anchor(self) -> str:
@@ -98,7 +131,7 @@ class AlertRule:
             "annotations": {
                 "summary": self.summary,
                 "description": self.description,
-                "runbook_url": f"{settings.runbook_url}#{self.anchor}",
+                "runbook_url": settings.runbook(self.anchor, per_job=self.job_severity),
                 "dashboard_url": self.dashboard_url,
             },
         }

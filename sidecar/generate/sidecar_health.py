@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from grafana_foundation_sdk.builders import dashboard as builder
 
-from jobpulse.sidecar.generate.panels import Query, dashboard, timeseries_panel
+from jobpulse.sidecar.generate.fleet import variables
+from jobpulse.sidecar.generate.panels import CLUSTER, Query, dashboard, timeseries_panel
 from jobpulse.sidecar.generate.promql import Selector
 
 __all__ = ["UID", "sidecar_health"]
@@ -18,11 +19,14 @@ def _latency(sel: Selector, histogram: str) -> list[Query]:
 
 
 def sidecar_health(sel: Selector) -> builder.Dashboard:
+    cluster = variables(sel)[0]
+    sel = sel.including(CLUSTER)
     received = f"sum by (type) (rate({sel('jobpulse_events_received_total')}[$__rate_interval]))"
     rejected = f"sum by (reason) (rate({sel('jobpulse_events_rejected_total')}[$__rate_interval]))"
     lag = f"time() - max by (instance) ({sel('jobpulse_evaluator_last_run_timestamp_seconds')})"
     return (
         dashboard(UID, "jobpulse / Sidecar health", "The jobpulse sidecar itself.")
+        .with_variable(cluster)
         .with_row(builder.Row("Ingest"))
         .with_panel(
             timeseries_panel(

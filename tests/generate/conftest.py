@@ -108,6 +108,9 @@ def prometheus_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 # PromQL parser sees the query.
 DASHBOARD_VARIABLES = {
     "$__rate_interval": "1m",
+    "$cluster": ".*",
+    "$team": ".*",
+    "$jobs": "backup|report",
     "$window": "24h",
     "$job_name": "backup",
 }
@@ -144,8 +147,9 @@ def dashboard_exprs(dashboards: dict[str, dict[str, object]]) -> list[str]:
             query = variable.get("query", "")
             if variable["type"] == "query":
                 assert query.startswith("label_values(")
-                assert query.endswith(", job_name)")
-                exprs.append(query.removeprefix("label_values(").removesuffix(", job_name)"))
+                series, _, label = query.removeprefix("label_values(").rpartition(", ")
+                assert label in ("cluster)", "team)", "job_name)"), query
+                exprs.append(substitute(series))
     return exprs
 
 

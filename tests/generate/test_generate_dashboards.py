@@ -66,10 +66,13 @@ def test_datasource_is_a_variable_not_an_input(dashboards: dict[str, dict[str, o
 def test_job_detail_is_scoped_to_one_job(dashboards: dict[str, dict[str, object]]) -> None:
     board = dashboards["job-detail"]
     variables = {v["name"]: v for v in board["templating"]["list"]}  # type: ignore[index]
-    assert variables["job_name"]["query"] == "label_values(jobpulse_job_info, job_name)"
+    assert variables["job_name"]["query"] == (
+        'label_values(jobpulse_job_info{cluster=~"$cluster", team=~"$team"}, job_name)'
+    )
     for panel in panels(board):
         for target in panel.get("targets", []):
             assert 'job_name="$job_name"' in target["expr"], panel["title"]
+            assert 'cluster=~"$cluster"' in target["expr"], panel["title"]
     titles = {panel["title"] for panel in panels(board)}
     assert {"State timeline", "Run duration", "Runs by outcome", "Last success"} <= titles
 
@@ -79,3 +82,31 @@ def test_selector_reaches_every_dashboard_query() -> None:
         for panel in panels(json.loads(text)):
             for target in panel.get("targets", []):
                 assert target["expr"].count("{") == target["expr"].count('env="prod"'), name
+
+
+def test_every_board_filters_by_cluster_and_the_job_boards_by_team(
+    dashboards: dict[str, dict[str, object]],
+) -> None:
+    for name, board in dashboards.items():
+        variables = {v["name"]: v for v in board["templating"]["list"]}  # type: ignore[index]
+        assert variables["cluster"]["query"] == "label_values(jobpulse_build_info, cluster)"
+        # "All" also matches series without the label: a fleet without clusters or teams
+        assert (variables["cluster"]["includeAll"], variables["cluster"]["allValue"]) == (
+            True,
+            ".*",
+        )
+        for panel in panels(board):
+            for target in panel.get("targets", []):
+                assert target["expr"].count("{") == target["expr"].count('cluster=~"$cluster"'), (
+                    f"{name}: {panel['title']}"
+                )
+        if name != "sidecar-health":
+            assert variables["team"]["allValue"] == ".*"
+            assert any('team=~"$team"' in str(v.get("query")) for v in variables.values())
+    fleet = dashboards["fleet-overview"]
+    jobs = {v["name"]: v for v in fleet["templating"]["list"]}["jobs"]  # type: ignore[index]
+    assert jobs["hide"] == 2  # the selected teams' jobs, expanded as a list, never ".*"
+    assert "allValue" not in jobs
+    for panel in panels(fleet):
+        for target in panel.get("targets", []):
+            assert 'job_name=~"$jobs"' in target["expr"], panel["title"]

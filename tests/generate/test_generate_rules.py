@@ -56,7 +56,7 @@ def test_promtool_unit_tests_can_fail(promtool: str, tmp_path: Path) -> None:
     """The severity override case really checks the label: flip it and promtool fails."""
     original = (ALERTS / "tests" / "jobs.yml").read_text(encoding="utf-8")
     flipped = original.replace(
-        "{severity: warning, job_name: report", "{severity: critical, job_name: report"
+        "{severity: critical, job_name: report", "{severity: warning, job_name: report"
     )
     assert flipped != original
     (tmp_path / "jobpulse.rules.yml").write_text(render_rules(), encoding="utf-8")
@@ -64,7 +64,7 @@ def test_promtool_unit_tests_can_fail(promtool: str, tmp_path: Path) -> None:
     (tmp_path / "tests" / "jobs.yml").write_text(flipped, encoding="utf-8")
     result = _tool(promtool, "test", "rules", tmp_path / "tests" / "jobs.yml")
     assert result.returncode != 0
-    assert 'severity="warning"' in result.stdout + result.stderr
+    assert 'severity="critical"' in result.stdout + result.stderr
 
 
 def test_every_rule_has_a_firing_and_a_silent_case() -> None:
@@ -87,6 +87,17 @@ def test_every_rule_has_a_firing_and_a_silent_case() -> None:
     assert names == silent, f"rules without a silent case: {names - silent}"
 
 
+PER_JOB = {
+    "JobPulseJobDown",
+    "JobPulseRunMissed",
+    "JobPulseRunFailed",
+    "JobPulseRunTimedOut",
+    "JobPulseRunStuck",
+    "JobPulseFailureRatioHigh",
+    "JobPulseNoRecentSuccess",
+}
+
+
 def test_rules_follow_the_mixin_conventions() -> None:
     runbooks = (REPO / "docs" / "runbooks.md").read_text(encoding="utf-8")
     anchors = {h.lower() for h in re.findall(r"^## (\S+)$", runbooks, flags=re.MULTILINE)}
@@ -95,11 +106,60 @@ def test_rules_follow_the_mixin_conventions() -> None:
         assert name.startswith("JobPulse")
         annotations = rule["annotations"]
         assert isinstance(annotations, dict)
-        base = "https://github.com/jobpulse/jobpulse/blob/main/docs/runbooks.md#"
-        assert annotations["runbook_url"] == base + name.lower()
+        url = f"https://github.com/jobpulse/jobpulse/blob/main/docs/runbooks.md#{name.lower()}"
+        if name in PER_JOB:  # the job's own runbook label wins
+            own = "{{ if $labels.runbook }}{{ $labels.runbook }}{{ else }}" + url + "{{ end }}"
+            assert annotations["runbook_url"] == own
+        else:
+            assert annotations["runbook_url"] == url
         assert name.lower() in anchors, f"docs/runbooks.md has no section {name}"
         assert str(annotations["dashboard_url"]).startswith("http://localhost:3000/d/jobpulse-")
         assert rule["for"] not in ("", "0s"), f"{name} pages on a single evaluation"
+        if name in PER_JOB:  # an unlabelled job does not page: only its own label says critical
+            assert str(rule["labels"]["severity"]).endswith("{{ else }}warning{{ end }}")  # type: ignore[index]
+
+
+def test_job_down_waits_as_long_as_the_per_run_alerts_it_inhibits() -> None:
+    """They reach Alertmanager in one evaluation, so one notification carries the incident."""
+    for profile in ("default", "test"):
+        waits = {r["alert"]: r["for"] for r in _rules(render_rules(profile))}
+        assert waits["JobPulseJobDown"] == waits["JobPulseRunFailed"] == waits["JobPulseRunMissed"]
+
+
+def test_group_by_scrape_job_and_urls_are_settings(tmp_path: Path, promtool: str) -> None:
+    from jobpulse.instrumentation.cli import main
+
+    out = tmp_path / "rules.yml"
+    argv = ["generate", "alerts", "--group-by", "cluster, namespace", "--scrape-job", "jp-sidecar"]
+    env = {
+        "JOBPULSE_RUNBOOK_URL": "https://wiki.example/runbooks",
+        "JOBPULSE_DASHBOARD_URL": "https://grafana.example",
+    }
+    with pytest.MonkeyPatch.context() as patch:
+        for key, value in env.items():
+            patch.setenv(key, value)
+        assert main([*argv, "--dashboard-url", "https://grafana.flag.example", "-o", str(out)]) == 0
+    text = out.read_text(encoding="utf-8")
+    assert "https://wiki.example/runbooks#jobpulsejobdown" in text  # from the environment
+    assert "https://grafana.flag.example/d/jobpulse-job-detail?" in text  # the flag wins
+    assert "&var-cluster={{ $labels.cluster }}" in text
+    assert 'up{job="jp-sidecar"}' in text
+    assert 'job="jobpulse"' not in text
+    for rule in _rules(text):
+        expr = str(rule["expr"])
+        for clause in re.findall(r"\b(?:by|on) \(([^)]*)\)", expr):
+            if "job_name" in clause or clause.startswith("job"):
+                assert clause.startswith("cluster, namespace, "), (rule["alert"], clause)
+    result = _tool(promtool, "check", "rules", out)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+@pytest.mark.parametrize("labels", ["job_name", "team", "__name__", "clu ster"])
+def test_bad_group_by_labels_are_refused(labels: str, capsys: pytest.CaptureFixture[str]) -> None:
+    from jobpulse.instrumentation.cli import main
+
+    assert main(["generate", "alerts", "--group-by", labels]) == 2
+    assert repr(labels) in capsys.readouterr().err
 
 
 def test_test_profile_is_faster_than_default() -> None:
@@ -128,6 +188,7 @@ def test_settings_change_links_labels_and_threshold() -> None:
     # Without a joined severity label the rule's own severity is a plain value.
     severities = {str(r["labels"]["severity"]) for r in _rules(text)}  # type: ignore[index]
     assert severities == {"critical", "warning"}
+    assert "$labels.runbook" not in text  # no runbook label joined: the link is plain
 
 
 def test_severity_label_template_names_every_severity() -> None:
