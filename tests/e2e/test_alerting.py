@@ -1,5 +1,7 @@
 """End to end: a real sidecar scraped by a real Prometheus evaluating the generated rules (test
-profile), routing through a real Alertmanager to a webhook receiver in this test."""
+profile), routing through a real Alertmanager, configured with the shipped
+deploy/alertmanager.yml (only its timings shortened and its webhooks pointed here), to a webhook
+receiver in this test."""
 
 from __future__ import annotations
 
@@ -31,11 +33,31 @@ jobs:
   - name: e2e-silent
     schedule: "*/4 * * * * *"
     grace: 1s
+    failure_threshold: 3
     labels: {team: payments, severity: critical, owner: "pay-oncall"}
   - name: e2e-failing
     every: 1h
+    failure_threshold: 3
+    labels: {team: data}
+  - name: e2e-warning
+    every: 1h
     labels: {team: data}
 """
+REPO = Path(__file__).resolve().parents[2]
+SHIPPED_RECEIVER = "http://alert-receiver:5001"
+
+
+def alertmanager_config(receiver: str) -> dict[str, Any]:
+    """deploy/alertmanager.yml with test timings and its webhooks sent to ``receiver``."""
+    config: dict[str, Any] = yaml.safe_load(
+        (REPO / "deploy" / "alertmanager.yml").read_text(encoding="utf-8")
+    )
+    config["route"].update(group_wait="1s", group_interval="1s")
+    for entry in config["receivers"]:
+        for hook in entry["webhook_configs"]:
+            assert hook["url"].startswith(SHIPPED_RECEIVER)
+            hook["url"] = receiver + hook["url"].removeprefix(SHIPPED_RECEIVER)
+    return config
 
 
 class Receiver:
@@ -58,13 +80,18 @@ class Receiver:
                 pass
 
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/hook"
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
         threading.Thread(target=self.server.serve_forever, daemon=True).start()
 
     def alerts(self, status: str | None = None) -> list[dict[str, Any]]:
         with self.lock:
             out = [a for n in self.notifications for a in n["alerts"]]
         return [a for a in out if status is None or a["status"] == status]
+
+    def of_job(self, job: str) -> list[dict[str, Any]]:
+        """The notifications of one job's group."""
+        with self.lock:
+            return [n for n in self.notifications if n["groupLabels"].get("job_name") == job]
 
     def find(self, name: str, job: str, status: str) -> dict[str, Any] | None:
         for alert in self.alerts(status):
@@ -94,25 +121,7 @@ def stack(tmp_path: Path) -> Iterator[tuple[Served, Receiver, list[Path], str]]:
     rules = tmp_path / "rules.yml"
     rules.write_text(render_rules("test", 'job="jobpulse"'))
     am_port, am_cluster, prom_port = free_port(), free_port(), free_port()
-    (tmp_path / "alertmanager.yml").write_text(
-        yaml.safe_dump(
-            {
-                "route": {
-                    "receiver": "hook",
-                    "group_by": ["alertname", "job_name"],
-                    "group_wait": "1s",
-                    "group_interval": "1s",
-                    "repeat_interval": "1h",
-                },
-                "receivers": [
-                    {
-                        "name": "hook",
-                        "webhook_configs": [{"url": receiver.url, "send_resolved": True}],
-                    }
-                ],
-            }
-        )
-    )
+    (tmp_path / "alertmanager.yml").write_text(yaml.safe_dump(alertmanager_config(receiver.url)))
     (tmp_path / "prometheus.yml").write_text(
         yaml.safe_dump(
             {
@@ -167,20 +176,29 @@ def stack(tmp_path: Path) -> Iterator[tuple[Served, Receiver, list[Path], str]]:
         receiver.server.shutdown()
 
 
+def _scraped(prometheus: str, job: str) -> bool:
+    query = urllib.parse.quote(f'jobpulse_job_runs_total{{job_name="{job}"}}')
+    try:
+        with urllib.request.urlopen(f"{prometheus}/api/v1/query?query={query}", timeout=2) as resp:
+            return bool(json.loads(resp.read())["data"]["result"])
+    except OSError:
+        return False
+
+
+def _firing(prometheus: str, job: str) -> set[str]:
+    query = urllib.parse.quote(f'ALERTS{{job_name="{job}", alertstate="firing"}}')
+    with urllib.request.urlopen(f"{prometheus}/api/v1/query?query={query}", timeout=2) as resp:
+        result = json.loads(resp.read())["data"]["result"]
+    return {r["metric"]["alertname"] for r in result}
+
+
 def test_missed_and_failed_runs_page_and_resolve(
     stack: tuple[Served, Receiver, list[Path], str],
 ) -> None:
     served, receiver, logs, prometheus = stack
 
     def scraped() -> bool:
-        query = urllib.parse.quote('jobpulse_job_runs_total{job_name="e2e-failing"}')
-        try:
-            with urllib.request.urlopen(
-                f"{prometheus}/api/v1/query?query={query}", timeout=2
-            ) as resp:
-                return bool(json.loads(resp.read())["data"]["result"])
-        except OSError:
-            return False
+        return _scraped(prometheus, "e2e-failing")
 
     # counters must be seen at 0 before they move, as in any long-running setup
     _wait("Prometheus to scrape the sidecar", scraped, 30, logs)
@@ -206,6 +224,7 @@ def test_missed_and_failed_runs_page_and_resolve(
     )
     assert failed["labels"]["team"] == "data"
     assert failed["labels"]["severity"] == "warning"  # no job severity: the rule's default
+    assert receiver.of_job("e2e-failing")[0]["receiver"] == "data-chat"  # the shipped routes
     assert "runbook_url" in failed["annotations"]
     down = _wait(
         "JobPulseJobDown",
@@ -242,6 +261,32 @@ def test_missed_and_failed_runs_page_and_resolve(
     finally:
         stop.set()
         runner.join(timeout=10)
+
+
+def test_one_failure_of_a_warning_job_is_one_notification(
+    stack: tuple[Served, Receiver, list[Path], str],
+) -> None:
+    """A failed run takes e2e-warning down (failure_threshold 1): JobDown, RunFailed and then
+    FailureRatioHigh fire in Prometheus, and the receiver hears of it once."""
+    served, receiver, logs, prometheus = stack
+    _wait("Prometheus to scrape the sidecar", lambda: _scraped(prometheus, "e2e-warning"), 30, logs)
+    served.get("/ping/e2e-warning/start")
+    served.get("/ping/e2e-warning/fail")
+
+    (first,) = _wait("a notification", lambda: receiver.of_job("e2e-warning"), 60, logs)
+    expected = {"JobPulseJobDown", "JobPulseRunFailed", "JobPulseFailureRatioHigh"}
+    _wait(
+        "every alert of the incident",
+        lambda: _firing(prometheus, "e2e-warning") >= expected,
+        60,
+        logs,
+    )
+    time.sleep(5)  # several group_intervals (1 s): anything more would have been sent by now
+    assert receiver.of_job("e2e-warning") == [first]
+    (alert,) = first["alerts"]
+    assert (alert["labels"]["alertname"], alert["status"]) == ("JobPulseJobDown", "firing")
+    assert alert["labels"]["severity"] == "warning"  # an unlabelled job does not page
+    assert first["receiver"] == "data-chat"
 
 
 _NAMES = re.compile(r"\b([a-zA-Z_:][a-zA-Z0-9_:]*)\{|\b(jobpulse_[a-z0-9_]+)\b")

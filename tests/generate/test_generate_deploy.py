@@ -56,9 +56,95 @@ def test_alertmanager_inhibits_warnings_of_a_job_with_a_critical_alert() -> None
     assert {
         "source_matchers": ['severity="critical"'],
         "target_matchers": ['severity=~"warning|info"'],
-        "equal": ["job_name"],
+        "equal": ["cluster", "namespace", "job_name"],
     } in config["inhibit_rules"]
-    assert "job_name" in config["route"]["group_by"]
+    # one group per job, not per alert name: one notification per incident
+    assert config["route"]["group_by"] == ["cluster", "namespace", "job_name"]
+
+
+def test_a_down_job_inhibits_its_per_run_and_trend_alerts() -> None:
+    import re
+
+    from jobpulse.sidecar.generate import render_rules
+
+    config = yaml.safe_load((DEPLOY / "alertmanager.yml").read_text(encoding="utf-8"))
+    (rule,) = [
+        r
+        for r in config["inhibit_rules"]
+        if r["source_matchers"] == ['alertname="JobPulseJobDown"']
+    ]
+    assert rule["equal"] == ["cluster", "namespace", "job_name"]
+    (target,) = rule["target_matchers"]
+    pattern = target.removeprefix('alertname=~"').removesuffix('"')
+    names = {
+        r["alert"] for g in yaml.safe_load(render_rules())["groups"] for r in g["rules"]
+    }  # every per-job rule but JobDown itself is inhibited
+    inhibited = {n for n in names if re.fullmatch(pattern, n)}
+    assert inhibited == {
+        "JobPulseRunMissed",
+        "JobPulseRunFailed",
+        "JobPulseRunTimedOut",
+        "JobPulseRunStuck",
+        "JobPulseFailureRatioHigh",
+        "JobPulseNoRecentSuccess",
+    }
+
+
+def test_every_alertmanager_webhook_reaches_a_compose_service() -> None:
+    config = yaml.safe_load((DEPLOY / "alertmanager.yml").read_text(encoding="utf-8"))
+    compose = yaml.safe_load((REPO / "docker-compose.yml").read_text(encoding="utf-8"))
+    services = compose["services"]
+    for receiver in config["receivers"]:
+        for hook in receiver["webhook_configs"]:
+            host, port = hook["url"].removeprefix("http://").split("/")[0].split(":")
+            assert host in services, f"{receiver['name']}: no service {host}"
+            assert port in services[host]["expose"], hook["url"]
+            assert str(port) in services[host]["command"]
+    assert "alert-receiver" in services["alertmanager"]["depends_on"]
+    receiver = services["alert-receiver"]
+    assert receiver["volumes"] == ["./deploy/alert-receiver.py:/app/alert-receiver.py:ro"]
+
+
+def test_the_example_receiver_logs_each_alert_it_is_sent(tmp_path: Path) -> None:
+    import json
+    import sys
+    import urllib.request
+
+    from jobpulse.sidecar.testing import free_port
+
+    port = free_port()
+    command = [sys.executable, "-u", str(DEPLOY / "alert-receiver.py"), "--host", "127.0.0.1"]
+    proc = subprocess.Popen([*command, "--port", str(port)], stdout=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout is not None
+        assert proc.stdout.readline() == f"alert-receiver listening on 127.0.0.1:{port}\n"
+        notification = {
+            "receiver": "default",
+            "status": "firing",
+            "alerts": [
+                {
+                    "status": "firing",
+                    "labels": {"alertname": "JobPulseJobDown", "job_name": "backup"},
+                    "annotations": {"summary": "The job backup is down."},
+                    "startsAt": "2025-01-01T00:00:00Z",
+                }
+            ],
+        }
+        request = urllib.request.Request(
+            f"http://127.0.0.1:{port}/alerts", data=json.dumps(notification).encode()
+        )
+        with urllib.request.urlopen(request, timeout=10) as response:
+            assert response.status == 200
+        logged = json.loads(proc.stdout.readline())
+        assert logged["alertname"] == "JobPulseJobDown"
+        assert (logged["path"], logged["status"], logged["job_name"]) == (
+            "/alerts",
+            "firing",
+            "backup",
+        )
+    finally:
+        proc.terminate()
+        assert proc.wait(timeout=10) == 0
 
 
 def test_docker_compose_file_is_valid(docker_compose: str) -> None:
@@ -76,6 +162,7 @@ def test_docker_compose_wires_the_stack() -> None:
         "grafana",
         "otel-collector",
         "example-jobs",
+        "alert-receiver",
     }
     assert services["example-jobs"]["command"] == ["python", "examples/run_jobs.py"]
     for service in services.values():
