@@ -61,6 +61,22 @@ async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamR
     return response
 
 
+_INGEST_PATHS = ("/api/v1/events", "/ping/", "/v1/traces")
+
+
+@web.middleware
+async def ingest_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Counts the ingest requests in flight: while there are any, the applier gives way."""
+    if not request.path.startswith(_INGEST_PATHS):
+        return await handler(request)
+    sidecar = request.app[SIDECAR]
+    sidecar.ingesting += 1
+    try:
+        return await handler(request)
+    finally:
+        sidecar.ingesting -= 1
+
+
 async def metrics_handler(request: web.Request) -> web.StreamResponse:
     sidecar = request.app[SIDECAR]
     await asyncio.to_thread(sidecar.cache.refresh)
@@ -135,7 +151,7 @@ def create_app(
     with a manual clock call ``app[SIDECAR].tick_sync()``)."""
     app = web.Application(
         client_max_size=settings.max_body_bytes,
-        middlewares=[error_middleware, auth_middleware],
+        middlewares=[ingest_middleware, error_middleware, auth_middleware],
     )
     sidecar = Sidecar(settings, clock=clock, file_config=file_config)
     app[SIDECAR] = sidecar

@@ -174,6 +174,8 @@ class Appender:
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
         self._stopped = False
+        self._committing = False
+        self.last_commit = 0.0  # time.monotonic() of the last append
         self.healthy = True
         dialect = sqlite if store.is_sqlite else postgresql
         self._insert = insert(_INBOX).returning(_INBOX.c.id, sort_by_parameter_order=True)
@@ -203,6 +205,10 @@ class Appender:
                 return
             if item is not _STOP:
                 item.future.set_exception(StoreUnavailable("the sidecar is stopping"))
+
+    def active(self) -> bool:
+        """Whether appends are waiting or being committed (the applier gives way to them)."""
+        return self._committing or not self._queue.empty()
 
     def submit(
         self,
@@ -240,7 +246,11 @@ class Appender:
                 batch.append(nxt)
             batch = [r for r in batch if r.future.set_running_or_notify_cancel()]
             if batch:
-                self._commit(batch)
+                self._committing = True
+                try:
+                    self._commit(batch)
+                finally:
+                    self._committing = False
             if stop:
                 return
 
@@ -261,6 +271,7 @@ class Appender:
             batch[0].future.set_exception(StoreUnavailable("the store cannot take writes"))
             return
         self.healthy = True
+        self.last_commit = time.monotonic()
         for name in new_names:
             self._registry.add(name)
         if self._on_commit is not None:
@@ -392,6 +403,7 @@ class Outcome:
     duplicate: bool = False
     warning: str | None = None
     rejected: str | None = None
+    arrived_at: float = 0.0
 
 
 def _is_every(tx: Tx, engine: Engine, ev: Event) -> bool:
@@ -408,34 +420,37 @@ def apply_rows(
     now: float,
     limit: int | None = APPLY_BATCH,
     after: int = 0,
-    held_first: bool = False,
+    held: set[int] | None = None,
+    only: Sequence[int] | None = None,
 ) -> tuple[dict[int, Outcome], int, int]:
-    """Apply up to ``limit`` inbox rows with ids above ``after``, oldest first, and delete them.
+    """Apply up to ``limit`` inbox rows with ids above ``after``, oldest first, and delete them
+    (``only``: exactly those rows, in that order).
 
     Each is applied as it arrived (``now`` = its arrival). During the catch-up delay after a
     start (``now`` before ``engine.judge_from``), rows of ``every:`` jobs that arrived in it are
-    held back; ``held_first`` applies them, in the order of their ``ts``, before anything else,
-    so spooled runs delivered newest first do not mark an older interval missed.
+    held back, their ids added to ``held``; once the delay is over they are applied first, in
+    the order of their ``ts`` (:func:`held_order`), so spooled runs delivered newest first do
+    not mark an older interval missed.
 
     Returns the outcomes by row id, the last id read, and how many rows were read.
     """
     conn = tx.session.connection()
-    columns = (_INBOX.c.id, _INBOX.c.arrived_at, _INBOX.c.flags, _INBOX.c.body)
-    query = select(*columns)
-    if held_first:
-        query = query.where(_INBOX.c.arrived_at < engine.judge_from).order_by(
-            _INBOX.c.ts, _INBOX.c.id
-        )
+    query = select(_INBOX.c.id, _INBOX.c.arrived_at, _INBOX.c.flags, _INBOX.c.body)
+    if only is not None:
+        query = query.where(_INBOX.c.id.in_(only))
     else:
         query = query.where(_INBOX.c.id > after).order_by(_INBOX.c.id)
-    if limit is not None:
-        query = query.limit(limit)
+        if limit is not None:
+            query = query.limit(limit)
     if tx.locking:
         query = query.with_for_update(skip_locked=True)
     rows = [(i, arrived, flags, decode(body)) for i, arrived, flags, body in conn.execute(query)]
+    if only is not None:
+        position = {row_id: n for n, row_id in enumerate(only)}
+        rows.sort(key=lambda row: position[row[0]])
     if not rows:
         return {}, after, 0
-    holding = now < engine.judge_from and not held_first
+    holding = held is not None and now < engine.judge_from
     engine.prefetch(tx, [ev for _, _, _, ev in rows])
     outcomes: dict[int, Outcome] = {}
     done: list[int] = []
@@ -443,6 +458,8 @@ def apply_rows(
 
     for row_id, arrived, flags, ev in rows:
         if holding and arrived < engine.judge_from and _is_every(tx, engine, ev):
+            assert held is not None
+            held.add(row_id)
             continue
         try:
             applied = engine.apply(
@@ -450,13 +467,26 @@ def apply_rows(
             )
         except Rejected as exc:
             log.warning("inbox event for job %r refused when applied: %s", ev.job, exc.reason)
-            outcomes[row_id] = Outcome(run_id=ev.run_id, rejected=exc.code)
+            outcomes[row_id] = Outcome(run_id=ev.run_id, rejected=exc.code, arrived_at=arrived)
         else:
-            outcomes[row_id] = Outcome(applied.run_id, applied.duplicate, applied.warning)
+            outcomes[row_id] = Outcome(
+                applied.run_id, applied.duplicate, applied.warning, arrived_at=arrived
+            )
         done.append(row_id)
     for i in range(0, len(done), _CHUNK):
         conn.execute(delete(_INBOX).where(_INBOX.c.id.in_(done[i : i + _CHUNK])))
     return outcomes, rows[-1][0], len(rows)
+
+
+def held_order(tx: Tx, ids: Iterable[int]) -> list[int]:
+    """The held rows still in the inbox, in the order of their ``ts``."""
+    conn = tx.session.connection()
+    wanted = sorted(ids)
+    found: list[tuple[float, int]] = []
+    for i in range(0, len(wanted), _CHUNK):
+        query = select(_INBOX.c.ts, _INBOX.c.id).where(_INBOX.c.id.in_(wanted[i : i + _CHUNK]))
+        found.extend((ts, row_id) for ts, row_id in conn.execute(query))
+    return [row_id for _, row_id in sorted(found)]
 
 
 def drop_row(tx: Tx, row_id: int) -> str | None:

@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections.abc import Callable, Sequence
 from functools import partial
 from typing import TypeVar
@@ -30,6 +31,7 @@ from .inbox import (
     apply_rows,
     drop_row,
     forget_job,
+    held_order,
     inbox_lag,
     lock_for_pass,
     pending_among,
@@ -51,6 +53,11 @@ T = TypeVar("T")
 DUE_BATCH = 500
 APPLIED_WAIT = 30.0  # ?wait=applied gives up after this long
 REPLICA_POLL = 0.1  # how often a PostgreSQL leader looks for other replicas' appends
+TICK_PATIENCE = (
+    10.0  # seconds an evaluator pass applies the inbox outside the lock before draining it
+)
+YIELD_LAG = 2.5  # the applier gives way to appends only while its backlog is younger than this
+BUSY = 0.05  # appends this recent mean a burst is on
 
 
 class Sidecar:
@@ -76,7 +83,9 @@ class Sidecar:
         )
         self._loop: asyncio.AbstractEventLoop | None = None
         self._applied = asyncio.Event()
-        self._released = False  # the inbox rows held during the catch-up delay were applied
+        # Inbox rows of every: jobs held back during the catch-up delay (see inbox.apply_rows).
+        self._held: set[int] = set()
+        self.ingesting = 0  # ingest requests in flight (counted by the HTTP app)
         self.started_at = self.clock.now()
         self.engine = Engine(
             EngineSettings(
@@ -250,30 +259,61 @@ class Sidecar:
         with self.store.engine.connect() as conn:
             return pending_among(conn, ids)
 
-    def apply_pending(self, now: float | None = None) -> dict[int, Outcome]:
-        """Apply what waits in the inbox, in transactions of ``APPLY_BATCH`` events."""
+    def apply_pending(
+        self, now: float | None = None, *, yield_to_appends: bool = False
+    ) -> dict[int, Outcome]:
+        """Apply what waits in the inbox, in transactions of ``APPLY_BATCH`` events.
+
+        ``yield_to_appends`` (the evaluator's background passes): between batches, let waiting
+        appends go first while the backlog is younger than ``YIELD_LAG``, so a burst is
+        acknowledged at the speed of the inbox and applied just behind it."""
         at = self.clock.now() if now is None else now
         outcomes: dict[int, Outcome] = {}
-        if not self._released and at >= self.engine.judge_from:
+        if self._held and at >= self.engine.judge_from:
             # The catch-up delay is over: what was held back goes first, in ts order.
-            while True:
-                done, _, read = self._apply_batch(after=0, held_first=True, now=at)
+            order = self.writer.run_sync(partial(held_order, ids=set(self._held)))
+            for i in range(0, len(order), APPLY_BATCH):
+                chunk = order[i : i + APPLY_BATCH]
+                done, _, _ = self._apply_batch(after=0, now=at, only=chunk)
                 outcomes.update(done)
-                if read < APPLY_BATCH:
-                    break
-            self._released = True
+            self._held.clear()
         after = 0
+        newest = 0.0  # the arrival of the newest event applied in this pass
         while True:
-            done, after, read = self._apply_batch(after=after, held_first=False, now=at)
+            if yield_to_appends:
+                self._give_way(newest or self._oldest_waiting())
+            done, after, read = self._apply_batch(after=after, now=at)
             outcomes.update(done)
+            if done:
+                newest = max(newest, *(o.arrived_at for o in done.values()))
             if read < APPLY_BATCH:
                 return outcomes
 
+    def _oldest_waiting(self) -> float:
+        with self.store.engine.connect() as conn:
+            _, oldest = inbox_lag(conn)
+        return self.clock.now() if oldest is None else oldest
+
+    def _give_way(self, oldest_waiting: float) -> None:
+        """While appends keep coming (a request in flight, or an append in the last ``BUSY``
+        seconds), let them have the process until the oldest unapplied event (about
+        ``oldest_waiting``: events are applied in order) is ``YIELD_LAG`` old: a burst is
+        acknowledged at the speed of the inbox and applied just behind it. Past that lag the
+        applier takes its turn."""
+        waited = 0.0
+        while (
+            waited < YIELD_LAG
+            and self.clock.now() - oldest_waiting < YIELD_LAG
+            and (self.ingesting or time.monotonic() - self.appender.last_commit < BUSY)
+        ):
+            time.sleep(0.005)
+            waited += 0.005
+
     def _apply_batch(
-        self, *, after: int, held_first: bool, now: float
+        self, *, after: int, now: float, only: Sequence[int] | None = None
     ) -> tuple[dict[int, Outcome], int, int]:
         def work(tx: Tx) -> tuple[dict[int, Outcome], int, int]:
-            return apply_rows(tx, self.engine, now=now, after=after, held_first=held_first)
+            return apply_rows(tx, self.engine, now=now, after=after, held=self._held, only=only)
 
         try:
             done, last, read = self.writer.run_sync(work)
@@ -302,7 +342,7 @@ class Sidecar:
         return outcomes, ids[-1] if ids else after, len(ids)
 
     def _apply_one(self, row_id: int, now: float, tx: Tx) -> tuple[dict[int, Outcome], int, int]:
-        return apply_rows(tx, self.engine, now=now, limit=1, after=row_id - 1)
+        return apply_rows(tx, self.engine, now=now, limit=1, after=row_id - 1, held=self._held)
 
     def _signal_applied(self) -> None:
         signal, self._applied = self._applied, asyncio.Event()
@@ -328,35 +368,44 @@ class Sidecar:
         return pending, lag
 
     # ---------------------------------------------------------------- evaluator
-    def tick_sync(self, now: float | None = None) -> int:
+    def tick_sync(self, now: float | None = None, *, yield_to_appends: bool = False) -> int:
         """Apply the inbox, then evaluate every job whose deadline has come; returns how many
         jobs were evaluated. The pass reads the inbox and ``now`` holding the inbox lock (see
         ``inbox.py``), so every event that arrived before ``now`` is applied before any slot
         is judged at ``now``."""
-        self.apply_pending(now)
+        started = time.monotonic()
+        while True:
+            self.apply_pending(now, yield_to_appends=yield_to_appends)
+            # Past TICK_PATIENCE the pass drains whatever keeps arriving, holding appends back:
+            # under a sustained overload ingest slows to the applier's pace rather than the
+            # evaluator never judging.
+            drain = time.monotonic() - started > TICK_PATIENCE
+            result = self.writer.run_sync(partial(self._tick, now, drain))
+            if result is not None:
+                count, at = result
+                self.evaluator_last_run = at
+                self.metrics.evaluator_last_run.set(at)
+                return count
 
-        def work(tx: Tx) -> tuple[int, float]:
-            conn = tx.session.connection()  # SQLite: BEGIN IMMEDIATE, the write lock
-            if tx.locking:
-                lock_for_pass(conn, exclusive=True)
-            at = self.clock.now() if now is None else now
-            after, read = 0, APPLY_BATCH
-            while read == APPLY_BATCH:  # what arrived since apply_pending
-                _, after, read = apply_rows(tx, self.engine, now=at, after=after)
-            total = 0
-            while True:
-                due = tx.due_jobs(at, DUE_BATCH)
-                for job in due:
-                    self.engine.tick(tx, job, at)
-                total += len(due)
-                if len(due) < DUE_BATCH:
-                    return total, at
-                tx.session.flush()
-
-        count, at = self.writer.run_sync(work)
-        self.evaluator_last_run = at
-        self.metrics.evaluator_last_run.set(at)
-        return count
+    def _tick(self, now: float | None, drain: bool, tx: Tx) -> tuple[int, float] | None:
+        conn = tx.session.connection()  # SQLite: BEGIN IMMEDIATE, the write lock
+        if tx.locking:
+            lock_for_pass(conn, exclusive=True)
+        at = self.clock.now() if now is None else now
+        after, read = 0, APPLY_BATCH
+        while read == APPLY_BATCH:  # what arrived since apply_pending
+            done, after, read = apply_rows(tx, self.engine, now=at, after=after, held=self._held)
+            if read == APPLY_BATCH and done and not drain:
+                return None  # more keeps arriving: apply it outside the lock first
+        total = 0
+        while True:
+            due = tx.due_jobs(at, DUE_BATCH)
+            for job in due:
+                self.engine.tick(tx, job, at)
+            total += len(due)
+            if len(due) < DUE_BATCH:
+                return total, at
+            tx.session.flush()
 
     def next_deadline(self) -> float | None:
         with self.store.session() as session:
@@ -378,7 +427,7 @@ class Sidecar:
             try:
                 await self._lead()
                 if self.is_leader:
-                    await asyncio.to_thread(self.tick_sync)
+                    await asyncio.to_thread(partial(self.tick_sync, yield_to_appends=True))
                     nxt = await asyncio.to_thread(self.next_deadline)
                 await asyncio.to_thread(self.update_inbox_metrics)
                 if self.retention.due(self.clock.now()):
