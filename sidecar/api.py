@@ -20,12 +20,12 @@ from jobpulse.instrumentation.errors import ConfigError, InvalidEvent, InvalidJo
 from jobpulse.instrumentation.spec import INT64_MAX, parse_job_fields, parse_job_name
 from jobpulse.instrumentation.wire import TS_MAX, parse_ts
 
+from .domain.rollup import WINDOWS, stats_from_rows, window_start
+from .domain.tables import Flip, Job, Rollup, Run, Slot
 from .errors import json_error
 from .keys import SIDECAR
-from .rollup import WINDOWS, stats_from_rows, window_start
 from .service import Sidecar
 from .store import Tx
-from .tables import Flip, Job, Rollup, Run, Slot
 from .views import flip_view, full_job_view, full_job_views, run_view, slot_view
 
 __all__ = ["routes"]

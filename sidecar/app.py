@@ -17,8 +17,8 @@ from prometheus_client.exposition import CONTENT_TYPE_LATEST
 from .api import routes as api_routes
 from .artifacts import routes as artifact_routes
 from .auth import COOKIE, Auth, request_token, scope_for
-from .clock import Clock
 from .config import FileConfig
+from .domain.clock import Clock
 from .errors import error_middleware, json_error
 from .ingest import events_handler, ping_handler
 from .keys import AUTH, SIDECAR

@@ -22,10 +22,10 @@ from prometheus_client.utils import floatToGoString
 from sqlalchemy import JSON, Text, and_, bindparam, case, func, select, type_coerce
 from sqlalchemy import inspect as sa_inspect
 
-from .engine import OUTCOMES, STATES
+from .domain.engine import OUTCOMES, STATES
+from .domain.rollup import WINDOWS, hour_of, window_start
+from .domain.tables import Job, Rollup, Slot
 from .exposition_text import ExpositionText
-from .rollup import WINDOWS, hour_of, window_start
-from .tables import Job, Rollup, Slot
 
 if TYPE_CHECKING:
     from .service import Sidecar

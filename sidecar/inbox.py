@@ -37,12 +37,12 @@ from sqlalchemy.exc import IntegrityError
 
 from jobpulse.instrumentation.wire import Event
 
-from .tables import EventKey, InboxRow, Job
+from .domain.tables import EventKey, InboxRow, Job
 from .writer import StoreUnavailable
 
 if TYPE_CHECKING:
-    from .clock import Clock
-    from .engine import Engine
+    from .domain.clock import Clock
+    from .domain.engine import Engine
     from .store import Store, Tx
 
 __all__ = [
@@ -439,7 +439,7 @@ def apply_rows(
     engine.prefetch(tx, [ev for _, _, _, ev in rows])
     outcomes: dict[int, Outcome] = {}
     done: list[int] = []
-    from .engine import Rejected
+    from .domain.engine import Rejected
 
     for row_id, arrived, flags, ev in rows:
         if holding and arrived < engine.judge_from and _is_every(tx, engine, ev):

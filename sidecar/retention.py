@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING
 from sqlalchemy import ColumnElement, delete, func, select, text
 from sqlalchemy.orm import InstrumentedAttribute
 
-from .tables import Base, EventKey, Job, Run, Slot
+from .domain.tables import Base, EventKey, Job, Run, Slot
 
 if TYPE_CHECKING:
     from .service import Sidecar

@@ -17,9 +17,11 @@ from sqlalchemy.orm import Session
 
 from jobpulse.instrumentation.wire import Event
 
-from .clock import Clock, SystemClock
 from .config import FileConfig, load_config
-from .engine import Engine, EngineSettings
+from .domain.clock import Clock, SystemClock
+from .domain.engine import Engine, EngineSettings
+from .domain.ratelimit import RateLimiter
+from .domain.tables import Job
 from .exposition import MetricsCache
 from .inbox import (
     APPLY_BATCH,
@@ -36,12 +38,10 @@ from .inbox import (
     row_ids,
 )
 from .leader import Leadership
-from .ratelimit import RateLimiter
 from .retention import Retention
 from .selfmetrics import SelfMetrics
 from .settings import Settings
 from .store import Store, Tx
-from .tables import Job
 from .writer import StoreUnavailable, Writer
 
 __all__ = ["IngestResult", "Sidecar"]

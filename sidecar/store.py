@@ -28,8 +28,8 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from jobpulse.instrumentation.errors import ConfigError
 
-from .rollup import hour_of
-from .tables import EventKey, Flip, Job, Rollup, Run, Slot
+from .domain.rollup import hour_of
+from .domain.tables import EventKey, Flip, Job, Rollup, Run, Slot
 
 __all__ = ["Store", "Tx"]
 

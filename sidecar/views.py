@@ -6,9 +6,9 @@ from typing import TYPE_CHECKING, Any
 
 from jobpulse.instrumentation.wire import format_ts
 
-from .engine import Engine
-from .jobconfig import merge_fields
-from .tables import Flip, Job, Run, Slot
+from .domain.engine import Engine
+from .domain.jobconfig import merge_fields
+from .domain.tables import Flip, Job, Run, Slot
 
 if TYPE_CHECKING:
     from sqlalchemy.orm import Session

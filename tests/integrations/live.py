@@ -21,7 +21,7 @@ from aiohttp import web
 
 from jobpulse.instrumentation import HeartbeatClient
 from jobpulse.sidecar.app import create_app
-from jobpulse.sidecar.clock import Clock
+from jobpulse.sidecar.domain.clock import Clock
 from jobpulse.sidecar.keys import SIDECAR
 from jobpulse.sidecar.service import Sidecar
 from jobpulse.sidecar.settings import Settings

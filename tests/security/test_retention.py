@@ -10,7 +10,7 @@ from sqlalchemy import func, select
 
 from jobpulse.instrumentation.wire import format_ts, parse_event
 from jobpulse.sidecar import retention
-from jobpulse.sidecar.tables import EventKey, Flip, Job, Rollup, Run
+from jobpulse.sidecar.domain.tables import EventKey, Flip, Job, Rollup, Run
 from tests.sidecar.harness import T0, Harness
 
 DAY = 86400.0

@@ -11,7 +11,7 @@ from typing import Any
 from sqlalchemy import event, text
 
 from bench.population import insert_jobs, job_rows
-from jobpulse.sidecar.tables import Job
+from jobpulse.sidecar.domain.tables import Job
 from tests.sidecar.harness import T0, Harness
 
 DUE = """

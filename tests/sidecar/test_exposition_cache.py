@@ -12,10 +12,10 @@ from sqlalchemy import delete, insert, select, update
 
 from bench.population import insert_jobs, job_rows
 from jobpulse.sidecar import exposition_text
+from jobpulse.sidecar.domain.rollup import hour_of
+from jobpulse.sidecar.domain.tables import Job, Rollup
 from jobpulse.sidecar.exposition import FAMILIES, MetricsCache
 from jobpulse.sidecar.exposition_text import ExpositionText
-from jobpulse.sidecar.rollup import hour_of
-from jobpulse.sidecar.tables import Job, Rollup
 from tests.sidecar.harness import T0, Harness
 from tests.sidecar.test_exposition_parity import AWKWARD, CONFIG
 

@@ -23,10 +23,10 @@ from hypothesis import strategies as st
 from sqlalchemy import func, select
 
 from jobpulse.instrumentation.wire import Event
+from jobpulse.sidecar.domain.tables import EventKey, Flip, InboxRow, Job, Rollup, Run, Slot
 from jobpulse.sidecar.inbox import IngestResult, apply_rows
 from jobpulse.sidecar.service import Sidecar
 from jobpulse.sidecar.store import Tx
-from jobpulse.sidecar.tables import EventKey, Flip, InboxRow, Job, Rollup, Run, Slot
 from tests.sidecar.harness import T0, Harness
 from tests.sidecar.test_invariants import CONFIG, JOBS
 

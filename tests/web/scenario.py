@@ -19,8 +19,8 @@ from aiohttp import web
 
 from jobpulse.instrumentation.wire import Event, format_ts, parse_event
 from jobpulse.sidecar.app import create_app
-from jobpulse.sidecar.clock import ManualClock
 from jobpulse.sidecar.config import parse_config
+from jobpulse.sidecar.domain.clock import ManualClock
 from jobpulse.sidecar.keys import SIDECAR
 from jobpulse.sidecar.settings import Settings
 

@@ -1,7 +1,8 @@
 """The domain: what an event or the passing of time does to a job.
 
-Plain Python over a transaction (:class:`~jobpulse.sidecar.store.Tx`) and an explicit ``now``;
-no HTTP, no wall clock. The live sidecar and ``jobpulse replay`` run exactly this code.
+Plain Python over a transaction (the :class:`~jobpulse.sidecar.domain.transaction.Tx`
+protocol) and an explicit ``now``; no HTTP, no wall clock. The live sidecar and
+``jobpulse replay`` run exactly this code.
 
 Slots are judged in order from the job's ``cursor``: when ``now`` passes ``slot + grace`` with
 no run in the slot, one ``missed`` row is written (``slots`` has one row per judged slot, so
@@ -25,7 +26,7 @@ from .rollup import add_duration
 from .tables import Flip, Job, Run, Slot
 
 if TYPE_CHECKING:
-    from .store import Tx
+    from .transaction import Tx
 
 __all__ = ["Applied", "Engine", "EngineSettings", "Rejected"]
 
