@@ -25,7 +25,7 @@ from .domain.tables import Flip, Job, Rollup, Run, Slot
 from .errors import json_error
 from .keys import SIDECAR
 from .service import Sidecar
-from .store import Tx
+from .store.tx import Tx
 from .views import flip_view, full_job_view, full_job_views, run_view, slot_view
 
 __all__ = ["routes"]

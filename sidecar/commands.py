@@ -27,7 +27,7 @@ from .config import FileConfig, load_config
 from .settings import Settings, build_settings
 
 if TYPE_CHECKING:
-    from .store import Store
+    from .store.database import Store
 
 __all__ = ["check_config", "migrate", "serve"]
 
@@ -211,8 +211,8 @@ def check_config(args: argparse.Namespace) -> int:
 
 
 def migrate(args: argparse.Namespace) -> int:
-    from .migrate import current_revision, head_revision
-    from .store import Store
+    from .store.database import Store
+    from .store.migrate import current_revision, head_revision
 
     try:
         settings, _ = _settings(args)

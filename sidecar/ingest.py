@@ -20,7 +20,7 @@ from jobpulse.instrumentation.wire import Event, Limits, parse_event
 
 from .errors import json_error
 from .keys import AUTH, SIDECAR
-from .writer import StoreUnavailable
+from .store.writer import StoreUnavailable
 
 __all__ = ["events_handler", "ping_handler"]
 

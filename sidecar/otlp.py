@@ -38,7 +38,7 @@ from jobpulse.instrumentation.wire import Event, Limits, format_ts, parse_event,
 from .domain.tables import Job
 from .errors import json_error
 from .keys import SIDECAR
-from .writer import StoreUnavailable
+from .store.writer import StoreUnavailable
 
 __all__ = ["otlp_handler"]
 

@@ -23,13 +23,15 @@ from .domain.engine import Engine, EngineSettings
 from .domain.ratelimit import RateLimiter
 from .domain.tables import Job
 from .exposition import MetricsCache
-from .inbox import (
+from .selfmetrics import SelfMetrics
+from .settings import Settings
+from .store.appender import Appender
+from .store.applier import Outcome, apply_rows
+from .store.database import Store
+from .store.inbox import (
     APPLY_BATCH,
-    Appender,
     IngestResult,
-    Outcome,
     Registry,
-    apply_rows,
     drop_row,
     forget_job,
     inbox_lag,
@@ -37,12 +39,10 @@ from .inbox import (
     pending_among,
     row_ids,
 )
-from .leader import Leadership
-from .retention import Retention
-from .selfmetrics import SelfMetrics
-from .settings import Settings
-from .store import Store, Tx
-from .writer import StoreUnavailable, Writer
+from .store.leader import Leadership
+from .store.retention import Retention
+from .store.tx import Tx
+from .store.writer import StoreUnavailable, Writer
 
 __all__ = ["IngestResult", "Sidecar"]
 

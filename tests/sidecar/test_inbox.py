@@ -16,9 +16,9 @@ from jobpulse.sidecar.app import create_app
 from jobpulse.sidecar.config import parse_config
 from jobpulse.sidecar.domain.clock import ManualClock
 from jobpulse.sidecar.domain.tables import InboxRow
-from jobpulse.sidecar.inbox import CREATE, decode, encode, key_ts
 from jobpulse.sidecar.keys import SIDECAR
 from jobpulse.sidecar.settings import Settings
+from jobpulse.sidecar.store.inbox import CREATE, decode, encode, key_ts
 from tests.sidecar.harness import T0, Harness
 
 CONFIG = 'jobs:\n  - name: nightly\n    schedule: "0 3 * * *"\n'
