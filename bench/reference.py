@@ -23,7 +23,7 @@ from sqlalchemy import select
 from jobpulse.sidecar.domain.engine import OUTCOMES, STATES
 from jobpulse.sidecar.domain.rollup import WINDOWS, window_start
 from jobpulse.sidecar.domain.tables import Job, Rollup, Slot
-from jobpulse.sidecar.exposition import FAMILIES
+from jobpulse.sidecar.exposition.cache import FAMILIES
 from jobpulse.sidecar.service import Sidecar
 
 _HELP = {name: help_ for name, _, help_ in FAMILIES}

@@ -22,8 +22,8 @@ from .domain.clock import Clock, SystemClock
 from .domain.engine import Engine, EngineSettings
 from .domain.ratelimit import RateLimiter
 from .domain.tables import Job
-from .exposition import MetricsCache
-from .selfmetrics import SelfMetrics
+from .exposition.cache import MetricsCache
+from .exposition.selfmetrics import SelfMetrics
 from .settings import Settings
 from .store.appender import Appender
 from .store.applier import Outcome, apply_rows
