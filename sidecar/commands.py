@@ -127,8 +127,8 @@ def serve(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return EX_CONFIG
-    from .app import create_app
-    from .keys import SIDECAR
+    from .http.app import create_app
+    from .http.keys import SIDECAR
 
     try:
         try:
@@ -154,7 +154,7 @@ def serve(args: argparse.Namespace) -> int:
 
 
 async def _serve(app: web.Application, settings: Settings, sockets: list[socket.socket]) -> None:
-    from .keys import SIDECAR
+    from .http.keys import SIDECAR
 
     runner = web.AppRunner(app, access_log=None)
     try:

@@ -84,7 +84,7 @@ def _list_statements(tmp_path: Any, count: int) -> int:
 
         from sqlalchemy import select
 
-        from jobpulse.sidecar.views import full_job_views
+        from jobpulse.sidecar.http.views import full_job_views
 
         with h.sidecar.store.session() as session:
             jobs = list(session.scalars(select(Job)))
