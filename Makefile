@@ -18,9 +18,11 @@ $(STAMP): pyproject.toml
 run: $(STAMP)
 	$(BIN)/python examples/run_demo.py
 
+# lint-imports: the sidecar's layers and no import circles ([tool.importlinter] in pyproject.toml).
 lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/lint-imports
 
 # mypy needs to see the folders under their import names (jobpulse.instrumentation, ...):
 # a small tree of symlinks gives it that without installing bare top-level packages.
@@ -44,4 +46,4 @@ bench-quick: $(STAMP)
 	$(BIN)/python -m bench --quick
 
 clean:
-	rm -rf $(VENV) .build .mypy_cache .ruff_cache .pytest_cache
+	rm -rf $(VENV) .build .mypy_cache .ruff_cache .pytest_cache .import_linter_cache

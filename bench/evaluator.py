@@ -14,11 +14,11 @@ from typing import Any
 
 from sqlalchemy import func, select
 
-from jobpulse.sidecar.clock import ManualClock
 from jobpulse.sidecar.config import parse_config
+from jobpulse.sidecar.domain.clock import ManualClock
+from jobpulse.sidecar.domain.tables import Slot
 from jobpulse.sidecar.service import Sidecar
 from jobpulse.sidecar.settings import Settings
-from jobpulse.sidecar.tables import Slot
 
 from .common import Check, Result, median, scratch_dir
 from .population import insert_jobs, job_rows

@@ -7,7 +7,7 @@ from __future__ import annotations
 import time
 from datetime import UTC, datetime
 
-from jobpulse.sidecar.store import Store
+from jobpulse.sidecar.store.database import Store
 
 from .common import Check, Result, Sidecar, median, scratch_dir
 from .population import insert_jobs, job_rows

@@ -16,10 +16,10 @@ from typing import Any
 from prometheus_client import CollectorRegistry, generate_latest
 from sqlalchemy import update
 
-from jobpulse.sidecar.clock import ManualClock
+from jobpulse.sidecar.domain.clock import ManualClock
+from jobpulse.sidecar.domain.tables import Job
 from jobpulse.sidecar.service import Sidecar
 from jobpulse.sidecar.settings import Settings
-from jobpulse.sidecar.tables import Job
 
 from .common import Check, Result, median, scratch_dir
 from .population import insert_jobs, job_rows

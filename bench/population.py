@@ -8,8 +8,8 @@ from typing import Any
 from sqlalchemy import insert
 from sqlalchemy.engine import Engine
 
-from jobpulse.sidecar.rollup import hour_of
-from jobpulse.sidecar.tables import Job, Rollup
+from jobpulse.sidecar.domain.rollup import hour_of
+from jobpulse.sidecar.domain.tables import Job, Rollup
 
 CHUNK = 10_000
 

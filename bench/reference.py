@@ -20,11 +20,11 @@ from prometheus_client.core import (
 from prometheus_client.registry import Collector
 from sqlalchemy import select
 
-from jobpulse.sidecar.engine import OUTCOMES, STATES
-from jobpulse.sidecar.exposition import FAMILIES
-from jobpulse.sidecar.rollup import WINDOWS, window_start
+from jobpulse.sidecar.domain.engine import OUTCOMES, STATES
+from jobpulse.sidecar.domain.rollup import WINDOWS, window_start
+from jobpulse.sidecar.domain.tables import Job, Rollup, Slot
+from jobpulse.sidecar.exposition.cache import FAMILIES
 from jobpulse.sidecar.service import Sidecar
-from jobpulse.sidecar.tables import Job, Rollup, Slot
 
 _HELP = {name: help_ for name, _, help_ in FAMILIES}
 _GAUGES = (

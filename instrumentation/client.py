@@ -10,9 +10,11 @@ client to start delivers. After ``fork`` the child starts with an empty queue an
 
 from __future__ import annotations
 
+import argparse
 import atexit
 import os
 import random
+import sys
 import threading
 import time
 from collections import deque
@@ -21,11 +23,12 @@ from typing import Any, Final
 
 from ._backoff import Backoff
 from ._delivery import Delivery
-from ._process import flush_main, get_client, reset_after_fork, set_client
+from ._process import default_client, replace_default, reset_after_fork
 from ._settings import ClientSettings
 from ._sink import ClientStats, EventSink
 from ._spool import DEFAULT_MAX_BYTES, Spool
 from ._transport import Transport
+from .errors import ConfigError
 from .wire import Event, EventValues
 
 __all__ = ["ClientStats", "EventSink", "HeartbeatClient", "flush_main", "get_client", "set_client"]
@@ -294,3 +297,41 @@ class HeartbeatClient:
             self._sleep(delay)
         elif self._urgent.wait(delay):
             self._urgent.clear()
+
+
+def get_client() -> EventSink:
+    """The process's default client, created from ``JOBPULSE_*`` on first use."""
+    return default_client(HeartbeatClient)
+
+
+def set_client(client: EventSink | None) -> EventSink | None:
+    """Make ``client`` the process default (None: create from the environment on next use).
+
+    Returns the previous default, which the caller may close.
+    """
+    return replace_default(client)
+
+
+def flush_main(args: argparse.Namespace) -> int:
+    """``jobpulse flush``: deliver this machine's spool now; 0 when nothing is left."""
+    try:
+        client: HeartbeatClient = HeartbeatClient(url=getattr(args, "url", None), start=False)
+    except ConfigError as exc:
+        print(f"jobpulse flush: {exc}", file=sys.stderr)
+        return 78
+    if client.settings.disabled:
+        print("jobpulse flush: JOBPULSE_DISABLED is set; nothing sent", file=sys.stderr)
+        return 1
+    ok = client.deliver_spool()
+    stats = client.stats
+    client.close(0)
+    where = client.settings.spool_dir
+    if ok:
+        print(f"jobpulse flush: delivered {stats.sent} events from {where}", file=sys.stderr)
+        return 0
+    print(
+        f"jobpulse flush: delivered {stats.sent} events; batches remain in {where} "
+        f"(sidecar at {client.settings.url} unreachable or refusing)",
+        file=sys.stderr,
+    )
+    return 1

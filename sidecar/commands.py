@@ -27,7 +27,7 @@ from .config import FileConfig, load_config
 from .settings import Settings, build_settings
 
 if TYPE_CHECKING:
-    from .store import Store
+    from .store.database import Store
 
 __all__ = ["check_config", "migrate", "serve"]
 
@@ -127,8 +127,8 @@ def serve(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return EX_CONFIG
-    from .app import create_app
-    from .keys import SIDECAR
+    from .http.app import create_app
+    from .http.keys import SIDECAR
 
     try:
         try:
@@ -154,7 +154,7 @@ def serve(args: argparse.Namespace) -> int:
 
 
 async def _serve(app: web.Application, settings: Settings, sockets: list[socket.socket]) -> None:
-    from .keys import SIDECAR
+    from .http.keys import SIDECAR
 
     runner = web.AppRunner(app, access_log=None)
     try:
@@ -211,8 +211,8 @@ def check_config(args: argparse.Namespace) -> int:
 
 
 def migrate(args: argparse.Namespace) -> int:
-    from .migrate import current_revision, head_revision
-    from .store import Store
+    from .store.database import Store
+    from .store.migrate import current_revision, head_revision
 
     try:
         settings, _ = _settings(args)

@@ -20,12 +20,12 @@ from sqlalchemy import select
 from jobpulse.instrumentation.errors import ConfigError, InvalidEvent
 from jobpulse.instrumentation.wire import Event, format_ts, parse_event, parse_ts
 
-from .clock import ManualClock
 from .config import FileConfig, load_config
-from .rollup import stats_from_rows
+from .domain.clock import ManualClock
+from .domain.rollup import stats_from_rows
+from .domain.tables import Flip, Job, Rollup, Run, Slot
 from .service import Sidecar
 from .settings import build_settings
-from .tables import Flip, Job, Rollup, Run, Slot
 
 __all__ = ["RecordedEvent", "advance", "main", "read_events", "report"]
 

@@ -18,33 +18,32 @@ from sqlalchemy.orm import Session
 
 from jobpulse.instrumentation.wire import Event
 
-from .clock import Clock, SystemClock
 from .config import FileConfig, load_config
-from .engine import Engine, EngineSettings
-from .exposition import MetricsCache
-from .inbox import (
+from .domain.clock import Clock, SystemClock
+from .domain.engine import Engine, EngineSettings
+from .domain.ratelimit import RateLimiter
+from .domain.tables import Job
+from .exposition.cache import MetricsCache
+from .exposition.selfmetrics import SelfMetrics
+from .settings import Settings
+from .store.appender import Appender
+from .store.applier import Outcome, apply_rows, held_order
+from .store.database import Store
+from .store.inbox import (
     APPLY_BATCH,
-    Appender,
     IngestResult,
-    Outcome,
     Registry,
-    apply_rows,
     drop_row,
     forget_job,
-    held_order,
     inbox_lag,
     lock_for_pass,
     pending_among,
     row_ids,
 )
-from .leader import Leadership
-from .ratelimit import RateLimiter
-from .retention import Retention
-from .selfmetrics import SelfMetrics
-from .settings import Settings
-from .store import Store, Tx
-from .tables import Job
-from .writer import StoreUnavailable, Writer
+from .store.leader import Leadership
+from .store.retention import Retention
+from .store.tx import Tx
+from .store.writer import StoreUnavailable, Writer
 
 __all__ = ["IngestResult", "Sidecar"]
 

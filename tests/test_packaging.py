@@ -51,7 +51,7 @@ def test_wheel_holds_only_the_namespace(tmp_path: Path) -> None:
     names = zipfile.ZipFile(wheel).namelist()
     tops = {n.split("/")[0] for n in names}
     assert tops <= {"jobpulse", f"{wheel.name.split('-')[0]}-{wheel.name.split('-')[1]}.dist-info"}
-    assert "jobpulse/sidecar/web/__init__.py" in names
-    assert "jobpulse/sidecar/migrations/script.py.mako" in names
+    assert "jobpulse/sidecar/http/pages/__init__.py" in names
+    assert "jobpulse/sidecar/store/migrations/script.py.mako" in names
     assert "jobpulse/instrumentation/py.typed" in names
     assert not any(n.startswith("jobpulse/__init__") for n in names)  # a namespace package

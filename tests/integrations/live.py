@@ -20,9 +20,9 @@ from typing import Any
 from aiohttp import web
 
 from jobpulse.instrumentation import HeartbeatClient
-from jobpulse.sidecar.app import create_app
-from jobpulse.sidecar.clock import Clock
-from jobpulse.sidecar.keys import SIDECAR
+from jobpulse.sidecar.domain.clock import Clock
+from jobpulse.sidecar.http.app import create_app
+from jobpulse.sidecar.http.keys import SIDECAR
 from jobpulse.sidecar.service import Sidecar
 from jobpulse.sidecar.settings import Settings
 from tests.conftest import free_port

@@ -10,7 +10,7 @@ import pytest
 
 from jobpulse.instrumentation import InMemoryClient
 from jobpulse.instrumentation.asyncio import Backoff, current_supervisor, supervise, watch
-from jobpulse.sidecar.clock import ManualClock
+from jobpulse.sidecar.domain.clock import ManualClock
 
 from .live import LiveSidecar
 

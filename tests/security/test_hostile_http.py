@@ -17,10 +17,10 @@ import pytest
 from aiohttp.test_utils import TestClient
 
 from jobpulse.instrumentation.errors import ConfigError
-from jobpulse.sidecar.api import csv_cell
-from jobpulse.sidecar.app import create_app
-from jobpulse.sidecar.clock import ManualClock
 from jobpulse.sidecar.commands import check_config
+from jobpulse.sidecar.domain.clock import ManualClock
+from jobpulse.sidecar.http.app import create_app
+from jobpulse.sidecar.http.params import csv_cell
 from jobpulse.sidecar.settings import Settings, build_settings
 from tests.security.conftest import event, ingest
 from tests.security.test_auth import READ, make_client

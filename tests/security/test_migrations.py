@@ -13,8 +13,8 @@ from typing import Any
 import sqlalchemy as sa
 from alembic.script import ScriptDirectory
 
-from jobpulse.sidecar.migrate import alembic_config, current_revision, head_revision, upgrade
-from jobpulse.sidecar.store import Store
+from jobpulse.sidecar.store.database import Store
+from jobpulse.sidecar.store.migrate import alembic_config, current_revision, head_revision, upgrade
 from tests.sidecar.harness import T0, Harness
 
 JOBPULSE = str(Path(sys.executable).parent / "jobpulse")

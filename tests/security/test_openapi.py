@@ -19,12 +19,12 @@ from schemathesis.specs.openapi.checks import (
     status_code_conformance,
 )
 
-from jobpulse.sidecar.app import create_app
-from jobpulse.sidecar.openapi import ROUTE_ALIASES, document
+from jobpulse.sidecar.http.app import create_app
+from jobpulse.sidecar.http.openapi import ROUTE_ALIASES, document
 from jobpulse.sidecar.settings import Settings
 from tests.sidecar.process import Served
 
-OTLP_PENDING = importlib.util.find_spec("jobpulse.sidecar.otlp") is None
+OTLP_PENDING = importlib.util.find_spec("jobpulse.sidecar.http.otlp") is None
 METHODS = ("get", "put", "post", "delete", "head", "patch")
 CONFIG = 'jobs:\n  - name: nightly\n    schedule: "*/5 * * * *"\n  - name: hourly\n    every: 1h\n'
 

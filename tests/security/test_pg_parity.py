@@ -10,9 +10,9 @@ from typing import Any
 import pytest
 from aiohttp.test_utils import TestClient
 
-from jobpulse.sidecar.app import create_app
-from jobpulse.sidecar.clock import ManualClock
 from jobpulse.sidecar.config import parse_config
+from jobpulse.sidecar.domain.clock import ManualClock
+from jobpulse.sidecar.http.app import create_app
 from jobpulse.sidecar.settings import Settings
 from tests.sidecar import test_evaluator, test_http
 from tests.sidecar.harness import T0, Harness

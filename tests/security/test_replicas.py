@@ -15,9 +15,9 @@ import pytest
 from sqlalchemy import func, select
 
 from jobpulse.instrumentation.wire import format_ts, parse_event
-from jobpulse.sidecar.leader import Leadership
-from jobpulse.sidecar.store import Store
-from jobpulse.sidecar.tables import Job, Rollup, Run, Slot
+from jobpulse.sidecar.domain.tables import Job, Rollup, Run, Slot
+from jobpulse.sidecar.store.database import Store
+from jobpulse.sidecar.store.leader import Leadership
 from tests.sidecar.harness import T0, Harness
 
 MINUTELY = 'jobs:\n  - name: minutely\n    schedule: "* * * * *"\n    grace: 5s\n'

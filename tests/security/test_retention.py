@@ -9,8 +9,8 @@ from typing import Any
 from sqlalchemy import func, select
 
 from jobpulse.instrumentation.wire import format_ts, parse_event
-from jobpulse.sidecar import retention
-from jobpulse.sidecar.tables import EventKey, Flip, Job, Rollup, Run
+from jobpulse.sidecar.domain.tables import EventKey, Flip, Job, Rollup, Run
+from jobpulse.sidecar.store import retention
 from tests.sidecar.harness import T0, Harness
 
 DAY = 86400.0
@@ -92,7 +92,7 @@ def test_store_size_is_measured_and_exported(store_url: str) -> None:
 
 
 def test_retention_runs_every_few_minutes() -> None:
-    from jobpulse.sidecar.retention import EVERY, Retention
+    from jobpulse.sidecar.store.retention import EVERY, Retention
 
     r = Retention(None)  # type: ignore[arg-type]
     assert r.due(T0) and not r.due(T0 + 1) and not r.due(T0 + EVERY - 1) and r.due(T0 + EVERY)

@@ -9,11 +9,11 @@ from typing import Any
 from sqlalchemy import select
 
 from jobpulse.instrumentation.wire import Event, format_ts, parse_event
-from jobpulse.sidecar.clock import ManualClock
 from jobpulse.sidecar.config import parse_config
+from jobpulse.sidecar.domain.clock import ManualClock
+from jobpulse.sidecar.domain.tables import Flip, Job, Run, Slot
 from jobpulse.sidecar.service import IngestResult, Sidecar
 from jobpulse.sidecar.settings import Settings
-from jobpulse.sidecar.tables import Flip, Job, Run, Slot
 
 T0 = datetime(2026, 11, 23, 10, 0, tzinfo=UTC).timestamp()  # a Monday, 10:00 UTC
 

@@ -13,9 +13,9 @@ import pytest
 from aiohttp.test_utils import TestClient
 
 from jobpulse.instrumentation.wire import format_ts
-from jobpulse.sidecar.app import create_app
-from jobpulse.sidecar.clock import ManualClock
-from jobpulse.sidecar.keys import SIDECAR
+from jobpulse.sidecar.domain.clock import ManualClock
+from jobpulse.sidecar.http.app import create_app
+from jobpulse.sidecar.http.keys import SIDECAR
 from jobpulse.sidecar.settings import Settings
 from tests.sidecar.harness import T0
 from tests.sidecar.process import Served

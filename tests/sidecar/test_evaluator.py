@@ -285,7 +285,7 @@ def test_catchup_past_the_cap_is_one_gap_record(tmp_path: object) -> None:
         with h.sidecar.store.session() as s:
             from sqlalchemy import select
 
-            from jobpulse.sidecar.tables import Slot
+            from jobpulse.sidecar.domain.tables import Slot
 
             gap = s.scalars(select(Slot).where(Slot.status == "gap")).one()
             assert gap.count == 25

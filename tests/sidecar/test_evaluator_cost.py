@@ -11,7 +11,7 @@ from typing import Any
 from sqlalchemy import event, text
 
 from bench.population import insert_jobs, job_rows
-from jobpulse.sidecar.tables import Job
+from jobpulse.sidecar.domain.tables import Job
 from tests.sidecar.harness import T0, Harness
 
 DUE = """
@@ -84,7 +84,7 @@ def _list_statements(tmp_path: Any, count: int) -> int:
 
         from sqlalchemy import select
 
-        from jobpulse.sidecar.views import full_job_views
+        from jobpulse.sidecar.http.views import full_job_views
 
         with h.sidecar.store.session() as session:
             jobs = list(session.scalars(select(Job)))

@@ -11,11 +11,11 @@ import pytest
 from sqlalchemy import delete, insert, select, update
 
 from bench.population import insert_jobs, job_rows
-from jobpulse.sidecar import exposition_text
-from jobpulse.sidecar.exposition import FAMILIES, MetricsCache
-from jobpulse.sidecar.exposition_text import ExpositionText
-from jobpulse.sidecar.rollup import hour_of
-from jobpulse.sidecar.tables import Job, Rollup
+from jobpulse.sidecar.domain.rollup import hour_of
+from jobpulse.sidecar.domain.tables import Job, Rollup
+from jobpulse.sidecar.exposition import text as exposition_text
+from jobpulse.sidecar.exposition.cache import FAMILIES, MetricsCache
+from jobpulse.sidecar.exposition.text import ExpositionText
 from tests.sidecar.harness import T0, Harness
 from tests.sidecar.test_exposition_parity import AWKWARD, CONFIG
 
@@ -211,7 +211,7 @@ def test_a_job_back_from_removal_goes_last(tmp_path: Any) -> None:
 def test_number_formatting_is_prometheus_clients() -> None:
     from prometheus_client.utils import floatToGoString
 
-    from jobpulse.sidecar.exposition import _fmt, _le_labels
+    from jobpulse.sidecar.exposition.cache import _fmt, _le_labels
 
     values: list[float] = [0, 1, -1, 7, 999_999, 1_000_000, 123_456_789, 2**53 + 1, 10**20]
     values += [0.0, -0.0, 0.5, 1e-7, 1234567.0, 1e22, float("inf"), float("-inf"), float("nan")]

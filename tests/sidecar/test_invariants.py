@@ -16,7 +16,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sqlalchemy import func, select
 
-from jobpulse.sidecar.tables import Flip, Job, Rollup, Run, Slot
+from jobpulse.sidecar.domain.tables import Flip, Job, Rollup, Run, Slot
 from tests.sidecar.harness import T0, Harness
 
 CONFIG = """

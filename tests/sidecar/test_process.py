@@ -163,7 +163,7 @@ def test_check_config_names_job_field_and_accepted_values(tmp_path: Path) -> Non
 
 
 def test_migrate_and_version(tmp_path: Path) -> None:
-    from jobpulse.sidecar.migrate import head_revision
+    from jobpulse.sidecar.store.migrate import head_revision
     from tests.sidecar.process import JOBPULSE
 
     store = f"sqlite:///{tmp_path}/m.db"

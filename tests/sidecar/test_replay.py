@@ -11,10 +11,10 @@ from typing import Any
 from aiohttp.test_utils import TestClient
 
 from jobpulse.instrumentation.wire import format_ts
-from jobpulse.sidecar.app import create_app
-from jobpulse.sidecar.clock import ManualClock
 from jobpulse.sidecar.config import parse_config
-from jobpulse.sidecar.keys import SIDECAR
+from jobpulse.sidecar.domain.clock import ManualClock
+from jobpulse.sidecar.http.app import create_app
+from jobpulse.sidecar.http.keys import SIDECAR
 from jobpulse.sidecar.replay import advance, read_events
 from jobpulse.sidecar.settings import build_settings
 from tests.sidecar.harness import T0

@@ -10,7 +10,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from jobpulse.instrumentation.errors import InvalidSchedule, InvalidTimezone
-from jobpulse.sidecar.schedule import Schedule, default_grace
+from jobpulse.sidecar.domain.schedule import Schedule, default_grace
 from tests.sidecar.harness import Harness, at
 
 

@@ -7,7 +7,7 @@ from pathlib import Path
 from sqlalchemy import func, select
 
 from jobpulse.instrumentation.wire import Event
-from jobpulse.sidecar.tables import Job
+from jobpulse.sidecar.domain.tables import Job
 from tests.sidecar.harness import T0, Harness
 
 

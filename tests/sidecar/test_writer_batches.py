@@ -23,10 +23,11 @@ from hypothesis import strategies as st
 from sqlalchemy import func, select
 
 from jobpulse.instrumentation.wire import Event
-from jobpulse.sidecar.inbox import IngestResult, apply_rows
+from jobpulse.sidecar.domain.tables import EventKey, Flip, InboxRow, Job, Rollup, Run, Slot
 from jobpulse.sidecar.service import Sidecar
-from jobpulse.sidecar.store import Tx
-from jobpulse.sidecar.tables import EventKey, Flip, InboxRow, Job, Rollup, Run, Slot
+from jobpulse.sidecar.store.applier import apply_rows
+from jobpulse.sidecar.store.inbox import IngestResult
+from jobpulse.sidecar.store.tx import Tx
 from tests.sidecar.harness import T0, Harness
 from tests.sidecar.test_invariants import CONFIG, JOBS
 

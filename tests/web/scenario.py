@@ -18,10 +18,10 @@ from typing import Any
 from aiohttp import web
 
 from jobpulse.instrumentation.wire import Event, format_ts, parse_event
-from jobpulse.sidecar.app import create_app
-from jobpulse.sidecar.clock import ManualClock
 from jobpulse.sidecar.config import parse_config
-from jobpulse.sidecar.keys import SIDECAR
+from jobpulse.sidecar.domain.clock import ManualClock
+from jobpulse.sidecar.http.app import create_app
+from jobpulse.sidecar.http.keys import SIDECAR
 from jobpulse.sidecar.settings import Settings
 
 T_START = datetime(2026, 11, 23, 8, 0, tzinfo=UTC).timestamp()

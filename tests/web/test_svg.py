@@ -6,9 +6,9 @@ import re
 
 import pytest
 
-from jobpulse.sidecar.web.markup import age, seconds, until
-from jobpulse.sidecar.web.pages import parse_filters
-from jobpulse.sidecar.web.svg import HEIGHT, TOP, duration_chart, nice_ceiling
+from jobpulse.sidecar.http.pages.markup import age, seconds, until
+from jobpulse.sidecar.http.pages.routes import parse_filters
+from jobpulse.sidecar.http.pages.svg import HEIGHT, TOP, duration_chart, nice_ceiling
 
 
 @pytest.mark.parametrize(

@@ -5,6 +5,6 @@ Server-rendered and readable without JavaScript. ``create_app`` adds :data:`rout
 
 from __future__ import annotations
 
-from .pages import routes
+from .routes import routes
 
 __all__ = ["routes"]

@@ -35,10 +35,10 @@ from jobpulse.instrumentation.errors import InvalidEvent, InvalidSchedule
 from jobpulse.instrumentation.spec import check_cron
 from jobpulse.instrumentation.wire import Event, Limits, format_ts, parse_event, parse_ts
 
+from ..domain.tables import Job
+from ..store.writer import StoreUnavailable
 from .errors import json_error
 from .keys import SIDECAR
-from .tables import Job
-from .writer import StoreUnavailable
 
 __all__ = ["otlp_handler"]
 

@@ -27,7 +27,7 @@ import time
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from .store import Store
+    from .database import Store
 
 __all__ = ["LEADER_LOCK_KEY", "LEASE", "Leadership"]
 

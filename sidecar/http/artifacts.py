@@ -18,14 +18,14 @@ routes = web.RouteTableDef()
 
 @lru_cache(maxsize=8)
 def _rules(runbook_url: str) -> str:
-    from .generate import RuleSettings, render_rules
+    from ..generate import RuleSettings, render_rules
 
     return render_rules(settings=RuleSettings(runbook_url=runbook_url))
 
 
 @lru_cache(maxsize=1)
 def _dashboards() -> dict[str, str]:
-    from .generate import render_dashboards
+    from ..generate import render_dashboards
 
     return render_dashboards()
 

@@ -1,6 +1,6 @@
 """Group commit: one thread applies every write in batches, one transaction per batch.
 
-Handlers submit work (a function of a :class:`~jobpulse.sidecar.store.Tx`) and await its
+Handlers submit work (a function of a :class:`~jobpulse.sidecar.store.database.Tx`) and await its
 result, which arrives only after the transaction holding it has committed. While one batch
 commits, the next accumulates: durability costs one fsync per batch, not per request.
 
@@ -30,7 +30,8 @@ from typing import Any, TypeVar
 
 from sqlalchemy.exc import DBAPIError, IntegrityError
 
-from .store import Store, Tx
+from .database import Store
+from .tx import Tx
 
 __all__ = ["StoreUnavailable", "Writer"]
 

@@ -14,19 +14,20 @@ from aiohttp import web
 from prometheus_client import generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
+from ..config import FileConfig
+from ..domain.clock import Clock
+from ..service import Sidecar
+from ..settings import Settings
 from .api import routes as api_routes
+from .api_admin import routes as admin_routes
 from .artifacts import routes as artifact_routes
 from .auth import COOKIE, Auth, request_token, scope_for
-from .clock import Clock
-from .config import FileConfig
 from .errors import error_middleware, json_error
 from .ingest import events_handler, ping_handler
 from .keys import AUTH, SIDECAR
 from .openapi import openapi_handler
 from .otlp import otlp_handler
-from .service import Sidecar
-from .settings import Settings
-from .web import routes as web_routes
+from .pages import routes as web_routes
 
 __all__ = ["create_app"]
 
@@ -178,6 +179,7 @@ def create_app(
     app.router.add_get("/readyz", readyz)
     app.router.add_get("/api/v1/openapi.json", openapi_handler)
     app.router.add_routes(api_routes)
+    app.router.add_routes(admin_routes)
     app.router.add_routes(artifact_routes)
     app.router.add_routes(web_routes)
     return app

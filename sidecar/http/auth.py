@@ -20,7 +20,7 @@ from dataclasses import dataclass
 
 from aiohttp import web
 
-from .settings import Settings
+from ..settings import Settings
 
 __all__ = ["COOKIE", "Auth", "scope_for"]
 

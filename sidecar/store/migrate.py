@@ -5,25 +5,34 @@ On PostgreSQL the upgrade holds an advisory lock, so replicas starting together 
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import text
-
-if TYPE_CHECKING:
-    from .store import Store
+from sqlalchemy import Engine, text
 
 __all__ = ["MIGRATE_LOCK_KEY", "alembic_config", "current_revision", "head_revision", "upgrade"]
 
 MIGRATE_LOCK_KEY = 0x6A6F62707573  # "jobpus": the advisory-lock key of `jobpulse migrate`
 
 
+class Store(Protocol):
+    """What migrations need of a :class:`~jobpulse.sidecar.store.database.Store` (named by
+    shape, so the store may import this module)."""
+
+    @property
+    def engine(self) -> Engine: ...
+    @property
+    def write_engine(self) -> Engine: ...
+    @property
+    def is_sqlite(self) -> bool: ...
+
+
 def alembic_config() -> Config:
     cfg = Config()
-    cfg.set_main_option("script_location", "jobpulse.sidecar:migrations")
+    cfg.set_main_option("script_location", "jobpulse.sidecar.store:migrations")
     return cfg
 
 

@@ -20,23 +20,68 @@ SQLite ``page_count * page_size``, PostgreSQL ``pg_database_size``.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol, TypeVar
 
 from sqlalchemy import ColumnElement, delete, func, select, text
 from sqlalchemy.orm import InstrumentedAttribute
 
-from .tables import Base, EventKey, Job, Run, Slot
+from ..domain.clock import Clock
+from ..domain.tables import Base, EventKey, Job, Run, Slot
+from .database import Store
 
 if TYPE_CHECKING:
-    from .service import Sidecar
-    from .store import Tx
+    from .tx import Tx
 
 __all__ = ["BATCH", "EVERY", "Pruned", "Retention"]
 
 log = logging.getLogger("jobpulse.sidecar.retention")
 BATCH = 1000
 EVERY = 300.0
+T = TypeVar("T")
+
+
+class _Settings(Protocol):
+    @property
+    def run_retention(self) -> float: ...
+    @property
+    def job_ttl(self) -> float: ...
+
+
+class _Writer(Protocol):
+    def run_sync(self, work: Callable[[Tx], T], timeout: float | None = 60) -> T: ...
+
+
+class _Cache(Protocol):
+    def invalidate(self) -> None: ...
+
+
+class _Gauge(Protocol):
+    def set(self, value: float) -> None: ...
+
+
+class _Metrics(Protocol):
+    @property
+    def store_size(self) -> _Gauge: ...
+
+
+class Host(Protocol):
+    """What retention needs of the sidecar that runs it (the service's ``Sidecar``): named by
+    shape, so the store does not import the layer above it."""
+
+    @property
+    def clock(self) -> Clock: ...
+    @property
+    def settings(self) -> _Settings: ...
+    @property
+    def store(self) -> Store: ...
+    @property
+    def writer(self) -> _Writer: ...
+    @property
+    def cache(self) -> _Cache: ...
+    @property
+    def metrics(self) -> _Metrics: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,7 +93,7 @@ class Pruned:
 
 
 class Retention:
-    def __init__(self, sidecar: Sidecar) -> None:
+    def __init__(self, sidecar: Host) -> None:
         self._sidecar = sidecar
         self._next: float | None = None
 

@@ -16,19 +16,21 @@ import json
 import threading
 from collections import namedtuple
 from collections.abc import Iterator
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, Any, Protocol, cast
 
 from prometheus_client.utils import floatToGoString
 from sqlalchemy import JSON, Text, and_, bindparam, case, func, select, type_coerce
 from sqlalchemy import inspect as sa_inspect
 
-from .engine import OUTCOMES, STATES
-from .exposition_text import ExpositionText
-from .rollup import WINDOWS, hour_of, window_start
-from .tables import Job, Rollup, Slot
+from ..domain.engine import OUTCOMES, STATES
+from ..domain.rollup import WINDOWS, hour_of, window_start
+from ..domain.tables import Job, Rollup, Slot
+from .text import ExpositionText
 
 if TYPE_CHECKING:
-    from .service import Sidecar
+    from ..domain.clock import Clock
+    from ..domain.engine import Engine
+    from ..store.database import Store
 
 __all__ = ["FAMILIES", "MetricsCache", "escape_label"]
 
@@ -170,8 +172,20 @@ def _le_labels(buckets: tuple[float, ...]) -> tuple[str, ...]:
     return labels
 
 
+class Host(Protocol):
+    """What the cache reads of the sidecar it serves (the service's ``Sidecar``): named by
+    shape, so the exposition does not import the layer above it."""
+
+    @property
+    def clock(self) -> Clock: ...
+    @property
+    def store(self) -> Store: ...
+    @property
+    def engine(self) -> Engine: ...
+
+
 class MetricsCache:
-    def __init__(self, sidecar: Sidecar) -> None:
+    def __init__(self, sidecar: Host) -> None:
         self._sidecar = sidecar
         self._text = ExpositionText(_HEADERS)
         # What render() and states() return: replaced whole at the end of a refresh, so the

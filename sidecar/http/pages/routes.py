@@ -20,8 +20,8 @@ from sqlalchemy.orm import Session
 from jobpulse.instrumentation.errors import InvalidName
 from jobpulse.instrumentation.spec import parse_job_name
 
+from ...service import Sidecar
 from ..keys import SIDECAR
-from ..service import Sidecar
 from .data import Filters, read_fleet, read_job
 from .fleet_page import fleet_page, nav
 from .job_page import job_page

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from alembic import context
 
-from jobpulse.sidecar.tables import Base
+from jobpulse.sidecar.domain.tables import Base
 
 connection = context.config.attributes["connection"]
 context.configure(

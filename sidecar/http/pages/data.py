@@ -17,10 +17,10 @@ from sqlalchemy.orm import Session
 from jobpulse.instrumentation.spec import JOB_FIELDS, format_duration
 from jobpulse.instrumentation.wire import parse_ts
 
-from ..jobconfig import JobConfig
-from ..rollup import stats_from_rows, window_start
-from ..service import Sidecar
-from ..tables import Flip, Job, Rollup, Run, Slot
+from ...domain.jobconfig import JobConfig
+from ...domain.rollup import stats_from_rows, window_start
+from ...domain.tables import Flip, Job, Rollup, Run, Slot
+from ...service import Sidecar
 from ..views import flip_view, full_job_view, full_job_views, run_view, slot_view
 from .markup import STATES
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from aiohttp import web
 
+from ..service import Sidecar
 from .auth import Auth
-from .service import Sidecar
 
 __all__ = ["AUTH", "SIDECAR"]
 

@@ -18,9 +18,9 @@ from jobpulse.instrumentation.errors import InvalidEvent, InvalidName
 from jobpulse.instrumentation.spec import parse_job_name
 from jobpulse.instrumentation.wire import Event, Limits, parse_event
 
+from ..store.writer import StoreUnavailable
 from .errors import json_error
 from .keys import AUTH, SIDECAR
-from .writer import StoreUnavailable
 
 __all__ = ["events_handler", "ping_handler"]
 

@@ -1,0 +1,93 @@
+"""What every part of the engine shares: its settings, the events' arrival record, the
+answers it gives, and each job's parsed configuration (cached while its layers are unchanged).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, NamedTuple
+
+from jobpulse.instrumentation.wire import Event
+
+from .jobconfig import JobConfig, merge_fields
+from .tables import Job
+
+__all__ = [
+    "DELIVERY_ALLOWANCE",
+    "EPS",
+    "OUTCOMES",
+    "STATES",
+    "Applied",
+    "Arrival",
+    "EngineBase",
+    "EngineSettings",
+    "Rejected",
+    "key_ts",
+]
+
+EPS = 0.001  # deadlines are strict: a slot is judged once the clock is past slot + grace
+DELIVERY_ALLOWANCE = 60.0  # a late-delivered start waits this long for its finish
+OUTCOMES = ("success", "failure", "timeout", "cancelled", "retry")
+STATES = ("new", "up", "late", "down", "paused")
+
+
+class Rejected(Exception):
+    """An event the engine refuses; ``field`` and ``reason`` go into the response."""
+
+    def __init__(self, field: str, reason: str, *, code: str = "invalid") -> None:
+        super().__init__(f"{field}: {reason}")
+        self.field = field
+        self.reason = reason
+        self.code = code
+
+
+@dataclass(frozen=True, slots=True)
+class EngineSettings:
+    max_clock_skew: float = 300.0
+    catchup_cap: int = 1000
+    job_cap: int = 10000
+    log_bytes: int = 10240
+    catchup_delay: float = 60.0
+
+
+class Arrival(NamedTuple):
+    """An event as the sidecar takes it: its run, its times after clock-skew correction, and
+    when it arrived."""
+
+    event: Event
+    run_id: str
+    ts: float
+    scheduled_for: float | None
+    skewed: bool
+    now: float
+
+
+@dataclass(slots=True)
+class Applied:
+    duplicate: bool = False
+    warning: str | None = None
+    run_id: str | None = None
+
+
+def key_ts(ev: Event) -> float:
+    """The timestamp part of an event's idempotency key: progress and log events repeat within
+    a run, so their time tells them apart; a run has one start and one finish."""
+    return ev.ts if ev.type in ("progress", "log") else 0.0
+
+
+class EngineBase:
+    def __init__(self, settings: EngineSettings | None = None, *, judge_from: float = 0.0) -> None:
+        self.settings = settings or EngineSettings()
+        # Slots, timeouts and silences are not judged before this instant (catch-up delay).
+        self.judge_from = judge_from
+        self._configs: dict[int, tuple[Any, JobConfig]] = {}
+
+    def config(self, job: Job) -> JobConfig:
+        key = (job.file_fields, job.declared_fields)
+        cached = self._configs.get(job.id)
+        if cached is not None and cached[0] == key:
+            return cached[1]
+        fields, _ = merge_fields(job.file_fields, job.declared_fields)
+        cfg = JobConfig.from_fields(job.name, fields)
+        self._configs[job.id] = (key, cfg)
+        return cfg

@@ -1,0 +1,294 @@
+"""The domain: what an event or the passing of time does to a job.
+
+Plain Python over a transaction (the :class:`~jobpulse.sidecar.domain.transaction.Tx`
+protocol) and an explicit ``now``; no HTTP, no wall clock. The live sidecar and
+``jobpulse replay`` run exactly this code.
+
+Slots are judged in order from the job's ``cursor``: when ``now`` passes ``slot + grace`` with
+no run in the slot, one ``missed`` row is written (``slots`` has one row per judged slot, so
+the miss count is exact). Runs fill the nearest open slot whose window
+``[slot - early_tolerance, slot + grace]`` holds the run's start (or ``scheduled_for``).
+Bad outcomes (failed and timed-out runs, missed slots) count toward ``failure_threshold``;
+conditions (stale, silent, overlap under ``concurrency: forbid``) take the job down at once.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+from jobpulse.instrumentation.wire import Event
+
+from .base import EPS, OUTCOMES, STATES, Applied, Arrival, EngineSettings, Rejected
+from .base import key_ts as _key_ts
+from .jobconfig import JobConfig
+from .runs import Runs
+from .states import flip_state
+from .tables import Job
+
+if TYPE_CHECKING:
+    from .transaction import Tx
+
+__all__ = ["OUTCOMES", "STATES", "Applied", "Engine", "EngineSettings", "Rejected"]
+
+_PREFETCH_SPAN = 2 * 86400.0
+
+
+class Engine(Runs):
+    """The engine's entry points: jobs created, reconfigured, paused and resumed; events
+    applied; the passing of time. Slots, runs, states and thresholds are its bases
+    (:mod:`.slots`, :mod:`.runs`, :mod:`.states`, :mod:`.thresholds`), one concept each.
+    """
+
+    def create_job(
+        self,
+        tx: Tx,
+        name: str,
+        now: float,
+        *,
+        file_fields: dict[str, Any] | None = None,
+        declared: dict[str, Any] | None = None,
+    ) -> Job:
+        job = Job(
+            name=name,
+            file_fields=file_fields,
+            declared_fields=declared,
+            in_file=file_fields is not None,
+            created_at=now,
+            state="new",
+            state_since=now,
+            changed_at=now,
+            bad_streak=0,
+            good_streak=0,
+            runs_success=0,
+            runs_failure=0,
+            runs_timeout=0,
+            runs_cancelled=0,
+            runs_retry=0,
+            missed_total=0,
+            overlap_total=0,
+            duration_sum=0.0,
+            duration_count=0,
+            running=0,
+            removed=False,
+            silent=False,
+        )
+        tx.add_job(job)
+        cfg = self.config(job)
+        self._restart_cursor(job, cfg, now)
+        if cfg.paused:
+            self._pause(tx, job, now)
+        self.refresh(tx, job, now)
+        return job
+
+    def reconfigure(
+        self,
+        tx: Tx,
+        job: Job,
+        now: float,
+        *,
+        file_fields: dict[str, Any] | bool | None = False,
+        declared: dict[str, Any] | bool | None = False,
+    ) -> None:
+        """Replace a configuration layer (``False`` leaves it as it is)."""
+        old = self.config(job)
+        if file_fields is not False:
+            job.file_fields = file_fields if isinstance(file_fields, dict) else None
+            job.in_file = file_fields is not None
+        if declared is not False:
+            job.declared_fields = declared if isinstance(declared, dict) else None
+        new = self.config(job)
+        if new.schedule != old.schedule:
+            self._restart_cursor(job, new, now)
+        if new.paused and not old.paused and job.state != "paused":
+            self._pause(tx, job, now)
+        elif old.paused and not new.paused and job.state == "paused":
+            self._resume(tx, job, now)
+        job.changed_at = now
+        self.refresh(tx, job, now)
+
+    def _restart_cursor(self, job: Job, cfg: JobConfig, start: float) -> None:
+        sched = cfg.schedule
+        if sched.kind == "cron":
+            job.cursor = sched.at_or_after(start)
+        elif sched.kind == "every":
+            assert sched.every is not None
+            job.cursor = start + sched.every
+        else:
+            job.cursor = None
+
+    def pause(self, tx: Tx, job: Job, now: float) -> None:
+        if job.state != "paused":
+            self._pause(tx, job, now)
+            job.changed_at = now
+            self.refresh(tx, job, now)
+
+    def resume(self, tx: Tx, job: Job, now: float) -> None:
+        if job.state == "paused":
+            self._resume(tx, job, now)
+            job.changed_at = now
+            self.refresh(tx, job, now)
+
+    def _pause(self, tx: Tx, job: Job, now: float) -> None:
+        job.resume_state = flip_state(job.state)
+        self._set_state(tx, job, "paused", None, now)
+
+    def _resume(self, tx: Tx, job: Job, now: float) -> None:
+        # Slots that passed while paused are never missed: evaluation restarts now. Runs kept
+        # being recorded while paused, so the thresholds apply to the streaks they left.
+        cfg = self.config(job)
+        self._restart_cursor(job, cfg, now)
+        back = job.resume_state or "new"
+        if back != "down" and job.bad_streak >= cfg.failure_threshold:
+            back = "down"
+        elif back == "down" and job.good_streak >= cfg.recovery_threshold:
+            back = "up"
+        self._set_state(tx, job, back, (job.reason or "failed") if back == "down" else None, now)
+        job.resume_state = None
+
+    def prefetch(self, tx: Tx, events: Sequence[Event]) -> None:
+        """Load what applying ``events`` will read (their jobs, runs, running runs, nearby
+        slots and rollup hours) in a few statements for all of them. An optimisation only:
+        whatever is not loaded here is read when it is needed."""
+        tx.load_jobs(ev.job for ev in events)
+        jobs = [(ev, job) for ev in events if (job := tx.job(ev.job)) is not None]
+        if not jobs:
+            return
+        tx.load_runs((job.id, ev.run_id) for ev, job in jobs)
+        tx.load_event_keys((job.id, ev.run_id, ev.type, _key_ts(ev)) for ev, job in jobs)
+        tx.load_rollups((job.id, ev.ts) for ev, job in jobs)
+        windows: dict[int, tuple[float, float]] = {}
+        for ev, job in jobs:
+            cfg = self.config(job)
+            kind = cfg.schedule.kind
+            if kind == "none":
+                continue
+            # A run is matched by its scheduled time, or its start (a finish-only run started
+            # `duration` before its finish).
+            t = ev.scheduled_for if ev.scheduled_for is not None else ev.ts
+            first = min(t, ev.ts - ev.duration) if ev.duration is not None else t
+            if kind == "cron":
+                lo, hi = first - cfg.grace_bound, t + cfg.early_bound
+            else:
+                lo, hi = first, t
+            if job.cursor is not None:
+                lo, hi = min(lo, job.cursor), max(hi, job.cursor)
+            if job.id in windows:
+                lo, hi = min(lo, windows[job.id][0]), max(hi, windows[job.id][1])
+            windows[job.id] = (lo, hi)
+        # A window spanning days (a spooled event from long ago) is left to the reads.
+        tx.load_slots({i: w for i, w in windows.items() if w[1] - w[0] <= _PREFETCH_SPAN})
+
+    def apply(
+        self, tx: Tx, ev: Event, now: float, *, create: bool = True, pair_latest: bool = False
+    ) -> Applied:
+        """Apply one validated event that arrived at ``now``.
+
+        ``pair_latest``: a finish without a run id (a ping without ``rid``) closes the job's
+        latest running run, or is a finish-only run when none is running.
+        """
+        job = tx.job(ev.job)
+        if job is None:
+            if not create:
+                raise Rejected("job", f"unknown job {ev.job!r}", code="unknown_job")
+            if tx.job_count() >= self.settings.job_cap:
+                raise Rejected(
+                    "job",
+                    f"the job cap ({self.settings.job_cap}) is reached; {ev.job!r} was not "
+                    "registered",
+                    code="job_cap",
+                )
+            job = self.create_job(tx, ev.job, now, declared=ev.job_config)
+        elif ev.job_config and not job.in_file:
+            merged = {**(job.declared_fields or {}), **ev.job_config}
+            if merged != job.declared_fields:
+                self.reconfigure(tx, job, now, declared=merged)
+        cfg = self.config(job)
+        warning = None
+        if ev.job_config and job.in_file:
+            warning = f"job {job.name!r} is defined by the configuration file; job_config ignored"
+
+        run_id = ev.run_id
+        if pair_latest and ev.type in ("success", "failure", "cancelled", "log"):
+            latest = tx.latest_running(job.id)
+            # With none running, the ping starts a finish-only run under the id it came with.
+            run_id = latest.run_id if latest is not None else ev.run_id
+        key_ts = _key_ts(ev)
+        if not tx.claim_event(job.id, run_id, ev.type, key_ts, now, ev.message):
+            return Applied(duplicate=True, run_id=run_id)
+
+        ts, scheduled_for, skewed = self._unskew(ev, now)
+        job.last_event_at = max(job.last_event_at or now, now)
+        job.silent = False
+        job.changed_at = now
+        arrival = Arrival(ev, run_id, ts, scheduled_for, skewed, now)
+        if ev.type == "start":
+            self._on_start(tx, job, cfg, arrival)
+        elif ev.type in ("success", "failure", "cancelled"):
+            self._on_finish(tx, job, cfg, arrival)
+        elif ev.type == "missed":
+            assert scheduled_for is not None
+            self._on_missed(tx, job, cfg, ev, scheduled_for, now)
+        else:
+            self._on_progress(tx, job, ev, run_id, ts)
+        self.refresh(tx, job, now)
+        return Applied(warning=warning, run_id=run_id)
+
+    def tick(self, tx: Tx, job: Job, now: float) -> None:
+        """Everything the passing of time does to ``job`` up to ``now``."""
+        if job.removed or job.state == "paused" or now < self.judge_from:
+            self.refresh(tx, job, now)
+            return
+        cfg = self.config(job)
+        before = (job.cursor, job.state, job.reason, job.running)
+        self._judge(tx, job, cfg, now)
+        for run in tx.running_runs(job.id):
+            if run.deadline is not None and now > run.deadline:
+                run.outcome = "timeout"
+                self._count_outcome(tx, job, cfg, "timeout", run.deadline, None)
+                self._bad(tx, job, cfg, "timed_out", run.deadline)
+            elif cfg.heartbeat_timeout is not None and not run.stale:
+                since = run.last_progress_at or run.started_at
+                if now > since + cfg.heartbeat_timeout:
+                    run.stale = True
+                    self._condition(tx, job, "stale", since + cfg.heartbeat_timeout)
+        if cfg.max_silence is not None and not job.silent:
+            last = job.last_event_at or job.created_at
+            if now > last + cfg.max_silence:
+                job.silent = True
+                self._condition(tx, job, "silent", last + cfg.max_silence)
+        self.refresh(tx, job, now)
+        if (job.cursor, job.state, job.reason, job.running) != before:
+            job.changed_at = now
+
+    def refresh(self, tx: Tx, job: Job, now: float) -> None:
+        """Recompute derived fields: running gauges, `late`, and the next deadline."""
+        cfg = self.config(job)
+        running = tx.running_runs(job.id)
+        job.running = len(running)
+        job.oldest_running_start = min((r.started_at for r in running), default=None)
+        if job.state in ("up", "late"):
+            due = (
+                job.cursor is not None and job.cursor <= now and tx.slot(job.id, job.cursor) is None
+            )
+            self._set_state(tx, job, "late" if due else "up", None, now)
+        if job.removed or job.state == "paused":
+            job.next_deadline = None
+            return
+        deadlines: list[float] = []
+        if job.cursor is not None:
+            if job.state == "up" and job.cursor > now:
+                deadlines.append(job.cursor)
+            deadlines.append(job.cursor + cfg.grace_at(job.cursor) + EPS)
+        for run in running:
+            if run.deadline is not None:
+                deadlines.append(run.deadline + EPS)
+            if cfg.heartbeat_timeout is not None and not run.stale:
+                since = run.last_progress_at or run.started_at
+                deadlines.append(since + cfg.heartbeat_timeout + EPS)
+        if cfg.max_silence is not None and not job.silent:
+            deadlines.append((job.last_event_at or job.created_at) + cfg.max_silence + EPS)
+        nxt = min(deadlines, default=None)
+        if nxt is not None and nxt < self.judge_from:
+            nxt = self.judge_from
+        job.next_deadline = nxt

@@ -1,0 +1,45 @@
+"""States and flips: a job's state changes, each recorded as a flip on its timeline; conditions
+(stale, silent, overlap) that take a job down at once.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from .base import EngineBase
+from .tables import Flip, Job
+
+if TYPE_CHECKING:
+    from .transaction import Tx
+
+__all__ = ["States", "flip_state"]
+
+
+def flip_state(state: str) -> str:
+    """The state a flip records: ``late`` is ``up`` on the timeline."""
+    return "up" if state == "late" else state
+
+
+class States(EngineBase):
+    def _set_state(self, tx: Tx, job: Job, state: str, reason: str | None, at: float) -> None:
+        before, after = flip_state(job.state), flip_state(state)
+        if before != after:
+            # Flips are a timeline: never stamped before the previous one (a catch-up judges
+            # deadlines that passed before a state change it already recorded).
+            at = max(at, job.state_since)
+            tx.add_flip(
+                Flip(job_id=job.id, at=at, from_state=before, to_state=after, reason=reason)
+            )
+            job.state_since = at
+        job.state = state
+        job.reason = reason
+
+    def _condition(self, tx: Tx, job: Job, reason: str, at: float) -> None:
+        """Stale, silent, overlap: down at once, whatever the threshold."""
+        job.good_streak = 0
+        if job.state == "paused":
+            return
+        if job.state == "down":
+            job.reason = reason
+        else:
+            self._set_state(tx, job, "down", reason, at)

@@ -1,0 +1,59 @@
+"""Thresholds: outcomes counted on the job and its hourly rollup, and the good and bad streaks
+that move a job down after ``failure_threshold`` and back up after ``recovery_threshold``.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from .jobconfig import JobConfig
+from .rollup import add_duration
+from .states import States
+from .tables import Job
+
+if TYPE_CHECKING:
+    from .transaction import Tx
+
+__all__ = ["Thresholds"]
+
+
+class Thresholds(States):
+    def _count_outcome(
+        self, tx: Tx, job: Job, cfg: JobConfig, outcome: str, at: float, duration: float | None
+    ) -> None:
+        setattr(job, f"runs_{outcome}", getattr(job, f"runs_{outcome}") + 1)
+        roll = tx.rollup(job.id, at)
+        setattr(roll, outcome, getattr(roll, outcome) + 1)
+        if outcome == "success":
+            job.last_success_at = max(job.last_success_at or at, at)
+        elif outcome in ("failure", "timeout"):
+            job.last_failure_at = max(job.last_failure_at or at, at)
+        if duration is not None and outcome != "timeout":
+            job.last_duration = duration
+            buckets = list(job.duration_buckets or [])
+            if len(buckets) != len(cfg.buckets) + 1:
+                buckets = [0] * (len(cfg.buckets) + 1)
+            idx = next((i for i, b in enumerate(cfg.buckets) if duration <= b), len(cfg.buckets))
+            buckets[idx] += 1
+            job.duration_buckets = buckets
+            job.duration_sum += duration
+            job.duration_count += 1
+            add_duration(roll, duration)
+
+    def _good(self, tx: Tx, job: Job, cfg: JobConfig, at: float) -> None:
+        job.good_streak += 1
+        job.bad_streak = 0
+        if job.state == "new" or (
+            job.state == "down" and job.good_streak >= cfg.recovery_threshold
+        ):
+            self._set_state(tx, job, "up", None, at)
+
+    def _bad(
+        self, tx: Tx, job: Job, cfg: JobConfig, reason: str, at: float, *, count: int = 1
+    ) -> None:
+        job.bad_streak += count
+        job.good_streak = 0
+        if job.state in ("paused", "down"):
+            job.reason = reason  # the latest bad outcome (a paused job resumes down with it)
+        elif job.bad_streak >= cfg.failure_threshold:
+            self._set_state(tx, job, "down", reason, at)

@@ -1,0 +1,289 @@
+"""The inbox's appender: a group-commit thread in front of the ``inbox`` table.
+
+The requests that arrive while one batch commits form the next, checked for duplicates in a few
+statements for the whole batch, inserted with one prepared ``executemany`` and committed with
+one fsync; each request's future is answered after the commit. The job cap and unknown jobs are
+decided here from the :class:`~.inbox.Registry`, before the answer.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import Future
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, cast
+
+from sqlalchemy import Connection, Table, bindparam, insert, select
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.exc import IntegrityError
+
+from jobpulse.instrumentation.wire import Event
+
+from ..domain.tables import EventKey, Job
+from .inbox import CHUNK, CREATE, INBOX, PAIR_LATEST, IngestResult, Registry, encode, key_ts
+from .writer import StoreUnavailable
+
+if TYPE_CHECKING:
+    from ..domain.clock import Clock
+    from .database import Store
+
+__all__ = ["MAX_BATCH", "Appender"]
+
+log = logging.getLogger("jobpulse.sidecar.inbox")
+
+MAX_BATCH = 256  # requests per append transaction
+_EVENTS = cast(Table, EventKey.__table__)
+_STOP = object()
+_COLUMNS = ("job", "run_id", "type", "key_ts", "ts", "arrived_at", "flags", "body")
+
+
+@dataclass(slots=True)
+class _Request:
+    events: Sequence[Event]
+    flags: int
+    check_keys: bool  # False when the run ids were made here (a ping without rid)
+    at: float | None
+    future: Future[IngestResult]
+
+
+class Appender:
+    """Group commit of accepted events into the inbox (see the module docstring)."""
+
+    def __init__(
+        self,
+        store: Store,
+        registry: Registry,
+        clock: Clock,
+        *,
+        job_cap: int,
+        on_commit: Callable[[float, int], None] | None = None,
+    ) -> None:
+        self._store = store
+        self._registry = registry
+        self._clock = clock
+        self._job_cap = job_cap
+        self._on_commit = on_commit
+        self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        self._thread: threading.Thread | None = None
+        self._lock = threading.Lock()
+        self._stopped = False
+        self._committing = False
+        self.last_commit = 0.0  # time.monotonic() of the last append
+        self.healthy = True
+        dialect = sqlite if store.is_sqlite else postgresql
+        self._insert = insert(INBOX).returning(INBOX.c.id, sort_by_parameter_order=True)
+        self._insert_one = (
+            dialect.insert(INBOX)
+            .values({c: bindparam(c) for c in _COLUMNS})
+            .on_conflict_do_nothing()
+            .returning(INBOX.c.id)
+        )
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._loop, name="jobpulse-inbox", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        """Commit what was submitted before the stop; refuse what comes after it."""
+        with self._lock:
+            self._stopped = True
+        if self._thread is not None:
+            self._queue.put(_STOP)
+            self._thread.join(timeout=30)
+            self._thread = None
+        while True:
+            try:
+                item = self._queue.get_nowait()
+            except queue.Empty:
+                return
+            if item is not _STOP:
+                item.future.set_exception(StoreUnavailable("the sidecar is stopping"))
+
+    def active(self) -> bool:
+        """Whether appends are waiting or being committed (the applier gives way to them)."""
+        return self._committing or not self._queue.empty()
+
+    def submit(
+        self,
+        events: Sequence[Event],
+        *,
+        create: bool = True,
+        pair_latest: bool = False,
+        check_keys: bool = True,
+        at: float | None = None,
+    ) -> Future[IngestResult]:
+        fut: Future[IngestResult] = Future()
+        flags = (CREATE if create else 0) | (PAIR_LATEST if pair_latest else 0)
+        with self._lock:
+            if self._stopped:
+                fut.set_exception(StoreUnavailable("the sidecar is stopping"))
+                return fut
+            self._queue.put(_Request(events, flags, check_keys, at, fut))
+        return fut
+
+    def _loop(self) -> None:
+        while True:
+            item = self._queue.get()
+            if item is _STOP:
+                return
+            batch = [item]
+            stop = False
+            while len(batch) < MAX_BATCH:
+                try:
+                    nxt = self._queue.get_nowait()
+                except queue.Empty:
+                    break
+                if nxt is _STOP:
+                    stop = True
+                    break
+                batch.append(nxt)
+            batch = [r for r in batch if r.future.set_running_or_notify_cancel()]
+            if batch:
+                self._committing = True
+                try:
+                    self._commit(batch)
+                finally:
+                    self._committing = False
+            if stop:
+                return
+
+    def _commit(self, batch: list[_Request]) -> None:
+        started = time.perf_counter()
+        try:
+            results, new_names = self._try(batch)
+        except Exception:
+            if len(batch) > 1:
+                # Something in one request breaks the batch: each request alone, so one bad
+                # request does not cost the others their answer.
+                log.warning("inbox batch of %d failed; appending request by request", len(batch))
+                for req in batch:
+                    self._commit([req])
+                return
+            log.exception("inbox append failed")
+            self.healthy = False
+            batch[0].future.set_exception(StoreUnavailable("the store cannot take writes"))
+            return
+        self.healthy = True
+        self.last_commit = time.monotonic()
+        for name in new_names:
+            self._registry.add(name)
+        if self._on_commit is not None:
+            self._on_commit(time.perf_counter() - started, len(batch))
+        for req, result in zip(batch, results, strict=True):
+            req.future.set_result(result)
+
+    def _try(self, batch: list[_Request]) -> tuple[list[IngestResult], set[str]]:
+        try:
+            return self._append(batch, careful=False)
+        except IntegrityError:
+            # Another replica appended one of these keys between our check and our insert:
+            # again, each row deciding for itself.
+            return self._append(batch, careful=True)
+
+    def _append(
+        self, batch: list[_Request], *, careful: bool
+    ) -> tuple[list[IngestResult], set[str]]:
+        registry = self._registry
+        with self._store.append_transaction() as conn:
+            now = self._clock.now()  # after the lock: see the module docstring
+            registry.resolve(conn, (ev.job for req in batch for ev in req.events))
+            stored = set() if careful else self._stored_keys(conn, batch)
+            new_names: set[str] = set()
+            seen: set[tuple[str, str, str, float]] = set()
+            results: list[IngestResult] = []
+            rows: list[dict[str, Any]] = []
+            owners: list[tuple[IngestResult, int]] = []
+            for req in batch:
+                result = IngestResult()
+                results.append(result)
+                arrived = now if req.at is None else req.at
+                for index, ev in enumerate(req.events):
+                    result.run_ids.append(ev.run_id)
+                    result.ids.append(None)
+                    job = ev.job
+                    if job not in registry and job not in new_names:
+                        reason = self._refuse(job, req.flags, len(registry) + len(new_names))
+                        if reason is not None:
+                            result.rejected.append({"index": index, "field": "job", **reason})
+                            continue
+                        new_names.add(job)
+                    key = (job, ev.run_id, ev.type, key_ts(ev))
+                    if key in seen or key in stored:
+                        result.duplicates += 1
+                        continue
+                    seen.add(key)
+                    if ev.job_config and registry.in_file(job):
+                        result.warnings.append(
+                            f"event {index}: job {job!r} is defined by the configuration "
+                            "file; job_config ignored"
+                        )
+                    rows.append(
+                        {
+                            "job": job,
+                            "run_id": ev.run_id,
+                            "type": ev.type,
+                            "key_ts": key[3],
+                            "ts": ev.ts,
+                            "arrived_at": arrived,
+                            "flags": req.flags,
+                            "body": encode(ev),
+                        }
+                    )
+                    owners.append((result, index))
+            if rows:
+                ids = self._insert_rows(conn, rows, careful=careful)
+                for (result, index), row, row_id in zip(owners, rows, ids, strict=True):
+                    if row_id is None:
+                        result.duplicates += 1
+                        continue
+                    result.ids[index] = row_id
+                    result.accepted += 1
+                    result.by_type[row["type"]] = result.by_type.get(row["type"], 0) + 1
+        return results, new_names
+
+    def _refuse(self, job: str, flags: int, count: int) -> dict[str, str] | None:
+        if not flags & CREATE:
+            return {"reason": f"unknown job {job!r}", "code": "unknown_job"}
+        if count >= self._job_cap:
+            return {
+                "reason": f"the job cap ({self._job_cap}) is reached; {job!r} was not registered",
+                "code": "job_cap",
+            }
+        return None
+
+    def _insert_rows(
+        self, conn: Connection, rows: list[dict[str, Any]], *, careful: bool
+    ) -> list[int | None]:
+        if not careful:
+            return [row_id for (row_id,) in conn.execute(self._insert, rows)]
+        return [conn.execute(self._insert_one, row).scalar() for row in rows]
+
+    def _stored_keys(
+        self, conn: Connection, batch: list[_Request]
+    ) -> set[tuple[str, str, str, float]]:
+        """The batch's idempotency keys already in the store: waiting in the inbox, or applied
+        (the engine's ``events`` table)."""
+        keyed = {(ev.job, ev.run_id) for req in batch if req.check_keys for ev in req.events}
+        found: set[tuple[str, str, str, float]] = set()
+        pairs = sorted(keyed)
+        for i in range(0, len(pairs), CHUNK):
+            chunk = pairs[i : i + CHUNK]
+            jobs = {job for job, _ in chunk}
+            run_ids = {run_id for _, run_id in chunk}
+            # Both read through the unique keys' indexes: (job, run_id, ...) and (job_id, ...).
+            inbox = select(INBOX.c.job, INBOX.c.run_id, INBOX.c.type, INBOX.c.key_ts).where(
+                INBOX.c.job.in_(jobs), INBOX.c.run_id.in_(run_ids)
+            )
+            applied = (
+                select(Job.name, _EVENTS.c.run_id, _EVENTS.c.type, _EVENTS.c.key_ts)
+                .join(Job, Job.id == _EVENTS.c.job_id)
+                .where(Job.name.in_(jobs), _EVENTS.c.run_id.in_(run_ids))
+            )
+            for query in (inbox, applied):
+                for job, run_id, etype, kts in conn.execute(query):
+                    found.add((job, run_id, etype, float(kts)))
+        return found

@@ -1,0 +1,119 @@
+"""The inbox's applier: the domain engine run over inbox rows, in order, each deleted in the
+same transaction as its effects.
+
+A crash applies nothing twice and skips nothing, and a row whose id committed out of order is
+simply still there on the next pass.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from sqlalchemy import delete, select
+
+from jobpulse.instrumentation.wire import Event
+
+from ..domain.engine import Engine, Rejected
+from .inbox import APPLY_BATCH, CHUNK, CREATE, INBOX, PAIR_LATEST, decode
+
+if TYPE_CHECKING:
+    from .tx import Tx
+
+__all__ = ["Outcome", "apply_rows", "held_order"]
+
+log = logging.getLogger("jobpulse.sidecar.inbox")
+
+
+@dataclass(slots=True)
+class Outcome:
+    """What applying one inbox row did: the run it went to, or why the engine refused it."""
+
+    run_id: str | None = None
+    duplicate: bool = False
+    warning: str | None = None
+    rejected: str | None = None
+    arrived_at: float = 0.0
+
+
+def _is_every(tx: Tx, engine: Engine, ev: Event) -> bool:
+    job = tx.job(ev.job)
+    if job is not None:
+        return engine.config(job).schedule.kind == "every"
+    return bool(ev.job_config and "every" in ev.job_config)
+
+
+def apply_rows(
+    tx: Tx,
+    engine: Engine,
+    *,
+    now: float,
+    limit: int | None = APPLY_BATCH,
+    after: int = 0,
+    held: set[int] | None = None,
+    only: Sequence[int] | None = None,
+) -> tuple[dict[int, Outcome], int, int]:
+    """Apply up to ``limit`` inbox rows with ids above ``after``, oldest first, and delete them
+    (``only``: exactly those rows, in that order).
+
+    Each is applied as it arrived (``now`` = its arrival). During the catch-up delay after a
+    start (``now`` before ``engine.judge_from``), rows of ``every:`` jobs that arrived in it are
+    held back, their ids added to ``held``; once the delay is over they are applied first, in
+    the order of their ``ts`` (:func:`held_order`), so spooled runs delivered newest first do
+    not mark an older interval missed.
+
+    Returns the outcomes by row id, the last id read, and how many rows were read.
+    """
+    conn = tx.session.connection()
+    query = select(INBOX.c.id, INBOX.c.arrived_at, INBOX.c.flags, INBOX.c.body)
+    if only is not None:
+        query = query.where(INBOX.c.id.in_(only))
+    else:
+        query = query.where(INBOX.c.id > after).order_by(INBOX.c.id)
+        if limit is not None:
+            query = query.limit(limit)
+    if tx.locking:
+        query = query.with_for_update(skip_locked=True)
+    rows = [(i, arrived, flags, decode(body)) for i, arrived, flags, body in conn.execute(query)]
+    if only is not None:
+        position = {row_id: n for n, row_id in enumerate(only)}
+        rows.sort(key=lambda row: position[row[0]])
+    if not rows:
+        return {}, after, 0
+    holding = held is not None and now < engine.judge_from
+    engine.prefetch(tx, [ev for _, _, _, ev in rows])
+    outcomes: dict[int, Outcome] = {}
+    done: list[int] = []
+    for row_id, arrived, flags, ev in rows:
+        if holding and arrived < engine.judge_from and _is_every(tx, engine, ev):
+            assert held is not None
+            held.add(row_id)
+            continue
+        try:
+            applied = engine.apply(
+                tx, ev, arrived, create=bool(flags & CREATE), pair_latest=bool(flags & PAIR_LATEST)
+            )
+        except Rejected as exc:
+            log.warning("inbox event for job %r refused when applied: %s", ev.job, exc.reason)
+            outcomes[row_id] = Outcome(run_id=ev.run_id, rejected=exc.code, arrived_at=arrived)
+        else:
+            outcomes[row_id] = Outcome(
+                applied.run_id, applied.duplicate, applied.warning, arrived_at=arrived
+            )
+        done.append(row_id)
+    for i in range(0, len(done), CHUNK):
+        conn.execute(delete(INBOX).where(INBOX.c.id.in_(done[i : i + CHUNK])))
+    return outcomes, rows[-1][0], len(rows)
+
+
+def held_order(tx: Tx, ids: Iterable[int]) -> list[int]:
+    """The held rows still in the inbox, in the order of their ``ts``."""
+    conn = tx.session.connection()
+    wanted = sorted(ids)
+    found: list[tuple[float, int]] = []
+    for i in range(0, len(wanted), CHUNK):
+        query = select(INBOX.c.ts, INBOX.c.id).where(INBOX.c.id.in_(wanted[i : i + CHUNK]))
+        found.extend((ts, row_id) for ts, row_id in conn.execute(query))
+    return [row_id for _, row_id in sorted(found)]

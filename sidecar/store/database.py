@@ -1,0 +1,185 @@
+"""The store: a SQLAlchemy engine for SQLite (WAL, the default) or PostgreSQL, schema managed by
+Alembic (``migrate.py``), and transactions (:class:`~jobpulse.sidecar.store.tx.Tx`, the unit of
+work the domain engine reads and writes through).
+
+Accepted events are appended to the inbox (``inbox.py``); every other write, the applier's
+included, goes through one writer (``writer.py``); reads use their own sessions.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import re
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import Connection, create_engine, event
+from sqlalchemy import Engine as SAEngine
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError, SQLAlchemyError
+from sqlalchemy.orm import Session, sessionmaker
+
+from jobpulse.instrumentation.errors import ConfigError
+
+from .migrate import upgrade
+from .tx import Tx
+
+__all__ = ["Store"]
+
+
+def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+    # Let SQLAlchemy, not pysqlite, decide where transactions begin, so BEGIN IMMEDIATE and
+    # SAVEPOINT work as documented.
+    dbapi_connection.isolation_level = None
+    cur = dbapi_connection.cursor()
+    cur.execute("PRAGMA journal_mode=WAL")
+    cur.execute("PRAGMA synchronous=FULL")
+    cur.execute("PRAGMA foreign_keys=ON")
+    cur.execute("PRAGMA busy_timeout=10000")
+    cur.close()
+
+
+_WRITE = "jobpulse_write"
+
+
+def _sqlite_begin(conn: Any) -> None:
+    # Writers take the write lock when they begin, so two writers never deadlock upgrading a
+    # read lock. Readers begin deferred: in WAL mode a reader never blocks the writer (a long
+    # /metrics refresh must not hold up ingest), nor the writer it.
+    write = conn.get_execution_options().get(_WRITE, False)
+    conn.exec_driver_sql("BEGIN IMMEDIATE" if write else "BEGIN")
+
+
+def _masked(url: str) -> str:
+    """``url`` with the password of ``scheme://user:password@host`` replaced by ``***``."""
+    return re.sub(r"(://[^/@:]*:)[^/@]*@", r"\1***@", url)
+
+
+def _cause(exc: BaseException) -> str:
+    """The first line of what the database driver said, or of the error itself."""
+    orig = getattr(exc, "orig", None) or exc
+    lines = str(orig).strip().splitlines()
+    return lines[0].strip() if lines else type(orig).__name__
+
+
+class Store:
+    """The engine and sessions of one store URL.
+
+    The constructor opens nothing, but refuses a URL it cannot serve (a malformed URL, another
+    backend, a missing driver, a SQLite file in a directory that does not exist), and
+    :meth:`check` and :meth:`migrate` turn a store that cannot be opened (PostgreSQL
+    unreachable, a file that is not SQLite) into one :class:`ConfigError` line naming the URL,
+    password masked, and the cause.
+    """
+
+    def __init__(self, url: str) -> None:
+        try:
+            parsed = make_url(url)
+        except ArgumentError as exc:
+            raise ConfigError(
+                f"store URL {_masked(url)!r} is not a database URL: use "
+                "sqlite:///path/jobpulse.db or postgresql://user@host/db"
+            ) from exc
+        shown = parsed.render_as_string(hide_password=True)
+        backend = parsed.get_backend_name()
+        if backend not in ("sqlite", "postgresql"):
+            raise ConfigError(
+                f"store URL {shown!r}: backend {backend!r} is not supported; use sqlite or "
+                "postgresql"
+            )
+        if backend == "postgresql" and parsed.drivername == "postgresql":
+            parsed = parsed.set(drivername="postgresql+psycopg")
+        self.url = parsed
+        self.is_sqlite = backend == "sqlite"
+        self.sqlite_path: Path | None = None
+        """The SQLite database file (None for PostgreSQL and in-memory SQLite)."""
+        kwargs: dict[str, Any] = {}
+        if self.is_sqlite:
+            kwargs["connect_args"] = {"check_same_thread": False}
+            if parsed.database in (None, "", ":memory:"):
+                from sqlalchemy.pool import StaticPool
+
+                kwargs["poolclass"] = StaticPool
+            elif not parsed.database.startswith("file:"):  # URI filenames are SQLite's to check
+                self.sqlite_path = Path(parsed.database)
+                folder = self.sqlite_path.parent
+                if not folder.is_dir():
+                    raise ConfigError(
+                        f"store {shown}: the directory {str(folder)!r} does not exist; create it "
+                        "or point the store at an existing one"
+                    )
+                if self.sqlite_path.is_dir():
+                    raise ConfigError(
+                        f"store {shown}: {str(self.sqlite_path)!r} is a directory, not a "
+                        "database file"
+                    )
+        else:
+            kwargs["pool_pre_ping"] = True
+        try:
+            self.engine: SAEngine = create_engine(parsed, **kwargs)
+        except ImportError as exc:
+            raise ConfigError(
+                f"store {shown}: the database driver is not installed ({exc.name or exc}); "
+                "install jobpulse[postgres] for PostgreSQL"
+            ) from exc
+        if self.is_sqlite:
+            event.listen(self.engine, "connect", _sqlite_pragmas)
+            event.listen(self.engine, "begin", _sqlite_begin)
+        # The same pool; its connections begin with the write lock on SQLite.
+        self.write_engine = self.engine.execution_options(**{_WRITE: True})
+        self._sessions = sessionmaker(self.engine, expire_on_commit=False, autoflush=True)
+        self._write_sessions = sessionmaker(
+            self.write_engine, expire_on_commit=False, autoflush=True
+        )
+        # SQLite has one writer at a time: the threads that write (the inbox's appender, the
+        # writer) take turns in-process rather than through SQLite's sleeping busy handler.
+        self.write_lock: threading.RLock | contextlib.nullcontext[None] = (
+            threading.RLock() if self.is_sqlite else contextlib.nullcontext()
+        )
+
+    @property
+    def display_url(self) -> str:
+        """The store URL with its password masked, for messages and logs."""
+        return self.url.render_as_string(hide_password=True)
+
+    @contextmanager
+    def _opening(self) -> Iterator[None]:
+        from alembic.util import CommandError
+
+        try:
+            yield
+        except (SQLAlchemyError, CommandError, OSError) as exc:
+            raise ConfigError(f"store {self.display_url}: {_cause(exc)}") from exc
+
+    def check(self) -> None:
+        """Open a connection once; :class:`ConfigError` naming the store and the cause when
+        that fails. On SQLite this creates the database file when there is none."""
+        with self._opening(), self.engine.connect() as conn:
+            conn.exec_driver_sql("SELECT 1")
+
+    def migrate(self) -> None:
+        """Bring the schema up to date; :class:`ConfigError` when the store cannot be opened."""
+        with self._opening():
+            upgrade(self)
+
+    @contextmanager
+    def session(self) -> Iterator[Session]:
+        with self._sessions() as session:
+            yield session
+
+    @contextmanager
+    def transaction(self) -> Iterator[Tx]:
+        with self.write_lock, self._write_sessions.begin() as session:
+            yield Tx(session, locking=not self.is_sqlite)
+
+    @contextmanager
+    def append_transaction(self) -> Iterator[Connection]:
+        """A Core write transaction (the inbox's appends: no ORM on the hot path)."""
+        with self.write_lock, self.write_engine.begin() as conn:
+            yield conn
+
+    def dispose(self) -> None:
+        self.engine.dispose()

@@ -1,0 +1,286 @@
+"""A transaction: the unit of work the domain engine reads and writes through (it satisfies
+:class:`jobpulse.sidecar.domain.transaction.Tx`).
+
+Several replicas on one PostgreSQL: every transaction that changes a job first locks its row
+(``SELECT ... FOR UPDATE``), so replicas ingesting for the same job serialise; the evaluator
+takes due rows with ``SKIP LOCKED``; hourly rollups are created with ``ON CONFLICT DO NOTHING``.
+"""
+
+from __future__ import annotations
+
+from typing import Any, cast
+
+from sqlalchemy import Table, bindparam, func, select
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.orm import Session
+
+from ..domain.rollup import hour_of
+from ..domain.tables import EventKey, Flip, Job, Rollup, Run, Slot
+from .readahead import ReadAhead
+
+__all__ = ["Tx"]
+
+_JOB_BY_NAME = select(Job).where(Job.name == bindparam("name"))
+_JOB_BY_NAME_LOCKED = _JOB_BY_NAME.with_for_update()
+_RUN_BY_ID = select(Run).where(Run.job_id == bindparam("job_id"), Run.run_id == bindparam("run_id"))
+_RUNNING = select(Run).where(Run.job_id == bindparam("job_id"), Run.outcome == "running")
+_SLOT_AT = select(Slot).where(Slot.job_id == bindparam("job_id"), Slot.slot == bindparam("slot"))
+_SLOTS_BETWEEN = select(Slot).where(
+    Slot.job_id == bindparam("job_id"), Slot.slot >= bindparam("lo"), Slot.slot <= bindparam("hi")
+)
+_LATEST_SLOT = (
+    select(Slot)
+    .where(Slot.job_id == bindparam("job_id"), Slot.slot <= bindparam("t"))
+    .order_by(Slot.slot.desc())
+    .limit(1)
+)
+_ROLLUP = select(Rollup).where(
+    Rollup.job_id == bindparam("job_id"), Rollup.hour == bindparam("hour")
+)
+_UNFLUSHED = 1 << 62  # sorts runs not yet given an id after every stored one, in insertion order
+
+
+class Tx(ReadAhead):
+    """What the domain engine needs from a transaction, over an ORM session.
+
+    The engine's reads see its own unwritten changes without flushing the session before each
+    query: runs and slots added in this transaction are indexed here and merged into what the
+    store returns, and the session is flushed once, at the end of the writer's batch (or of a
+    request's savepoint when a batch is applied request by request). The ``load_*`` methods
+    read what a batch will need in bulk beforehand. (Slots and runs are never deleted within an
+    engine transaction; whatever deletes rows flushes and then calls :meth:`reset_cache`.)
+    """
+
+    def __init__(self, session: Session, *, locking: bool = False) -> None:
+        self.session = session
+        # PostgreSQL: lock job rows (SQLite's BEGIN IMMEDIATE already serialises writers).
+        self.locking = locking
+        self._jobs: dict[str, Job | None] = {}
+        self._rollups: dict[tuple[int, int], Rollup] = {}
+        self._job_count: int | None = None
+        self._runs: dict[tuple[int, str], Run | None] = {}
+        self._running: dict[int, list[Run]] = {}  # running when loaded or added; filtered on read
+        self._slots: dict[tuple[int, float], Slot | None] = {}
+        self._added_slots: dict[int, dict[float, Slot]] = {}
+        self._pending_order: dict[Run, int] = {}
+        # Slots of the store loaded in bulk: per job, the range [lo, hi] they cover in full.
+        self._slot_cover: dict[int, tuple[float, float]] = {}
+        self._stored_slots: dict[int, dict[float, Slot]] = {}
+        # Idempotency keys read ahead: True if stored or claimed here, False if not stored.
+        self._keys: dict[tuple[int, str, str, float], bool] = {}
+
+    def reset_cache(self) -> None:
+        """Forget cached rows: after a savepoint rolled back (which discards unwritten rows), or
+        after rows were deleted (flush first: reads that follow see only the store)."""
+        self._jobs.clear()
+        self._rollups.clear()
+        self._job_count = None
+        self._runs.clear()
+        self._running.clear()
+        self._slots.clear()
+        self._added_slots.clear()
+        self._pending_order.clear()
+        self._slot_cover.clear()
+        self._stored_slots.clear()
+        self._keys.clear()
+
+    def job(self, name: str) -> Job | None:
+        if name not in self._jobs:
+            query = _JOB_BY_NAME_LOCKED if self.locking else _JOB_BY_NAME
+            with self.session.no_autoflush:
+                self._jobs[name] = self.session.scalars(query, {"name": name}).first()
+        return self._jobs[name]
+
+    def add_job(self, job: Job) -> None:
+        self.session.add(job)
+        self.session.flush()
+        self._jobs[job.name] = job
+        if self._job_count is not None:
+            self._job_count += 1
+
+    def job_count(self) -> int:
+        if self._job_count is None:
+            self._job_count = self.session.scalar(select(func.count(Job.id))) or 0
+        return self._job_count
+
+    def due_jobs(self, now: float, limit: int) -> list[Job]:
+        query = select(Job).where(Job.next_deadline <= now).order_by(Job.next_deadline).limit(limit)
+        if self.locking:
+            # A job another replica is writing is skipped now and taken on the next pass.
+            query = query.with_for_update(skip_locked=True)
+        jobs = list(self.session.scalars(query))
+        for job in jobs:
+            self._jobs[job.name] = job
+        return jobs
+
+    def run(self, job_id: int, run_id: str) -> Run | None:
+        key = (job_id, run_id)
+        if key not in self._runs:
+            with self.session.no_autoflush:
+                params = {"job_id": job_id, "run_id": run_id}
+                self._runs[key] = self.session.scalars(_RUN_BY_ID, params).first()
+        return self._runs[key]
+
+    def add_run(self, run: Run) -> None:
+        self.session.add(run)
+        self._pending_order[run] = _UNFLUSHED + len(self._pending_order)
+        self._runs[(run.job_id, run.run_id)] = run
+        if run.outcome == "running":
+            self._running_candidates(run.job_id).append(run)
+
+    def _running_candidates(self, job_id: int) -> list[Run]:
+        runs = self._running.get(job_id)
+        if runs is None:
+            with self.session.no_autoflush:
+                runs = list(self.session.scalars(_RUNNING, {"job_id": job_id}))
+            for run in runs:
+                self._runs[(job_id, run.run_id)] = run
+            self._running[job_id] = runs
+        return runs
+
+    def running_runs(self, job_id: int) -> list[Run]:
+        """The job's running runs, oldest start first (ties in the order they were added)."""
+        runs = [run for run in self._running_candidates(job_id) if run.outcome == "running"]
+        if len(runs) > 1:
+            runs.sort(key=self._run_order)
+        return runs
+
+    def _run_order(self, run: Run) -> tuple[float, int]:
+        return (run.started_at, run.id if run.id is not None else self._pending_order[run])
+
+    def latest_running(self, job_id: int) -> Run | None:
+        runs = self.running_runs(job_id)
+        return runs[-1] if runs else None
+
+    def claim_event(
+        self, job_id: int, run_id: str, etype: str, key_ts: float, now: float, message: str | None
+    ) -> bool:
+        """Record the event's idempotency key; False if it was already there.
+
+        A key read ahead as not stored is added to the session and written with the batch;
+        otherwise one statement claims it. Either way the unique key decides, so two writers
+        racing on the same event cannot both win (the loser's flush fails and its batch is
+        applied again, when it finds the key)."""
+        key = (job_id, run_id, etype, key_ts)
+        known = self._keys.get(key)
+        if known is not None:
+            if known:
+                return False
+            self._keys[key] = True
+            self.session.add(
+                EventKey(
+                    job_id=job_id,
+                    run_id=run_id,
+                    type=etype,
+                    key_ts=key_ts,
+                    received_at=now,
+                    message=message if etype in ("log", "progress") else None,
+                )
+            )
+            return True
+        statement = _CLAIM_PG if self.locking else _CLAIM_SQLITE
+        params = {
+            "job_id": job_id,
+            "run_id": run_id,
+            "type": etype,
+            "key_ts": key_ts,
+            "received_at": now,
+            "message": message if etype in ("log", "progress") else None,
+        }
+        claimed = self.session.connection().execute(statement, params).first() is not None
+        self._keys[key] = True
+        return claimed
+
+    def slot(self, job_id: int, slot: float) -> Slot | None:
+        key = (job_id, slot)
+        if key not in self._slots:
+            stored = self._covered(job_id, slot, slot)
+            if stored is not None:
+                return stored.get(slot)
+            with self.session.no_autoflush:
+                params = {"job_id": job_id, "slot": slot}
+                self._slots[key] = self.session.scalars(_SLOT_AT, params).first()
+        return self._slots[key]
+
+    def slots_between(self, job_id: int, lo: float, hi: float) -> dict[float, Slot]:
+        stored = self._covered(job_id, lo, hi)
+        if stored is not None:
+            found = {at: row for at, row in stored.items() if lo <= at <= hi}
+        else:
+            with self.session.no_autoflush:
+                params = {"job_id": job_id, "lo": lo, "hi": hi}
+                found = {row.slot: row for row in self.session.scalars(_SLOTS_BETWEEN, params)}
+        for at, row in self._added_slots.get(job_id, {}).items():
+            if lo <= at <= hi:
+                found[at] = row
+        return found
+
+    def latest_slot_before(self, job_id: int, t: float) -> Slot | None:
+        with self.session.no_autoflush:
+            row = self.session.scalars(_LATEST_SLOT, {"job_id": job_id, "t": t}).first()
+        added = [s for at, s in self._added_slots.get(job_id, {}).items() if at <= t]
+        if added:
+            newest = max(added, key=lambda s: s.slot)
+            if row is None or newest.slot > row.slot:
+                return newest
+        return row
+
+    def add_slot(self, slot: Slot) -> None:
+        self.session.add(slot)
+        self._slots[(slot.job_id, slot.slot)] = slot
+        self._added_slots.setdefault(slot.job_id, {})[slot.slot] = slot
+
+    def add_flip(self, flip: Flip) -> None:
+        self.session.add(flip)
+
+    def rollup(self, job_id: int, at: float) -> Rollup:
+        key = (job_id, hour_of(at))
+        roll = self._rollups.get(key)
+        if roll is None:
+            params = {"job_id": job_id, "hour": key[1]}
+            with self.session.no_autoflush:
+                roll = self.session.scalars(_ROLLUP, params).first()
+                if roll is None:
+                    # Insert-if-absent, then load: two writers creating the same hour never
+                    # collide.
+                    statement = _NEW_ROLLUP_PG if self.locking else _NEW_ROLLUP_SQLITE
+                    self.session.connection().execute(statement, params)
+                    roll = self.session.scalars(_ROLLUP, params).first()
+            assert roll is not None
+            self._rollups[key] = roll
+        return roll
+
+
+_ZERO_ROLLUP: dict[str, Any] = {
+    "success": 0,
+    "failure": 0,
+    "timeout": 0,
+    "cancelled": 0,
+    "retry": 0,
+    "missed": 0,
+    "due": 0,
+    "dur_count": 0,
+    "dur_sum": 0.0,
+}
+
+_EVENT_KEYS = cast(Table, EventKey.__table__)
+_ROLLUPS = cast(Table, Rollup.__table__)
+_CLAIM_VALUES: dict[str, Any] = {
+    name: bindparam(name)
+    for name in ("job_id", "run_id", "type", "key_ts", "received_at", "message")
+}
+_CLAIM_SQLITE = (
+    sqlite.insert(_EVENT_KEYS)
+    .values(_CLAIM_VALUES)
+    .on_conflict_do_nothing()
+    .returning(_EVENT_KEYS.c.id)
+)
+_CLAIM_PG = (
+    postgresql.insert(_EVENT_KEYS)
+    .values(_CLAIM_VALUES)
+    .on_conflict_do_nothing()
+    .returning(_EVENT_KEYS.c.id)
+)
+_ROLLUP_VALUES = {"job_id": bindparam("job_id"), "hour": bindparam("hour"), **_ZERO_ROLLUP}
+_NEW_ROLLUP_SQLITE = sqlite.insert(_ROLLUPS).values(_ROLLUP_VALUES).on_conflict_do_nothing()
+_NEW_ROLLUP_PG = postgresql.insert(_ROLLUPS).values(_ROLLUP_VALUES).on_conflict_do_nothing()
