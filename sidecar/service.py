@@ -8,7 +8,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import time
 from collections.abc import Callable, Sequence
 from functools import partial
 from typing import TypeVar
@@ -18,6 +17,7 @@ from sqlalchemy.orm import Session
 
 from jobpulse.instrumentation.wire import Event
 
+from .applying import InboxApplier
 from .config import FileConfig, load_config
 from .domain.clock import Clock, SystemClock
 from .domain.engine import Engine, EngineSettings
@@ -27,36 +27,20 @@ from .exposition.cache import MetricsCache
 from .exposition.selfmetrics import SelfMetrics
 from .settings import Settings
 from .store.appender import Appender
-from .store.applier import Outcome, apply_rows, held_order
+from .store.applier import Outcome
 from .store.database import Store
-from .store.inbox import (
-    APPLY_BATCH,
-    IngestResult,
-    Registry,
-    drop_row,
-    forget_job,
-    inbox_lag,
-    lock_for_pass,
-    pending_among,
-    row_ids,
-)
+from .store.inbox import IngestResult, Registry, forget_job, pending_among
 from .store.leader import Leadership
 from .store.retention import Retention
 from .store.tx import Tx
-from .store.writer import StoreUnavailable, Writer
+from .store.writer import Writer
 
 __all__ = ["IngestResult", "Sidecar"]
 
 log = logging.getLogger("jobpulse.sidecar")
 T = TypeVar("T")
-DUE_BATCH = 500
 APPLIED_WAIT = 30.0  # ?wait=applied gives up after this long
 REPLICA_POLL = 0.1  # how often a PostgreSQL leader looks for other replicas' appends
-TICK_PATIENCE = (
-    10.0  # seconds an evaluator pass applies the inbox outside the lock before draining it
-)
-YIELD_LAG = 2.5  # the applier gives way to appends only while its backlog is younger than this
-BUSY = 0.05  # appends this recent mean a burst is on
 
 
 class Sidecar:
@@ -82,8 +66,6 @@ class Sidecar:
         )
         self._loop: asyncio.AbstractEventLoop | None = None
         self._applied = asyncio.Event()
-        # Inbox rows of every: jobs held back during the catch-up delay (see inbox.apply_rows).
-        self._held: set[int] = set()
         self.ingesting = 0  # ingest requests in flight (counted by the HTTP app)
         self.started_at = self.clock.now()
         self.engine = Engine(
@@ -104,6 +86,16 @@ class Sidecar:
         self.limiter = RateLimiter(settings.rate_limit)
         self.evaluator_last_run: float | None = None
         self._wake = asyncio.Event()
+        self.applier = InboxApplier(
+            store=self.store,
+            writer=self.writer,
+            engine=self.engine,
+            appender=self.appender,
+            clock=self.clock,
+            metrics=self.metrics,
+            ingesting=lambda: self.ingesting,
+            on_applied=lambda: self._call_soon(self._signal_applied),
+        )
 
     def _on_commit(self, seconds: float, items: int) -> None:
         self.metrics.store_write.observe(seconds)
@@ -261,87 +253,20 @@ class Sidecar:
     def apply_pending(
         self, now: float | None = None, *, yield_to_appends: bool = False
     ) -> dict[int, Outcome]:
-        """Apply what waits in the inbox, in transactions of ``APPLY_BATCH`` events.
+        """Apply what waits in the inbox (see :class:`InboxApplier`)."""
+        return self.applier.apply_pending(now, yield_to_appends=yield_to_appends)
 
-        ``yield_to_appends`` (the evaluator's background passes): between batches, let waiting
-        appends go first while the backlog is younger than ``YIELD_LAG``, so a burst is
-        acknowledged at the speed of the inbox and applied just behind it."""
-        at = self.clock.now() if now is None else now
-        outcomes: dict[int, Outcome] = {}
-        if self._held and at >= self.engine.judge_from:
-            # The catch-up delay is over: what was held back goes first, in ts order.
-            order = self.writer.run_sync(partial(held_order, ids=set(self._held)))
-            for i in range(0, len(order), APPLY_BATCH):
-                chunk = order[i : i + APPLY_BATCH]
-                done, _, _ = self._apply_batch(after=0, now=at, only=chunk)
-                outcomes.update(done)
-            self._held.clear()
-        after = 0
-        newest = 0.0  # the arrival of the newest event applied in this pass
-        while True:
-            if yield_to_appends:
-                self._give_way(newest or self._oldest_waiting())
-            done, after, read = self._apply_batch(after=after, now=at)
-            outcomes.update(done)
-            if done:
-                newest = max(newest, *(o.arrived_at for o in done.values()))
-            if read < APPLY_BATCH:
-                return outcomes
+    def tick_sync(self, now: float | None = None, *, yield_to_appends: bool = False) -> int:
+        """Apply the inbox, then evaluate every job whose deadline has come; returns how many
+        were evaluated."""
+        count, at = self.applier.tick(now, yield_to_appends=yield_to_appends)
+        self.evaluator_last_run = at
+        self.metrics.evaluator_last_run.set(at)
+        return count
 
-    def _oldest_waiting(self) -> float:
-        with self.store.engine.connect() as conn:
-            _, oldest = inbox_lag(conn)
-        return self.clock.now() if oldest is None else oldest
-
-    def _give_way(self, oldest_waiting: float) -> None:
-        """While appends keep coming (a request in flight, or an append in the last ``BUSY``
-        seconds), let them have the process until the oldest unapplied event (about
-        ``oldest_waiting``: events are applied in order) is ``YIELD_LAG`` old: a burst is
-        acknowledged at the speed of the inbox and applied just behind it. Past that lag the
-        applier takes its turn."""
-        waited = 0.0
-        while (
-            waited < YIELD_LAG
-            and self.clock.now() - oldest_waiting < YIELD_LAG
-            and (self.ingesting or time.monotonic() - self.appender.last_commit < BUSY)
-        ):
-            time.sleep(0.005)
-            waited += 0.005
-
-    def _apply_batch(
-        self, *, after: int, now: float, only: Sequence[int] | None = None
-    ) -> tuple[dict[int, Outcome], int, int]:
-        def work(tx: Tx) -> tuple[dict[int, Outcome], int, int]:
-            return apply_rows(tx, self.engine, now=now, after=after, held=self._held, only=only)
-
-        try:
-            done, last, read = self.writer.run_sync(work)
-        except StoreUnavailable:
-            raise
-        except Exception:
-            log.exception("applying inbox events failed; applying them one at a time")
-            done, last, read = self._apply_one_by_one(after, now)
-        if done:
-            self._call_soon(self._signal_applied)
-        return done, last, read
-
-    def _apply_one_by_one(self, after: int, now: float) -> tuple[dict[int, Outcome], int, int]:
-        ids = self.writer.run_sync(lambda tx: row_ids(tx, after=after, limit=APPLY_BATCH))
-        outcomes: dict[int, Outcome] = {}
-        for row_id in ids:
-            try:
-                done, _, _ = self.writer.run_sync(partial(self._apply_one, row_id, now))
-                outcomes.update(done)
-            except StoreUnavailable:
-                raise
-            except Exception:
-                body = self.writer.run_sync(partial(drop_row, row_id=row_id))
-                log.exception("inbox event %d cannot be applied and was dropped: %s", row_id, body)
-                self.metrics.rejected.labels("apply_failed").inc()
-        return outcomes, ids[-1] if ids else after, len(ids)
-
-    def _apply_one(self, row_id: int, now: float, tx: Tx) -> tuple[dict[int, Outcome], int, int]:
-        return apply_rows(tx, self.engine, now=now, limit=1, after=row_id - 1, held=self._held)
+    def update_inbox_metrics(self) -> tuple[int, float]:
+        """Set the inbox gauges; returns (pending events, age of the oldest in seconds)."""
+        return self.applier.update_inbox_metrics()
 
     def _signal_applied(self) -> None:
         signal, self._applied = self._applied, asyncio.Event()
@@ -356,55 +281,6 @@ class Sidecar:
     def _on_append(self, seconds: float, requests: int) -> None:
         self.metrics.inbox_append.observe(seconds)
         self._call_soon(self._wake.set)
-
-    def update_inbox_metrics(self) -> tuple[int, float]:
-        """Set the inbox gauges; returns (pending events, age of the oldest in seconds)."""
-        with self.store.engine.connect() as conn:
-            pending, oldest = inbox_lag(conn)
-        lag = max(self.clock.now() - oldest, 0.0) if oldest is not None else 0.0
-        self.metrics.inbox_pending.set(pending)
-        self.metrics.inbox_lag.set(lag)
-        return pending, lag
-
-    # ---------------------------------------------------------------- evaluator
-    def tick_sync(self, now: float | None = None, *, yield_to_appends: bool = False) -> int:
-        """Apply the inbox, then evaluate every job whose deadline has come; returns how many
-        jobs were evaluated. The pass reads the inbox and ``now`` holding the inbox lock (see
-        ``inbox.py``), so every event that arrived before ``now`` is applied before any slot
-        is judged at ``now``."""
-        started = time.monotonic()
-        while True:
-            self.apply_pending(now, yield_to_appends=yield_to_appends)
-            # Past TICK_PATIENCE the pass drains whatever keeps arriving, holding appends back:
-            # under a sustained overload ingest slows to the applier's pace rather than the
-            # evaluator never judging.
-            drain = time.monotonic() - started > TICK_PATIENCE
-            result = self.writer.run_sync(partial(self._tick, now, drain))
-            if result is not None:
-                count, at = result
-                self.evaluator_last_run = at
-                self.metrics.evaluator_last_run.set(at)
-                return count
-
-    def _tick(self, now: float | None, drain: bool, tx: Tx) -> tuple[int, float] | None:
-        conn = tx.session.connection()  # SQLite: BEGIN IMMEDIATE, the write lock
-        if tx.locking:
-            lock_for_pass(conn, exclusive=True)
-        at = self.clock.now() if now is None else now
-        after, read = 0, APPLY_BATCH
-        while read == APPLY_BATCH:  # what arrived since apply_pending
-            done, after, read = apply_rows(tx, self.engine, now=at, after=after, held=self._held)
-            if read == APPLY_BATCH and done and not drain:
-                return None  # more keeps arriving: apply it outside the lock first
-        total = 0
-        while True:
-            due = tx.due_jobs(at, DUE_BATCH)
-            for job in due:
-                self.engine.tick(tx, job, at)
-            total += len(due)
-            if len(due) < DUE_BATCH:
-                return total, at
-            tx.session.flush()
 
     def next_deadline(self) -> float | None:
         with self.store.session() as session:

@@ -1,0 +1,192 @@
+"""Applying the inbox: the evaluator's side of the durable inbox.
+
+:class:`InboxApplier` runs the engine over what the appender accepted (``store/applier.py``
+for one transaction's worth), gives way to a burst of ingest until its backlog is
+``YIELD_LAG`` old, holds every: jobs' rows during the catch-up delay and applies them in ts
+order after it, drops a row the engine cannot apply at all (counted), and runs the
+evaluator's pass under the inbox lock so no slot is judged at ``now`` while an event that
+arrived before ``now`` still waits (see ``store/inbox.py``).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Sequence
+from functools import partial
+
+from .domain.clock import Clock
+from .domain.engine import Engine
+from .exposition.selfmetrics import SelfMetrics
+from .store.appender import Appender
+from .store.applier import Outcome, apply_rows, held_order
+from .store.database import Store
+from .store.inbox import APPLY_BATCH, drop_row, inbox_lag, lock_for_pass, row_ids
+from .store.tx import Tx
+from .store.writer import StoreUnavailable, Writer
+
+__all__ = ["DUE_BATCH", "InboxApplier"]
+
+log = logging.getLogger("jobpulse.sidecar")
+DUE_BATCH = 500
+TICK_PATIENCE = 10.0  # seconds a pass applies the inbox outside the lock before draining it
+YIELD_LAG = 2.5  # the applier gives way to appends only while its backlog is younger than this
+BUSY = 0.05  # appends this recent mean a burst is on
+
+
+class InboxApplier:
+    def __init__(
+        self,
+        *,
+        store: Store,
+        writer: Writer,
+        engine: Engine,
+        appender: Appender,
+        clock: Clock,
+        metrics: SelfMetrics,
+        ingesting: Callable[[], int],
+        on_applied: Callable[[], None],
+    ) -> None:
+        self.store = store
+        self.writer = writer
+        self.engine = engine
+        self.appender = appender
+        self.clock = clock
+        self.metrics = metrics
+        self._ingesting = ingesting
+        self._on_applied = on_applied
+        # Inbox rows of every: jobs held back during the catch-up delay (see apply_rows).
+        self._held: set[int] = set()
+
+    def apply_pending(
+        self, now: float | None = None, *, yield_to_appends: bool = False
+    ) -> dict[int, Outcome]:
+        """Apply what waits in the inbox, in transactions of ``APPLY_BATCH`` events.
+
+        ``yield_to_appends`` (the evaluator's background passes): between batches, let waiting
+        appends go first while the backlog is younger than ``YIELD_LAG``, so a burst is
+        acknowledged at the speed of the inbox and applied just behind it."""
+        at = self.clock.now() if now is None else now
+        outcomes: dict[int, Outcome] = {}
+        if self._held and at >= self.engine.judge_from:
+            # The catch-up delay is over: what was held back goes first, in ts order.
+            order = self.writer.run_sync(partial(held_order, ids=set(self._held)))
+            for i in range(0, len(order), APPLY_BATCH):
+                chunk = order[i : i + APPLY_BATCH]
+                done, _, _ = self._apply_batch(after=0, now=at, only=chunk)
+                outcomes.update(done)
+            self._held.clear()
+        after = 0
+        newest = 0.0  # the arrival of the newest event applied in this pass
+        while True:
+            if yield_to_appends:
+                self._give_way(newest or self._oldest_waiting())
+            done, after, read = self._apply_batch(after=after, now=at)
+            outcomes.update(done)
+            if done:
+                newest = max(newest, *(o.arrived_at for o in done.values()))
+            if read < APPLY_BATCH:
+                return outcomes
+
+    def _oldest_waiting(self) -> float:
+        with self.store.engine.connect() as conn:
+            _, oldest = inbox_lag(conn)
+        return self.clock.now() if oldest is None else oldest
+
+    def _give_way(self, oldest_waiting: float) -> None:
+        """While appends keep coming (a request in flight, or an append in the last ``BUSY``
+        seconds), let them have the process until the oldest unapplied event (about
+        ``oldest_waiting``: events are applied in order) is ``YIELD_LAG`` old: a burst is
+        acknowledged at the speed of the inbox and applied just behind it. Past that lag the
+        applier takes its turn."""
+        waited = 0.0
+        while (
+            waited < YIELD_LAG
+            and self.clock.now() - oldest_waiting < YIELD_LAG
+            and (self._ingesting() or time.monotonic() - self.appender.last_commit < BUSY)
+        ):
+            time.sleep(0.005)
+            waited += 0.005
+
+    def _apply_batch(
+        self, *, after: int, now: float, only: Sequence[int] | None = None
+    ) -> tuple[dict[int, Outcome], int, int]:
+        def work(tx: Tx) -> tuple[dict[int, Outcome], int, int]:
+            return apply_rows(tx, self.engine, now=now, after=after, held=self._held, only=only)
+
+        try:
+            done, last, read = self.writer.run_sync(work)
+        except StoreUnavailable:
+            raise
+        except Exception:
+            log.exception("applying inbox events failed; applying them one at a time")
+            done, last, read = self._apply_one_by_one(after, now)
+        if done:
+            self._on_applied()
+        return done, last, read
+
+    def _apply_one_by_one(self, after: int, now: float) -> tuple[dict[int, Outcome], int, int]:
+        ids = self.writer.run_sync(lambda tx: row_ids(tx, after=after, limit=APPLY_BATCH))
+        outcomes: dict[int, Outcome] = {}
+        for row_id in ids:
+            try:
+                done, _, _ = self.writer.run_sync(partial(self._apply_one, row_id, now))
+                outcomes.update(done)
+            except StoreUnavailable:
+                raise
+            except Exception:
+                body = self.writer.run_sync(partial(drop_row, row_id=row_id))
+                log.exception("inbox event %d cannot be applied and was dropped: %s", row_id, body)
+                self.metrics.rejected.labels("apply_failed").inc()
+        return outcomes, ids[-1] if ids else after, len(ids)
+
+    def _apply_one(self, row_id: int, now: float, tx: Tx) -> tuple[dict[int, Outcome], int, int]:
+        return apply_rows(tx, self.engine, now=now, limit=1, after=row_id - 1, held=self._held)
+
+    def update_inbox_metrics(self) -> tuple[int, float]:
+        """Set the inbox gauges; returns (pending events, age of the oldest in seconds)."""
+        with self.store.engine.connect() as conn:
+            pending, oldest = inbox_lag(conn)
+        lag = max(self.clock.now() - oldest, 0.0) if oldest is not None else 0.0
+        self.metrics.inbox_pending.set(pending)
+        self.metrics.inbox_lag.set(lag)
+        return pending, lag
+
+    # ---------------------------------------------------------------- evaluator
+    def tick(
+        self, now: float | None = None, *, yield_to_appends: bool = False
+    ) -> tuple[int, float]:
+        """Apply the inbox, then evaluate every job whose deadline has come; returns how many
+        jobs were evaluated and the ``now`` they were evaluated at. The pass reads the inbox
+        and ``now`` holding the inbox lock (see ``store/inbox.py``), so every event that
+        arrived before ``now`` is applied before any slot is judged at ``now``."""
+        started = time.monotonic()
+        while True:
+            self.apply_pending(now, yield_to_appends=yield_to_appends)
+            # Past TICK_PATIENCE the pass drains whatever keeps arriving, holding appends back:
+            # under a sustained overload ingest slows to the applier's pace rather than the
+            # evaluator never judging.
+            drain = time.monotonic() - started > TICK_PATIENCE
+            result = self.writer.run_sync(partial(self._tick, now, drain))
+            if result is not None:
+                return result
+
+    def _tick(self, now: float | None, drain: bool, tx: Tx) -> tuple[int, float] | None:
+        conn = tx.session.connection()  # SQLite: BEGIN IMMEDIATE, the write lock
+        if tx.locking:
+            lock_for_pass(conn, exclusive=True)
+        at = self.clock.now() if now is None else now
+        after, read = 0, APPLY_BATCH
+        while read == APPLY_BATCH:  # what arrived since apply_pending
+            done, after, read = apply_rows(tx, self.engine, now=at, after=after, held=self._held)
+            if read == APPLY_BATCH and done and not drain:
+                return None  # more keeps arriving: apply it outside the lock first
+        total = 0
+        while True:
+            due = tx.due_jobs(at, DUE_BATCH)
+            for job in due:
+                self.engine.tick(tx, job, at)
+            total += len(due)
+            if len(due) < DUE_BATCH:
+                return total, at
+            tx.session.flush()
