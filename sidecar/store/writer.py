@@ -15,6 +15,10 @@ deadlock between two batches locking the same jobs in different orders, or a uni
 when another replica created the same job or slot first. Its savepoint is rolled back (which
 also releases the row locks it took); the items before it commit, and it is applied again first
 in a new transaction (holding no other locks), up to ``RETRIES`` times.
+
+An item that raises a :class:`~jobpulse.instrumentation.errors.JobpulseError` refused on
+purpose (a PUT of fields the configuration file sets): its caller answers it as a 4xx, so the
+writer logs one line at INFO. Any other exception is a fault and is logged with its traceback.
 """
 
 from __future__ import annotations
@@ -29,6 +33,8 @@ from concurrent.futures import Future
 from typing import Any, TypeVar
 
 from sqlalchemy.exc import DBAPIError, IntegrityError
+
+from jobpulse.instrumentation.errors import JobpulseError
 
 from .database import Store
 from .tx import Tx
@@ -201,6 +207,9 @@ class Writer:
                     if not alone:
                         return False, _AGAIN
                     continue
-                log.exception("write failed")
+                if isinstance(exc, JobpulseError):
+                    log.info("write refused: %s: %s", type(exc).__name__, exc)
+                else:
+                    log.exception("write failed")
                 return False, exc
         raise AssertionError("unreachable")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import signal
 import time
 from collections.abc import Awaitable, Callable
@@ -177,3 +178,18 @@ def test_sighup_reloads_the_file(tmp_path: Path) -> None:
         assert "configuration reloaded" in served.log.read_text()
     finally:
         served.stop()
+
+
+async def test_put_conflict_logs_one_line_without_traceback(
+    client: TestClient[Any, Any], caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG, "jobpulse")
+    resp = await client.put("/api/v1/jobs/keep", json={"grace": "5m"})
+    assert resp.status == 409
+    assert (await resp.json())["error"] == "conflict"
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR]
+    assert not [r for r in caplog.records if r.exc_info]
+    refused = [r for r in caplog.records if "grace set by the configuration file" in r.getMessage()]
+    assert len(refused) == 1
+    assert refused[0].levelno == logging.INFO
+    assert "\n" not in refused[0].getMessage()
