@@ -22,8 +22,12 @@ def flip_state(state: str) -> str:
 
 class States(EngineBase):
     def _set_state(self, tx: Tx, job: Job, state: str, reason: str | None, at: float) -> None:
+        """Move ``job`` to ``state`` for ``reason``. A flip is recorded when the state on the
+        timeline changes, and when it stays the same for a new reason (``down: failed`` then
+        ``down: missed``), so the timeline says why the job is still down. ``state_since`` is
+        the time of the latest flip: when the current state, and its reason, began."""
         before, after = flip_state(job.state), flip_state(state)
-        if before != after:
+        if before != after or reason != job.reason:
             # Flips are a timeline: never stamped before the previous one (a catch-up judges
             # deadlines that passed before a state change it already recorded).
             at = max(at, job.state_since)
@@ -37,9 +41,5 @@ class States(EngineBase):
     def _condition(self, tx: Tx, job: Job, reason: str, at: float) -> None:
         """Stale, silent, overlap: down at once, whatever the threshold."""
         job.good_streak = 0
-        if job.state == "paused":
-            return
-        if job.state == "down":
-            job.reason = reason
-        else:
+        if job.state != "paused":
             self._set_state(tx, job, "down", reason, at)
