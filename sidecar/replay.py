@@ -136,6 +136,7 @@ def report(sidecar: Sidecar, since: float, until: float) -> dict[str, Any]:
                         "finished_at": format_ts(r.finished_at) if r.finished_at else None,
                         "outcome": r.outcome,
                         **({"late_outcome": r.late_outcome} if r.late_outcome else {}),
+                        **({"error_type": r.error_type} if r.error_type else {}),
                         "flags": [
                             f for f in ("late", "clock_skew", "overlap", "stale") if getattr(r, f)
                         ],

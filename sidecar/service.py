@@ -75,6 +75,7 @@ class Sidecar:
                 job_cap=settings.job_cap,
                 log_bytes=settings.log_bytes,
                 catchup_delay=settings.catchup_delay,
+                abandon_after=settings.abandon_after,
             ),
             judge_from=self.started_at + settings.catchup_delay,
         )

@@ -101,6 +101,13 @@ class Settings:
         "Slots judged one by one per job on catch-up; the rest become one gap record.",
         "int",
     )
+    abandon_after: float = _f(
+        86400.0,
+        "JOBPULSE_ABANDON_AFTER",
+        "A run with no max_runtime that sent no start or progress for this long is closed as "
+        "timeout, reason abandoned (0: never).",
+        "duration",
+    )
     run_retention: float = _f(
         30 * 86400.0, "JOBPULSE_RUN_RETENTION", "Raw runs older than this are pruned.", "duration"
     )

@@ -48,6 +48,9 @@ class EngineSettings:
     job_cap: int = 10000
     log_bytes: int = 10240
     catchup_delay: float = 60.0
+    # A run with no max_runtime that sent nothing (start or progress) for this long is closed
+    # as abandoned (0: never).
+    abandon_after: float = 86400.0
 
 
 class Arrival(NamedTuple):

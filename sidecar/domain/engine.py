@@ -10,6 +10,7 @@ the miss count is exact). Runs fill the nearest open slot whose window
 ``[slot - early_tolerance, slot + grace]`` holds the run's start (or ``scheduled_for``).
 Bad outcomes (failed and timed-out runs, missed slots) count toward ``failure_threshold``;
 conditions (stale, silent, overlap under ``concurrency: forbid``) take the job down at once.
+A run with no ``max_runtime`` that will never finish is closed as abandoned (:mod:`.runs`).
 """
 
 from __future__ import annotations
@@ -243,10 +244,13 @@ class Engine(Runs):
         before = (job.cursor, job.state, job.reason, job.running)
         self._judge(tx, job, cfg, now)
         for run in tx.running_runs(job.id):
+            abandon_at = self._abandon_at(run)
             if run.deadline is not None and now > run.deadline:
                 run.outcome = "timeout"
                 self._count_outcome(tx, job, cfg, "timeout", run.deadline, None)
                 self._bad(tx, job, cfg, "timed_out", run.deadline)
+            elif abandon_at is not None and now > abandon_at:
+                self._abandon(tx, job, cfg, run, abandon_at)
             elif cfg.heartbeat_timeout is not None and not run.stale:
                 since = run.last_progress_at or run.started_at
                 if now > since + cfg.heartbeat_timeout:
@@ -283,6 +287,8 @@ class Engine(Runs):
         for run in running:
             if run.deadline is not None:
                 deadlines.append(run.deadline + EPS)
+            elif (abandon_at := self._abandon_at(run)) is not None:
+                deadlines.append(abandon_at + EPS)
             if cfg.heartbeat_timeout is not None and not run.stale:
                 since = run.last_progress_at or run.started_at
                 deadlines.append(since + cfg.heartbeat_timeout + EPS)

@@ -1,5 +1,11 @@
 """Runs: what a start, a finish, a scheduler's ``missed`` report and a progress or log event do
-to a job's runs (overlaps, timeouts' deadlines, finish-only runs, late outcomes).
+to a job's runs (overlaps, timeouts' deadlines, abandoned runs, finish-only runs, late outcomes).
+
+A run with no ``max_runtime`` that will never finish (its process crashed) is **abandoned**:
+closed as ``timeout`` with ``error_type`` ``abandoned`` when its process starts another run (a
+later start from the same host and pid) or when it sent nothing for ``abandon_after``. It is
+counted with the timeouts but moves neither streak: the sidecar infers it, the job never
+reported it.
 """
 
 from __future__ import annotations
@@ -16,7 +22,9 @@ from .tables import Job, Run
 if TYPE_CHECKING:
     from .transaction import Tx
 
-__all__ = ["Runs"]
+__all__ = ["ABANDONED", "Runs"]
+
+ABANDONED = "abandoned"  # the error_type of a run closed as abandoned
 
 
 class Runs(Slots):
@@ -70,6 +78,34 @@ class Runs(Slots):
             stale=False,
         )
 
+    def _abandon_at(self, run: Run) -> float | None:
+        """When a running run with no max_runtime counts as abandoned: ``abandon_after`` past
+        its last sign of life (its start or latest progress). None with a max_runtime (its
+        deadline) or with the bound off."""
+        if run.deadline is not None or not self.settings.abandon_after:
+            return None
+        alive = max(run.started_at, run.last_progress_at or run.started_at)
+        return alive + self.settings.abandon_after
+
+    def _abandon(self, tx: Tx, job: Job, cfg: JobConfig, run: Run, at: float) -> None:
+        run.outcome = "timeout"
+        run.error_type = ABANDONED
+        self._count_outcome(tx, job, cfg, "timeout", at, None)
+
+    def _close_abandoned(self, tx: Tx, job: Job, cfg: JobConfig, a: Arrival) -> None:
+        """Before a start is judged for overlap: close the runs with no max_runtime that its
+        process has left (it started earlier on the same host and pid) or that passed their
+        abandon bound by its arrival."""
+        ev = a.event
+        for run in tx.running_runs(job.id):
+            if run.deadline is not None:
+                continue
+            same_process = ev.host is not None and ev.pid is not None
+            if same_process and (run.host, run.pid) == (ev.host, ev.pid) and a.ts > run.started_at:
+                self._abandon(tx, job, cfg, run, a.ts)
+            elif (bound := self._abandon_at(run)) is not None and a.now > bound:
+                self._abandon(tx, job, cfg, run, bound)
+
     def _on_start(self, tx: Tx, job: Job, cfg: JobConfig, a: Arrival) -> None:
         ev, run_id, ts, scheduled_for, skewed, now = a
         run = tx.run(job.id, run_id)
@@ -85,6 +121,7 @@ class Runs(Slots):
         run.scheduled_for = scheduled_for
         run.clock_skew = skewed
         self._fill_details(run, ev)
+        self._close_abandoned(tx, job, cfg, a)
         in_flight = tx.running_runs(job.id)
         tx.add_run(run)
         if in_flight:
@@ -140,7 +177,10 @@ class Runs(Slots):
                 now=now,
             )
             job.last_start_at = max(job.last_start_at or start, start)
+        abandoned = run.outcome == "timeout" and run.error_type == ABANDONED
         self._fill_details(run, ev)
+        if abandoned:
+            run.error_type = ABANDONED  # why its outcome, which a late finish keeps, is timeout
         duration = ev.duration if ev.duration is not None else max(0.0, ts - run.started_at)
         if run.outcome == "running":
             run.outcome = outcome

@@ -14,7 +14,7 @@ from jobpulse.sidecar.config import parse_config
 from jobpulse.sidecar.domain.clock import ManualClock
 from jobpulse.sidecar.http.app import create_app
 from jobpulse.sidecar.settings import Settings
-from tests.sidecar import test_evaluator, test_http
+from tests.sidecar import test_abandoned, test_evaluator, test_http
 from tests.sidecar.harness import T0, Harness
 
 
@@ -26,6 +26,7 @@ def _borrow(module: Any) -> None:
                 globals()[f"{name}__{module.__name__.rsplit('.', 1)[1]}"] = fn
 
 
+_borrow(test_abandoned)
 _borrow(test_evaluator)
 _borrow(test_http)
 
@@ -36,6 +37,7 @@ def _harness_on_postgresql(pg_url: str, monkeypatch: pytest.MonkeyPatch) -> None
         assert store.startswith("sqlite:")  # what the borrowed test asked for
         return Harness(pg_url, *args, **kwargs)
 
+    monkeypatch.setattr(test_abandoned, "Harness", on_pg)
     monkeypatch.setattr(test_evaluator, "Harness", on_pg)
 
 
