@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import re
 
-from .scenario import EVIL, STATES
+from jobpulse.sidecar.http.keys import SIDECAR
+
+from .scenario import EVIL, STATES, _run
 
 ROW = re.compile(r'<tr data-job="([^"]+)" data-state="([^"]+)">(.*?)</tr>', re.S)
 
@@ -155,3 +157,14 @@ async def test_pages_need_a_read_token_when_auth_is_on(aiohttp_client, tmp_path)
     assert "token" not in login.url.query  # redirected to the page without it
     assert "jobpulse_token" in login.history[0].cookies  # set on that redirect
     assert (await client.get("/jobs/backup")).status == 200  # the cookie carries the token
+
+
+async def test_job_page_shows_durations_for_people(fleet_client):
+    sidecar = fleet_client.server.app[SIDECAR]
+    now = sidecar.clock.now()
+    sidecar.ingest_sync(_run("adhoc", now - 200, 125.4) + _run("adhoc", now - 10, 0.00376))
+    text = await (await fleet_client.get("/jobs/adhoc")).text()
+    assert "<dt>Last duration</dt><dd>3.8 ms</dd>" in text
+    durations = re.findall(r'<tr data-run="[0-9a-f]+">.*?<td class="num">([^<]*)</td>', text)
+    assert durations == ["3.8 ms", "2m 05s"]
+    assert "0.00376" not in text

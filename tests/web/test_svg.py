@@ -43,7 +43,7 @@ def test_chart_scales_bars_and_escapes_tooltips():
     # oldest first: the 50 s success fills the axis (top 50 s), the 25 s failure half of it
     assert [(float(h), fill) for _, h, fill in bars] == [(plot, "#2e7d32"), (plot / 2, "#c62828")]
     assert "<b>" not in svg and "&lt;b&gt;" in svg
-    assert ">50s</text>" in svg and ">25s</text>" in svg and ">0s</text>" in svg
+    assert ">50.0 s</text>" in svg and ">25.0 s</text>" in svg and ">0 s</text>" in svg
 
 
 def test_chart_without_durations():
@@ -54,7 +54,7 @@ def test_chart_without_durations():
 
 def test_time_helpers():
     now = 1_000_000.0
-    assert seconds(2.345) == "2.35s" and seconds(75) == "1m15s" and seconds(None) == "—"
+    assert seconds(2.345) == "2.35 s" and seconds(75) == "1m 15s" and seconds(None) == "—"
     assert ">5m ago<" in age(now - 300, now) and "never" in age(None, now)
     assert ">in 2h<" in until(now + 7200, now) and ">due 1m ago<" in until(now - 61, now)
 

@@ -17,8 +17,6 @@ from typing import Final
 
 from aiohttp import web
 
-from jobpulse.instrumentation.spec import format_duration
-
 __all__ = [
     "STATES",
     "age",
@@ -100,13 +98,38 @@ def stamp(value: float | None) -> str:
     return datetime.fromtimestamp(value, UTC).strftime("%Y-%m-%d %H:%M:%SZ")
 
 
+def _small(value: float, unit: str) -> str:
+    """``value`` (under 999.5) of ``unit``: one decimal below ten, whole above."""
+    return f"{value:.1f} {unit}" if value < 9.95 else f"{value:.0f} {unit}"
+
+
+def _pair(total: int, size: int, big: str, small: str) -> str:
+    return f"{total // size}{big} {total % size:02d}{small}"
+
+
 def seconds(value: float | None) -> str:
-    """A duration as ``1h30m`` (whole seconds) or ``2.35s`` (under a minute)."""
+    """A measured duration for people: ``3.8 ms``, ``1.25 s``, ``2m 05s``, ``1h 02m``, ``1d 03h``
+    (about three figures below a minute, then the two largest units); ``—`` for None or a
+    non-finite value, and a negative one shown as 0. Configured durations (``grace: 1h30m``) are
+    written exactly by ``spec.format_duration`` instead."""
     if value is None or not math.isfinite(value):
         return "—"
-    if value < 60:
-        return f"{value:.3g}s" if value < 10 else f"{value:.0f}s"
-    return format_duration(float(round(value)))
+    value = max(float(value), 0.0)
+    if value == 0:
+        return "0 s"
+    if value < 999.5e-6:
+        return _small(value * 1e6, "µs")
+    if value < 0.9995:
+        return _small(value * 1e3, "ms")
+    if value < 9.995:
+        return f"{value:.2f} s"
+    if value < 59.95:
+        return f"{value:.1f} s"
+    if (whole := round(value)) < 3600:
+        return _pair(whole, 60, "m", "s")
+    if (minutes := round(value / 60)) < 24 * 60:
+        return _pair(minutes, 60, "h", "m")
+    return _pair(round(value / 3600), 24, "d", "h")
 
 
 def _coarse(delta: float) -> str:
