@@ -7,10 +7,10 @@ Both renderers are deterministic: the same arguments give the same bytes.
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import sys
+from argparse import Namespace
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -60,7 +60,9 @@ def _write_dashboards(boards: dict[str, str], output: str | None) -> None:
         (folder / f"{name}.json").write_text(text, encoding="utf-8")
 
 
-# The generator's settings: flag, then environment variable, then RuleSettings' default.
+# The generator's settings: flag (or the sidecar's own setting), then environment variable, then
+# RuleSettings' default. `jobpulse generate alerts` and the sidecar's GET /alerts/rules.yml both
+# read them through rule_settings.
 ENVIRONMENT = {
     "runbook_url": "JOBPULSE_RUNBOOK_URL",
     "dashboard_url": "JOBPULSE_DASHBOARD_URL",
@@ -69,15 +71,20 @@ ENVIRONMENT = {
 }
 
 
-def rule_settings(args: argparse.Namespace, env: Mapping[str, str]) -> RuleSettings:
-    """The rule settings from ``jobpulse generate`` flags and the ``JOBPULSE_*`` environment."""
+def rule_settings(flags: Mapping[str, object], env: Mapping[str, str]) -> RuleSettings:
+    """The rule settings from explicit values (``jobpulse generate`` flags by their dest, or
+    the sidecar's settings) and the ``JOBPULSE_*`` environment. A bad value raises
+    :class:`ConfigError` naming the flag or variable it came from."""
     values: dict[str, str] = {}
+    origins: list[str] = []
     for name, variable in ENVIRONMENT.items():
-        flag = getattr(args, name, None)
+        flag = flags.get(name)
         if flag is not None:
-            values[name] = flag
+            values[name] = str(flag)
+            origins.append(f"--{name.replace('_', '-')}")
         elif env.get(variable, "").strip():
             values[name] = env[variable].strip()
+            origins.append(variable)
     kwargs: dict[str, Any] = {}
     if "runbook_url" in values:
         kwargs["runbook_url"] = values["runbook_url"]
@@ -87,15 +94,20 @@ def rule_settings(args: argparse.Namespace, env: Mapping[str, str]) -> RuleSetti
         kwargs["scrape_job"] = values["scrape_job"]
     if "group_by" in values:
         kwargs["group_by"] = tuple(x.strip() for x in values["group_by"].split(",") if x.strip())
-    return RuleSettings(**kwargs)
+    try:
+        return RuleSettings(**kwargs)
+    except ConfigError as exc:
+        if not origins:
+            raise
+        raise ConfigError(f"{exc} (set by {', '.join(origins)})") from None
 
 
-def main(args: argparse.Namespace) -> int:
+def main(args: Namespace) -> int:
     """``jobpulse generate alerts|dashboards [--profile] [--selector] [--runbook-url]
     [--dashboard-url] [--scrape-job] [--group-by] [-o PATH]``."""
     try:
         if args.what == "alerts":
-            settings = rule_settings(args, os.environ)
+            settings = rule_settings(vars(args), os.environ)
             text = render_rules(args.profile, args.selector, settings=settings)
             if args.output is None:
                 sys.stdout.write(text)

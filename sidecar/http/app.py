@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 from collections.abc import AsyncIterator, Awaitable, Callable
 
 from aiohttp import web
@@ -20,6 +21,7 @@ from ..service import Sidecar
 from ..settings import Settings
 from .api import routes as api_routes
 from .api_admin import routes as admin_routes
+from .artifacts import RULE_SETTINGS, served_rule_settings
 from .artifacts import routes as artifact_routes
 from .auth import COOKIE, Auth, request_token, scope_for
 from .errors import error_middleware, json_error
@@ -154,8 +156,10 @@ def create_app(
         client_max_size=settings.max_body_bytes,
         middlewares=[ingest_middleware, error_middleware, auth_middleware],
     )
+    rules = served_rule_settings(settings, os.environ)  # before anything is opened
     sidecar = Sidecar(settings, clock=clock, file_config=file_config)
     app[SIDECAR] = sidecar
+    app[RULE_SETTINGS] = rules
     app[AUTH] = Auth.from_settings(settings)
 
     async def lifecycle(app: web.Application) -> AsyncIterator[None]:

@@ -1,26 +1,36 @@
 """``GET /alerts/rules.yml`` and ``GET /dashboards/{name}.json``: the generated alert rules and
-Grafana dashboards, rendered once per process with this sidecar's runbook URL."""
+Grafana dashboards, rendered once per process. The rules use the settings ``jobpulse generate
+alerts`` takes (runbook and dashboard URLs, scrape job, group-by labels), read from the same
+``JOBPULSE_*`` variables by the same function when the app is built."""
 
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Mapping
 from functools import lru_cache
 
 from aiohttp import web
 
+from ..generate import RuleSettings, render_rules, rule_settings
+from ..settings import Settings
 from .errors import json_error
-from .keys import SIDECAR
 
-__all__ = ["routes"]
+__all__ = ["RULE_SETTINGS", "routes", "served_rule_settings"]
 
 routes = web.RouteTableDef()
+RULE_SETTINGS = web.AppKey("rule_settings", RuleSettings)
+
+
+def served_rule_settings(settings: Settings, env: Mapping[str, str]) -> RuleSettings:
+    """What ``jobpulse generate alerts`` would use here: this sidecar's runbook URL (its own
+    setting, itself from JOBPULSE_RUNBOOK_URL or an explicit value), the rest from ``env``.
+    Raises ConfigError naming the variable of a bad value, so start-up fails on it."""
+    return rule_settings({"runbook_url": settings.runbook_url}, env)
 
 
 @lru_cache(maxsize=8)
-def _rules(runbook_url: str) -> str:
-    from ..generate import RuleSettings, render_rules
-
-    return render_rules(settings=RuleSettings(runbook_url=runbook_url))
+def _rules(settings: RuleSettings) -> str:
+    return render_rules(settings=settings)
 
 
 @lru_cache(maxsize=1)
@@ -32,8 +42,7 @@ def _dashboards() -> dict[str, str]:
 
 @routes.get("/alerts/rules.yml")
 async def alert_rules(request: web.Request) -> web.Response:
-    url = request.app[SIDECAR].settings.runbook_url
-    text = await asyncio.to_thread(_rules, url)
+    text = await asyncio.to_thread(_rules, request.app[RULE_SETTINGS])
     return web.Response(text=text, content_type="application/yaml")
 
 
