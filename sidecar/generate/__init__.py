@@ -76,15 +76,19 @@ def rule_settings(flags: Mapping[str, object], env: Mapping[str, str]) -> RuleSe
     the sidecar's settings) and the ``JOBPULSE_*`` environment. A bad value raises
     :class:`ConfigError` naming the flag or variable it came from."""
     values: dict[str, str] = {}
-    origins: list[str] = []
+    origins: list[str] = []  # of the values RuleSettings checks (the URLs are taken as given)
     for name, variable in ENVIRONMENT.items():
         flag = flags.get(name)
         if flag is not None:
             values[name] = str(flag)
-            origins.append(f"--{name.replace('_', '-')}")
+            origin = f"--{name.replace('_', '-')}"
         elif env.get(variable, "").strip():
             values[name] = env[variable].strip()
-            origins.append(variable)
+            origin = variable
+        else:
+            continue
+        if name in ("scrape_job", "group_by"):
+            origins.append(origin)
     kwargs: dict[str, Any] = {}
     if "runbook_url" in values:
         kwargs["runbook_url"] = values["runbook_url"]
