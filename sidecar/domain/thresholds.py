@@ -53,7 +53,9 @@ class Thresholds(States):
     ) -> None:
         job.bad_streak += count
         job.good_streak = 0
-        if job.state in ("paused", "down"):
-            job.reason = reason  # the latest bad outcome (a paused job resumes down with it)
+        if job.state == "paused":
+            job.reason = reason  # the latest bad outcome: a paused job resumes down with it
+        elif job.state == "down":
+            self._set_state(tx, job, "down", reason, at)  # a new reason is a flip
         elif job.bad_streak >= cfg.failure_threshold:
             self._set_state(tx, job, "down", reason, at)

@@ -37,11 +37,6 @@ def _state_lines(h: Harness, job: str) -> list[str]:
     ]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="Thresholds._bad (sidecar/domain/thresholds.py) sets job.reason of a down job "
-    "directly instead of going through States._set_state; owned by another change",
-)
 def test_down_failed_then_missed_records_a_reason_flip(h: Harness) -> None:
     h.run("five", T0, 1, outcome="failure")
     job = h.job("five")
