@@ -9,8 +9,6 @@ decided here from the :class:`~.inbox.Registry`, before the answer.
 from __future__ import annotations
 
 import logging
-import queue
-import threading
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future
@@ -24,8 +22,8 @@ from sqlalchemy.exc import IntegrityError
 from jobpulse.instrumentation.wire import Event
 
 from ..domain.tables import EventKey, Job
+from .groupcommit import GroupCommit, StoreUnavailable
 from .inbox import CHUNK, CREATE, INBOX, PAIR_LATEST, IngestResult, Registry, encode, key_ts
-from .writer import StoreUnavailable
 
 if TYPE_CHECKING:
     from ..domain.clock import Clock
@@ -37,7 +35,6 @@ log = logging.getLogger("jobpulse.sidecar.inbox")
 
 MAX_BATCH = 256  # requests per append transaction
 _EVENTS = cast(Table, EventKey.__table__)
-_STOP = object()
 _COLUMNS = ("job", "run_id", "type", "key_ts", "ts", "arrived_at", "flags", "body")
 
 
@@ -50,7 +47,7 @@ class _Request:
     future: Future[IngestResult]
 
 
-class Appender:
+class Appender(GroupCommit[_Request]):
     """Group commit of accepted events into the inbox (see the module docstring)."""
 
     def __init__(
@@ -62,15 +59,12 @@ class Appender:
         job_cap: int,
         on_commit: Callable[[float, int], None] | None = None,
     ) -> None:
+        super().__init__(name="jobpulse-inbox", max_batch=MAX_BATCH)
         self._store = store
         self._registry = registry
         self._clock = clock
         self._job_cap = job_cap
         self._on_commit = on_commit
-        self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
-        self._thread: threading.Thread | None = None
-        self._lock = threading.Lock()
-        self._stopped = False
         self._committing = False
         self.last_commit = 0.0  # time.monotonic() of the last append
         self.healthy = True
@@ -83,29 +77,12 @@ class Appender:
             .returning(INBOX.c.id)
         )
 
-    def start(self) -> None:
-        self._thread = threading.Thread(target=self._loop, name="jobpulse-inbox", daemon=True)
-        self._thread.start()
-
-    def stop(self) -> None:
-        """Commit what was submitted before the stop; refuse what comes after it."""
-        with self._lock:
-            self._stopped = True
-        if self._thread is not None:
-            self._queue.put(_STOP)
-            self._thread.join(timeout=30)
-            self._thread = None
-        while True:
-            try:
-                item = self._queue.get_nowait()
-            except queue.Empty:
-                return
-            if item is not _STOP:
-                item.future.set_exception(StoreUnavailable("the sidecar is stopping"))
+    def _future(self, item: _Request) -> Future[Any]:
+        return item.future
 
     def active(self) -> bool:
         """Whether appends are waiting or being committed (the applier gives way to them)."""
-        return self._committing or not self._queue.empty()
+        return self._committing or super().active()
 
     def submit(
         self,
@@ -118,38 +95,18 @@ class Appender:
     ) -> Future[IngestResult]:
         fut: Future[IngestResult] = Future()
         flags = (CREATE if create else 0) | (PAIR_LATEST if pair_latest else 0)
-        with self._lock:
-            if self._stopped:
-                fut.set_exception(StoreUnavailable("the sidecar is stopping"))
-                return fut
-            self._queue.put(_Request(events, flags, check_keys, at, fut))
+        self._enqueue(_Request(events, flags, check_keys, at, fut))
         return fut
 
-    def _loop(self) -> None:
-        while True:
-            item = self._queue.get()
-            if item is _STOP:
-                return
-            batch = [item]
-            stop = False
-            while len(batch) < MAX_BATCH:
-                try:
-                    nxt = self._queue.get_nowait()
-                except queue.Empty:
-                    break
-                if nxt is _STOP:
-                    stop = True
-                    break
-                batch.append(nxt)
-            batch = [r for r in batch if r.future.set_running_or_notify_cancel()]
-            if batch:
-                self._committing = True
-                try:
-                    self._commit(batch)
-                finally:
-                    self._committing = False
-            if stop:
-                return
+    def _commit_batch(self, batch: list[_Request]) -> None:
+        batch = [r for r in batch if r.future.set_running_or_notify_cancel()]
+        if not batch:
+            return
+        self._committing = True
+        try:
+            self._commit(batch)
+        finally:
+            self._committing = False
 
     def _commit(self, batch: list[_Request]) -> None:
         started = time.perf_counter()

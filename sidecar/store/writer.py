@@ -25,8 +25,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import queue
-import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import Future
@@ -37,13 +35,13 @@ from sqlalchemy.exc import DBAPIError, IntegrityError
 from jobpulse.instrumentation.errors import JobpulseError
 
 from .database import Store
+from .groupcommit import GroupCommit, StoreUnavailable
 from .tx import Tx
 
 __all__ = ["StoreUnavailable", "Writer"]
 
 log = logging.getLogger("jobpulse.sidecar.writer")
 T = TypeVar("T")
-_STOP = object()
 _AGAIN = object()
 MAX_BATCH = 512
 RETRIES = 3
@@ -59,55 +57,27 @@ def _retryable(exc: Exception) -> bool:
     return False
 
 
-class StoreUnavailable(Exception):
-    """The store cannot take writes; nothing of the item was kept."""
-
-
-class Writer:
+class Writer(GroupCommit[tuple[Callable[[Tx], Any], "Future[Any]"]]):
     def __init__(
         self,
         store: Store,
         *,
         on_commit: Callable[[float, int], None] | None = None,
     ) -> None:
+        super().__init__(name="jobpulse-writer", max_batch=MAX_BATCH)
         self._store = store
-        self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
-        self._thread: threading.Thread | None = None
         self._on_commit = on_commit
-        self._lock = threading.Lock()
-        self._stopped = False
         self.healthy = True
         # Batches rolled back and applied again item by item: a request that failed, or one
         # that lost a race with another replica.
         self.rollbacks = 0
 
-    def start(self) -> None:
-        self._thread = threading.Thread(target=self._loop, name="jobpulse-writer", daemon=True)
-        self._thread.start()
-
-    def stop(self) -> None:
-        """Commit what was submitted before the stop; refuse what comes after it."""
-        with self._lock:
-            self._stopped = True
-        if self._thread is not None:
-            self._queue.put(_STOP)
-            self._thread.join(timeout=30)
-            self._thread = None
-        while True:  # anything that raced the stop: fail it now rather than leave it waiting
-            try:
-                item = self._queue.get_nowait()
-            except queue.Empty:
-                return
-            if item is not _STOP:
-                item[1].set_exception(StoreUnavailable("the sidecar is stopping"))
+    def _future(self, item: tuple[Callable[[Tx], Any], Future[Any]]) -> Future[Any]:
+        return item[1]
 
     def submit(self, work: Callable[[Tx], T]) -> Future[T]:
         fut: Future[T] = Future()
-        with self._lock:
-            if self._stopped:
-                fut.set_exception(StoreUnavailable("the sidecar is stopping"))
-                return fut
-            self._queue.put((work, fut))
+        self._enqueue((work, fut))
         return fut
 
     async def run(self, work: Callable[[Tx], T]) -> T:
@@ -116,27 +86,7 @@ class Writer:
     def run_sync(self, work: Callable[[Tx], T], timeout: float | None = 60) -> T:
         return self.submit(work).result(timeout)
 
-    def _loop(self) -> None:
-        while True:
-            item = self._queue.get()
-            if item is _STOP:
-                return
-            batch = [item]
-            stop = False
-            while len(batch) < MAX_BATCH:
-                try:
-                    nxt = self._queue.get_nowait()
-                except queue.Empty:
-                    break
-                if nxt is _STOP:
-                    stop = True
-                    break
-                batch.append(nxt)
-            self._commit(batch)
-            if stop:
-                return
-
-    def _commit(self, batch: list[tuple[Callable[[Tx], Any], Future[Any]]]) -> None:
+    def _commit_batch(self, batch: list[tuple[Callable[[Tx], Any], Future[Any]]]) -> None:
         pending = [(work, fut) for work, fut in batch if fut.set_running_or_notify_cancel()]
         if len(pending) > 1 and self._optimistic(pending):
             return
