@@ -7,6 +7,9 @@ from __future__ import annotations
 
 from typing import Any
 
+from jobpulse.instrumentation.spec import INT64_MAX
+from jobpulse.instrumentation.wire import MAX_DURATION
+
 __all__ = ["COMPONENTS", "JOB_PARAM", "err", "json_body", "ref", "text_body"]
 
 STRING: dict[str, Any] = {"type": "string"}
@@ -81,16 +84,16 @@ _EVENT = obj(
     run_id={"type": "string", "minLength": 1, "maxLength": 64},
     ts=STAMP,
     scheduled_for=STAMP,
-    attempt={"type": "integer", "minimum": 1},
+    attempt={"type": "integer", "minimum": 1, "maximum": INT64_MAX},
     will_retry={"type": "boolean"},
-    duration={"type": "number", "minimum": 0},
+    duration={"type": "number", "minimum": 0, "maximum": MAX_DURATION},
     exit_code={"type": "integer", "minimum": 0, "maximum": 255},
     error_type={"type": "string", "maxLength": 128},
     error_message=STRING,
     message=STRING,
-    count={"type": "integer", "minimum": 0},
+    count={"type": "integer", "minimum": 0, "maximum": INT64_MAX},
     host={"type": "string", "maxLength": 255},
-    pid={"type": "integer", "minimum": 0},
+    pid={"type": "integer", "minimum": 0, "maximum": INT64_MAX},
     trace_id={"type": "string", "pattern": "^[0-9a-f]{32}$"},
     span_id={"type": "string", "pattern": "^[0-9a-f]{16}$"},
     metadata={"type": "object"},
