@@ -8,6 +8,12 @@ replica clock differences), and all ratios are recomputed when the clock crosses
 windows are whole hours). Rows are read as plain tuples, a few hundred at a time, so a full
 refresh never holds the whole fleet as ORM objects. Number formatting is prometheus_client's;
 tests parse the output with its parser.
+
+OpenMetrics differs in the counter families' headers and in the lines that carry exemplars
+(:mod:`.exemplars`): the runs and histogram lines of jobs with an exemplar for them. The cached
+text keeps those jobs' lines in a headless section after the others' (so the text format's
+answer is one contiguous object, as before), a second, smaller text holds the same lines with
+their exemplars, and an OpenMetrics answer is slices of the two with the headers swapped.
 """
 
 from __future__ import annotations
@@ -25,6 +31,7 @@ from sqlalchemy import inspect as sa_inspect
 from ..domain.engine import OUTCOMES, STATES
 from ..domain.rollup import WINDOWS, hour_of, window_start
 from ..domain.tables import Job, Rollup, Slot
+from .exemplars import Exemplars, Latest
 from .text import ExpositionText
 
 if TYPE_CHECKING:
@@ -78,12 +85,30 @@ FAMILIES: tuple[tuple[str, str, str], ...] = (
     ),
     ("jobpulse_job_miss_ratio", "gauge", "Missed slots over due slots, by window."),
 )
-# Text format 0.0.4 names a counter family by its sample name, with _total.
+# Text format 0.0.4 names a counter family by its sample name, with _total; OpenMetrics by
+# its name.
 _HEADERS = [
     f"# HELP {name}{'_total' if kind == 'counter' else ''} {help_}\n"
     f"# TYPE {name}{'_total' if kind == 'counter' else ''} {kind}\n".encode()
     for name, kind, help_ in FAMILIES
 ]
+_OM_HEADERS = [
+    f"# HELP {name} {help_}\n# TYPE {name} {kind}\n".encode() for name, kind, help_ in FAMILIES
+]
+# The cached text's sections: the families, the runs and histogram ones each in two parts, the
+# jobs with no exemplar for it, then (headless) the plain lines of those with one, whose lines
+# with exemplars the OpenMetrics text holds instead (``_OM_SECTIONS``).
+_RUNS_AT = 1
+_HIST_AT = 4
+_SECTION_HEADERS = [
+    *_HEADERS[: _RUNS_AT + 1],
+    b"",
+    *_HEADERS[_RUNS_AT + 1 : _HIST_AT + 1],
+    b"",
+    *_HEADERS[_HIST_AT + 1 :],
+]
+_S_RUNS, _S_RUNS_EX, _S_HIST_EX = _RUNS_AT, _RUNS_AT + 1, _HIST_AT + 2
+_OM_SECTIONS = [b"", b""]  # runs, histogram: the lines of jobs with exemplars
 REFRESH_MARGIN = 15.0
 _RATIO_FIELDS = ("success", "failure", "timeout", "cancelled", "missed", "due")
 
@@ -138,6 +163,8 @@ def _job_row(row: Any, parsed: dict[str, Any] | None) -> Job:
 
 # Label tails of the runs and state families, built once.
 _RUNS = tuple((f',outcome="{outcome}"}} ', f"runs_{outcome}") for outcome in OUTCOMES)
+_FAILURE = OUTCOMES.index("failure")
+_TIMEOUT = OUTCOMES.index("timeout")
 _STATE = tuple((state, f',state="{state}"}} 1\n', f',state="{state}"}} 0\n') for state in STATES)
 _LIVE_IDS = select(Job.id).where(Job.removed.is_(False))
 _FILLED = select(Slot.job_id).join(Job, and_(Slot.job_id == Job.id, Slot.slot == Job.cursor))
@@ -187,12 +214,16 @@ class Host(Protocol):
 class MetricsCache:
     def __init__(self, sidecar: Host) -> None:
         self._sidecar = sidecar
-        self._text = ExpositionText(_HEADERS)
-        # What render() and states() return: replaced whole at the end of a refresh, so the
-        # event loop can read them while a refresh runs in a worker thread.
+        self._text = ExpositionText(_SECTION_HEADERS)
+        self._om = ExpositionText(_OM_SECTIONS)  # the lines with exemplars
+        self._latest = Latest()
+        # What render(), render_openmetrics() and states() return: replaced whole at the end
+        # of a refresh, so the event loop can read them while a refresh runs in a worker thread.
         self._body = self._text.body
+        self._om_pieces = self._openmetrics()
         self._states = self._text.state_counts(STATES)
         self._watermark: float | None = None
+        self._refreshed: float | None = None  # when the last refresh read (not reset)
         self._hour: int | None = None
         self._intervals: dict[tuple[Any, ...], float | None] = {}
         self._lock = threading.Lock()  # one refresh at a time
@@ -232,43 +263,68 @@ class MetricsCache:
                 query = query.where(Job.changed_at >= watermark - REFRESH_MARGIN)
             result = session.execute(query)
             jobs = self._rendered(session, result, now, text_json=text_json)
+            om_changed: list[tuple[int, str, list[bytes]]] = []
+            om_gone: list[int] = []
             if full:
-                text = ExpositionText(_HEADERS)
-                text.build((i, state, chunks) for i, state, chunks in jobs if chunks is not None)
+                text = ExpositionText(_SECTION_HEADERS)
+                om = ExpositionText(_OM_SECTIONS)
+
+                def live() -> Iterator[tuple[int, str, list[bytes]]]:
+                    for job_id, state, chunks, om_chunks in jobs:
+                        if chunks is not None:
+                            if om_chunks is not None:
+                                om_changed.append((job_id, state, om_chunks))
+                            yield job_id, state, chunks
+
+                text.build(live())
+                om.build(om_changed)
+                self._latest.keep(set(text.ids()))
             else:
                 text = self._text
+                om = self._om
                 changed = []
                 gone = []
-                for job_id, state, chunks in jobs:
+                for job_id, state, chunks, om_chunks in jobs:
                     if chunks is None:
                         gone.append(job_id)
                     else:
                         changed.append((job_id, state, chunks))
+                        if om_chunks is None:
+                            om_gone.append(job_id)
+                        else:
+                            om_changed.append((job_id, state, om_chunks))
                 if len(text) > 0 or changed:
                     # Drop jobs deleted since the last scrape (cheap: ids only, read through
                     # Core, without the ORM's per-row work).
-                    live = set(session.connection().execute(_LIVE_IDS).scalars())
-                    gone += [job_id for job_id in text.ids() if job_id not in live]
-                    gone += [job_id for job_id, _, _ in changed if job_id not in live]
+                    live_ids = set(session.connection().execute(_LIVE_IDS).scalars())
+                    gone += [job_id for job_id in text.ids() if job_id not in live_ids]
+                    gone += [job_id for job_id, _, _ in changed if job_id not in live_ids]
+                self._latest.forget(gone)
                 try:
                     text.update(changed, gone)
+                    om.update(om_changed, om_gone + gone)
                 except BaseException:
                     self._watermark = None  # the index may be half-updated: rebuild it next
                     raise
         self._text = text
+        self._om = om
         self._body = text.body
+        self._om_pieces = self._openmetrics()
         self._states = text.state_counts(STATES)
         with self._mark:
             if self._invalidations == seen:
                 self._watermark = now
+        self._refreshed = now
         self._hour = hour_of(now)
 
     def _rendered(
         self, session: Any, result: Any, now: float, *, text_json: bool
-    ) -> Iterator[tuple[int, str, list[bytes] | None]]:
-        """(id, state, chunks) per row of ``result``, chunks None for a removed job; ratios
-        and filled cursors are read per batch of rows."""
+    ) -> Iterator[tuple[int, str, list[bytes] | None, list[bytes] | None]]:
+        """(id, state, chunks, OpenMetrics chunks) per row of ``result``: chunks None for a
+        removed job, OpenMetrics chunks None for a job without exemplars; ratios, filled
+        cursors and exemplars are read per batch of rows."""
         parsed: dict[str, Any] | None = {} if text_json else None
+        recent = None if self._refreshed is None else self._refreshed - REFRESH_MARGIN
         for rows in result.partitions(BATCH):
             if parsed is not None and len(parsed) > 4096:
                 parsed.clear()
@@ -276,12 +332,16 @@ class MetricsCache:
             ids = [job.id for job in jobs]
             ratios = self.ratios(session, ids, now)
             filled = self.filled_cursors(session, ids)
+            exemplars = self._latest.read(session, [job for job in jobs if not job.removed], recent)
             for job in jobs:
                 if job.removed:
-                    yield job.id, job.state, None
+                    yield job.id, job.state, None, None
                     continue
                 nxt = self.next_expected(session, job, filled=job.id in filled)
-                yield job.id, job.state, self._render(job, ratios.get(job.id), nxt, now)
+                chunks, om_chunks = self._render(
+                    job, ratios.get(job.id), nxt, now, exemplars.get(job.id)
+                )
+                yield job.id, job.state, chunks, om_chunks
 
     def _ratio_queries(self, now: float) -> tuple[Any, Any]:
         """The grouped rollup query for all jobs and for a list of ids (bound as ``ids``):
@@ -370,9 +430,15 @@ class MetricsCache:
 
     # ---------------------------------------------------------------- render
     def _render(
-        self, job: Job, ratios: dict[str, Any] | None, next_expected: float | None, now: float
-    ) -> list[bytes]:
-        """One bytes chunk per family (in FAMILIES order) with the job's lines."""
+        self,
+        job: Job,
+        ratios: dict[str, Any] | None,
+        next_expected: float | None,
+        now: float,
+        exemplars: Exemplars | None = None,
+    ) -> tuple[list[bytes], list[bytes] | None]:
+        """One bytes chunk per section (``_SECTION_HEADERS``) with the job's lines, and the
+        runs and histogram lines with exemplars (None: the job has none)."""
         fmt = _fmt
         cfg = self._sidecar.engine.config(job)
         jl = f'job_name="{escape_label(job.name)}"'
@@ -382,17 +448,26 @@ class MetricsCache:
             f'timezone="{escape_label(cfg.schedule.timezone)}"',
         ]
         info += [f'{k}="{escape_label(v)}"' for k, v in sorted(cfg.labels.items())]
+        runs = [
+            f"jobpulse_job_runs_total{{{jl}{outcome}{fmt(getattr(job, attr))}"
+            for outcome, attr in _RUNS
+        ]
         out = [
             f"jobpulse_job_info{{{','.join(info)}}} 1\n".encode(),
-            "".join(
-                [
-                    f"jobpulse_job_runs_total{{{jl}{outcome}{fmt(getattr(job, attr))}\n"
-                    for outcome, attr in _RUNS
-                ]
-            ).encode(),
+            "".join([line + "\n" for line in runs]).encode(),
+            b"",
             f"jobpulse_job_missed_runs_total{{{jl}}} {fmt(job.missed_total)}\n".encode(),
             f"jobpulse_job_overlapping_runs_total{{{jl}}} {fmt(job.overlap_total)}\n".encode(),
         ]
+        om: list[bytes] | None = None
+        if exemplars is not None:
+            om = [b"", b""]
+            if exemplars.failure is not None or exemplars.timeout is not None:
+                # Lines in _RUNS order: success, failure, timeout, ...
+                runs[_FAILURE] += exemplars.failure or ""
+                runs[_TIMEOUT] += exemplars.timeout or ""
+                om[0] = "".join([line + "\n" for line in runs]).encode()
+                out[_S_RUNS_EX], out[_S_RUNS] = out[_S_RUNS], b""
         counts = list(job.duration_buckets or [])
         if len(counts) != len(cfg.buckets) + 1:
             counts = [0] * (len(cfg.buckets) + 1)
@@ -404,7 +479,16 @@ class MetricsCache:
             lines.append(f"{bucket}{le}{fmt(cumulative)}\n")
         lines.append(f"{_HIST}_count{{{jl}}} {fmt(job.duration_count)}\n")
         lines.append(f"{_HIST}_sum{{{jl}}} {fmt(job.duration_sum)}\n")
-        out.append("".join(lines).encode())
+        plain = "".join(lines).encode()
+        if om is not None and exemplars is not None and exemplars.duration is not None:
+            duration, suffix = exemplars.duration
+            # The bucket the duration was counted in, as the domain counts it.
+            at = next((i for i, b in enumerate(cfg.buckets) if duration <= b), len(cfg.buckets))
+            lines[at] = lines[at][:-1] + suffix + "\n"
+            om[1] = "".join(lines).encode()
+            out += (b"", plain)
+        else:
+            out += (plain, b"")
         gauges: tuple[float | None, ...] = (
             job.last_success_at,
             job.last_failure_at,
@@ -438,11 +522,47 @@ class MetricsCache:
                 )
         out.append("".join(success_lines).encode())
         out.append("".join(miss_lines).encode())
-        return out
+        return out, (om if om is not None and any(om) else None)
 
     def render(self) -> bytes:
         """The per-job families, each under one header."""
         return self._body
+
+    def render_openmetrics(self) -> tuple[bytes | memoryview, ...]:
+        """The per-job families in OpenMetrics, with exemplars, as pieces to send in order
+        (slices of the cached texts; no ``# EOF``, the sidecar's own metrics come after)."""
+        return self._om_pieces
+
+    def _openmetrics(self) -> tuple[bytes | memoryview, ...]:
+        """The OpenMetrics pieces of the current texts: the cached text with the counter
+        families' headers swapped, and the lines of jobs with exemplars taken from the
+        OpenMetrics text instead of the cached one."""
+        body = memoryview(self._text.body)
+        om = memoryview(self._om.body)
+        spans = self._text.spans()
+        om_spans = self._om.spans()
+        pieces: list[bytes | memoryview] = []
+        at = 0  # the start of the cached text not yet taken
+        family = 0
+        for section, (start, end) in enumerate(spans):
+            if section in (_S_RUNS_EX, _S_HIST_EX):
+                if start > at:
+                    pieces.append(body[at:start])
+                begin, stop = om_spans[0 if section == _S_RUNS_EX else 1]
+                if stop > begin:
+                    pieces.append(om[begin:stop])
+                at = end
+                continue
+            header = _SECTION_HEADERS[section]
+            if _OM_HEADERS[family] != header:
+                if start - len(header) > at:
+                    pieces.append(body[at : start - len(header)])
+                pieces.append(_OM_HEADERS[family])
+                at = start
+            family += 1
+        if len(body) > at:
+            pieces.append(body[at:])
+        return tuple(pieces)
 
     def states(self) -> dict[str, int]:
         return dict(self._states)

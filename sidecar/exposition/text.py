@@ -70,6 +70,16 @@ class ExpositionText:
     def ids(self) -> Iterable[int]:
         return self._pos.keys()
 
+    def spans(self) -> list[tuple[int, int]]:
+        """Where each family's lines start and end in ``body`` (after its header)."""
+        out = []
+        at = 0
+        for header, total in zip(self._headers, self._totals, strict=True):
+            at += len(header)
+            out.append((at, at + total))
+            at += total
+        return out
+
     def state_counts(self, known: Sequence[str]) -> dict[str, int]:
         """Live jobs per state: ``known`` states first (zero included), then any other state
         with jobs, in the order of its first job."""

@@ -13,10 +13,11 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 
 from aiohttp import web
 from prometheus_client import generate_latest
-from prometheus_client.exposition import CONTENT_TYPE_LATEST
+from prometheus_client.openmetrics.exposition import generate_latest as openmetrics_latest
 
 from ..config import FileConfig
 from ..domain.clock import Clock
+from ..exposition.negotiate import Format, choose
 from ..service import Sidecar
 from ..settings import Settings
 from .api import routes as api_routes
@@ -82,18 +83,25 @@ async def ingest_middleware(request: web.Request, handler: Handler) -> web.Strea
 
 async def metrics_handler(request: web.Request) -> web.StreamResponse:
     sidecar = request.app[SIDECAR]
+    fmt = choose(request.headers.get("Accept"))
     await asyncio.to_thread(sidecar.cache.refresh)
     for state, count in sidecar.cache.states().items():
         sidecar.metrics.jobs.labels(state).set(count)
     sidecar.metrics.leader.set(1 if sidecar.is_leader else 0)
     # The per-job text is hundreds of MB for a large fleet: sent as it is cached, not copied
     # into one body with the sidecar's own metrics.
-    jobs = sidecar.cache.render()
-    own = generate_latest(sidecar.metrics.registry)
-    response = web.StreamResponse(headers={"Content-Type": CONTENT_TYPE_LATEST})
-    response.content_length = len(jobs) + len(own)
+    jobs: tuple[bytes | memoryview, ...]
+    if fmt is Format.OPENMETRICS:
+        jobs = sidecar.cache.render_openmetrics()
+        own = openmetrics_latest(sidecar.metrics.registry)  # type: ignore[no-untyped-call]
+    else:
+        jobs = (sidecar.cache.render(),)
+        own = generate_latest(sidecar.metrics.registry)
+    response = web.StreamResponse(headers={"Content-Type": fmt.value, "Vary": "Accept"})
+    response.content_length = sum(map(len, jobs)) + len(own)
     await response.prepare(request)
-    await response.write(jobs)
+    for piece in jobs:
+        await response.write(piece)
     await response.write(own)
     await response.write_eof()
     return response
