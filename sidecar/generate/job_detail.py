@@ -19,6 +19,7 @@ from jobpulse.sidecar.generate.panels import (
     state_mappings,
     targets,
     timeseries_panel,
+    traces_variable,
     window_variable,
 )
 from jobpulse.sidecar.generate.promql import Selector
@@ -132,9 +133,12 @@ def _history(sel: Selector) -> list[PanelBuilder]:
         timeline,
         timeseries_panel(
             "Run duration",
-            "The latest run's duration, and percentiles from the duration histogram.",
+            "The latest run's duration, and percentiles from the duration histogram. Its "
+            "exemplars are the latest runs, each with its trace id: they link to the run's "
+            "trace in $traces when the Prometheus data source has a trace_id exemplar link.",
             "s",
             [(f"max({job('jobpulse_job_last_run_duration_seconds')})", "last run"), *quantiles],
+            exemplar=1,  # the median's: the exemplars of the histogram's buckets
         ),
         bars(
             "Runs by outcome",
@@ -192,6 +196,7 @@ def job_detail(sel: Selector) -> builder.Dashboard:
         .with_variable(team)
         .with_variable(variable)
         .with_variable(window_variable())
+        .with_variable(traces_variable())
         .with_row(builder.Row("Last run"))
     )
     for panel in _last_run(sel):

@@ -30,6 +30,7 @@ __all__ = [
     "table_panel",
     "targets",
     "timeseries_panel",
+    "traces_variable",
     "window_variable",
 ]
 
@@ -42,13 +43,19 @@ CLUSTER = 'cluster=~"$cluster"'  # added to every series: one cluster, or all of
 PanelBuilder = Builder[model.Panel]
 
 
-def targets(queries: list[Query], *, instant: bool = False) -> list[Builder[Dataquery]]:
-    """One Prometheus query per (expr, legend), refIds A, B, ... on ``$datasource``."""
+def targets(
+    queries: list[Query], *, instant: bool = False, exemplar: int | None = None
+) -> list[Builder[Dataquery]]:
+    """One Prometheus query per (expr, legend), refIds A, B, ... on ``$datasource``;
+    ``exemplar``: the index of the one whose exemplars are shown (one query per histogram:
+    every quantile of it would show the same points again)."""
     built: list[Builder[Dataquery]] = []
     for index, (expr, legend) in enumerate(queries):
         target = prom.Dataquery().expr(expr).ref_id(_REF_IDS[index]).datasource(DATASOURCE)
         if legend:
             target = target.legend_format(legend)
+        if index == exemplar:
+            target = target.exemplar(True)
         if instant:
             target = target.instant().format(prom_model.PromQueryFormat.TABLE)
         built.append(target)
@@ -114,7 +121,13 @@ def window_variable() -> builder.CustomVariable:
 
 
 def timeseries_panel(
-    title: str, description: str, unit: str, queries: list[Query], *, width: int = 12
+    title: str,
+    description: str,
+    unit: str,
+    queries: list[Query],
+    *,
+    width: int = 12,
+    exemplar: int | None = None,
 ) -> timeseries.Panel:
     return (
         timeseries.Panel()
@@ -125,8 +138,15 @@ def timeseries_panel(
         .span(width)
         .height(8)
         .fill_opacity(10)
-        .targets(targets(queries))
+        .targets(targets(queries, exemplar=exemplar))
     )
+
+
+def traces_variable() -> builder.DatasourceVariable:
+    """``$traces``: the tracing data source the runs' traces are in (Tempo; a Jaeger one is
+    picked by changing the variable's type). The Prometheus data source links exemplars to
+    it through its ``exemplarTraceIdDestinations`` (docs/integrations.md)."""
+    return builder.DatasourceVariable("traces").label("Traces").type("tempo")
 
 
 def bars(

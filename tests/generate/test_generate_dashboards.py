@@ -110,3 +110,15 @@ def test_every_board_filters_by_cluster_and_the_job_boards_by_team(
     for panel in panels(fleet):
         for target in panel.get("targets", []):
             assert 'job_name=~"$jobs"' in target["expr"], panel["title"]
+
+
+def test_job_durations_show_exemplars_linked_to_a_traces_source(
+    dashboards: dict[str, dict[str, object]],
+) -> None:
+    board = dashboards["job-detail"]
+    variables = {v["name"]: v for v in board["templating"]["list"]}  # type: ignore[index]
+    assert (variables["traces"]["type"], variables["traces"]["query"]) == ("datasource", "tempo")
+    (duration,) = [p for p in panels(board) if p["title"] == "Run duration"]
+    shown = [t for t in duration["targets"] if t.get("exemplar")]  # type: ignore[attr-defined]
+    assert [t["expr"].split("(", 1)[0] for t in shown] == ["histogram_quantile"]
+    assert "jobpulse_job_run_duration_seconds_bucket" in shown[0]["expr"]
