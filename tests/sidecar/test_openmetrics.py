@@ -106,8 +106,8 @@ def _trace() -> str:
     return uuid.uuid4().hex
 
 
-def test_exemplars_point_at_the_latest_runs(tmp_path: Any) -> None:
-    h = Harness(f"sqlite:///{tmp_path}/om.db", CONFIG, start=T0)
+def test_exemplars_point_at_the_latest_runs(store_url: str) -> None:
+    h = Harness(store_url, CONFIG, start=T0)
     try:
         cache = h.sidecar.cache
         cache.refresh()
