@@ -80,6 +80,14 @@ JOB_FIELD_DOCS: Final[dict[str, tuple[str, str]]] = {
         "increasing durations.",
         "job-sized: 0.5s, 1s, 2.5s, 5s, 10s, 30s, 1m, 2m, 5m, 10m, 20m, 30m, 1h, 2h, 4h, 8h, 1d",
     ),
+    "anomaly": (
+        "Slow-run detection: a successful or failed run that took longer than `factor` x the "
+        "job's p95 duration over the `window` before it (1h to 30d, whole hours, read from the "
+        "hourly rollups) is flagged `slow` and counted in `jobpulse_job_slow_runs_total`, once "
+        "the window holds at least `min_runs` runs. Keys left out keep their defaults; "
+        "`false` (or `off`) disables it.",
+        "on: `{factor: 3, window: 7d, min_runs: 20}`",
+    ),
 }
 
 # name -> (default, meaning)

@@ -23,8 +23,10 @@ from cronsim import CronSim, CronSimError
 from .errors import InvalidDuration, InvalidJobConfig, InvalidName, InvalidSchedule, InvalidTimezone
 
 __all__ = [
+    "ANOMALY_DEFAULTS",
     "INT64_MAX",
     "JOB_FIELDS",
+    "MAX_ANOMALY_WINDOW",
     "MAX_JOB_DURATION",
     "MIN_EVERY",
     "RESERVED_LABELS",
@@ -78,7 +80,14 @@ JOB_FIELDS: Final = (
     "labels",
     "paused",
     "buckets",
+    "anomaly",
 )
+
+ANOMALY_DEFAULTS: Final = {"factor": 3.0, "window": 7 * 86400.0, "min_runs": 20}
+"""Slow-run detection when a job does not configure ``anomaly``: a finished run slower than
+``factor`` times the job's p95 duration over ``window`` (at least ``min_runs`` runs in it)."""
+MAX_ANOMALY_WINDOW: Final = 30 * 86400.0
+"""The longest ``anomaly.window``: the p95 is read from hourly rollups, 24 a day."""
 
 
 def parse_job_name(value: object) -> str:
@@ -256,6 +265,52 @@ def _buckets(job: str, value: object) -> list[float]:
     return out
 
 
+def _anomaly(job: str, value: object) -> dict[str, Any] | bool:
+    """``false``/``off`` (disabled), ``true``/``on`` (the defaults), or a mapping of ``factor``,
+    ``window`` and ``min_runs`` (the keys given, normalised; the others keep their defaults)."""
+    if value is False or value == "off":
+        return False
+    if value is True or value == "on":
+        return {}
+    if not isinstance(value, Mapping):
+        raise InvalidJobConfig(
+            f"job {job!r}: anomaly {_shown(value)} must be false (or off) to disable slow-run "
+            "detection, or a mapping such as {factor: 3, window: 7d, min_runs: 20}",
+            job=job,
+            field="anomaly",
+        )
+    out: dict[str, Any] = {}
+    for key, item in value.items():
+        if key == "factor":
+            ok = isinstance(item, int | float) and not isinstance(item, bool)
+            if not ok or not 1 <= item <= 1e6 or not math.isfinite(item):
+                raise InvalidJobConfig(
+                    f"job {job!r}: anomaly.factor must be a number from 1 to 1000000, "
+                    f"got {_shown(item)}",
+                    job=job,
+                    field="anomaly",
+                )
+            out[key] = float(item)
+        elif key == "window":
+            seconds = parse_duration(item, what=f"job {job!r}: anomaly.window")
+            if not 3600 <= seconds <= MAX_ANOMALY_WINDOW:
+                raise InvalidDuration(
+                    f"job {job!r}: anomaly.window {_shown(item)} must be from 1h to "
+                    f"{format_duration(MAX_ANOMALY_WINDOW)}"
+                )
+            out[key] = seconds
+        elif key == "min_runs":
+            out[key] = _int_field(job, "anomaly.min_runs", item, minimum=1)
+        else:
+            raise InvalidJobConfig(
+                f"job {job!r}: unknown anomaly key {key!r}; accepted keys are factor, window "
+                "and min_runs",
+                job=job,
+                field="anomaly",
+            )
+    return out
+
+
 def parse_job_fields(job: str, raw: Mapping[str, Any]) -> dict[str, Any]:
     """Validate the job fields present in ``raw``; return them normalised.
 
@@ -301,6 +356,8 @@ def parse_job_fields(job: str, raw: Mapping[str, Any]) -> dict[str, Any]:
                 out[field] = value
             elif field == "buckets":
                 out[field] = _buckets(job, value)
+            elif field == "anomaly":
+                out[field] = None if value is None else _anomaly(job, value)
         except InvalidJobConfig:
             raise
         except (InvalidDuration, InvalidSchedule, InvalidTimezone) as exc:

@@ -68,6 +68,7 @@ class Engine(Runs):
             runs_retry=0,
             missed_total=0,
             overlap_total=0,
+            slow_total=0,
             duration_sum=0.0,
             duration_count=0,
             running=0,

@@ -7,9 +7,11 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from jobpulse.instrumentation.spec import ANOMALY_DEFAULTS
+
 from .schedule import Schedule, default_early_tolerance, default_grace, default_max_runtime
 
-__all__ = ["DEFAULT_BUCKETS", "JobConfig", "merge_fields"]
+__all__ = ["DEFAULT_BUCKETS", "Anomaly", "JobConfig", "merge_fields"]
 
 # Job-sized duration buckets (seconds): a job runs for seconds to hours, not milliseconds.
 DEFAULT_BUCKETS: tuple[float, ...] = (
@@ -49,6 +51,25 @@ def merge_fields(
 
 
 @dataclass(frozen=True, slots=True)
+class Anomaly:
+    """Slow-run detection: a finished run slower than ``factor`` x the job's p95 duration over
+    the ``window`` (seconds) before it, once that window holds ``min_runs`` runs."""
+
+    factor: float = ANOMALY_DEFAULTS["factor"]
+    window: float = ANOMALY_DEFAULTS["window"]
+    min_runs: int = int(ANOMALY_DEFAULTS["min_runs"])
+
+    @staticmethod
+    def of(value: object) -> Anomaly | None:
+        """From the ``anomaly`` field: None when disabled (``false``), else the given keys
+        over the defaults."""
+        if value is False:
+            return None
+        keys = value if isinstance(value, Mapping) else {}
+        return Anomaly(**{k: v for k, v in keys.items() if k in ANOMALY_DEFAULTS})
+
+
+@dataclass(frozen=True, slots=True)
 class JobConfig:
     name: str
     schedule: Schedule
@@ -63,6 +84,7 @@ class JobConfig:
     labels: dict[str, str] = field(default_factory=dict)
     paused: bool = False
     buckets: tuple[float, ...] = DEFAULT_BUCKETS
+    anomaly: Anomaly | None = Anomaly()
 
     @staticmethod
     def from_fields(name: str, fields: Mapping[str, Any]) -> JobConfig:
@@ -82,6 +104,7 @@ class JobConfig:
             labels=dict(fields.get("labels") or {}),
             paused=bool(fields.get("paused", False)),
             buckets=tuple(fields.get("buckets") or DEFAULT_BUCKETS),
+            anomaly=Anomaly.of(fields.get("anomaly")),
         )
 
     @property

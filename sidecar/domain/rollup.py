@@ -72,6 +72,16 @@ class Stats:
     def miss_ratio(self) -> float | None:
         return self.missed / self.due if self.due else None
 
+    def add_duration(self, duration: float) -> None:
+        """Count one more duration, as :func:`add_duration` does on a rollup row."""
+        self.dur_count += 1
+        self.dur_sum += duration
+        self.dur_max = max(self.dur_max or 0.0, duration)
+        hist = self.hist if self.hist is not None else {}
+        index = _bucket(duration)
+        hist[index] = hist.get(index, 0) + 1
+        self.hist = hist
+
     def quantile(self, q: float) -> float | None:
         if not self.hist or not self.dur_count:
             return None

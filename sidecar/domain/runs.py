@@ -1,5 +1,6 @@
 """Runs: what a start, a finish, a scheduler's ``missed`` report and a progress or log event do
-to a job's runs (overlaps, timeouts' deadlines, abandoned runs, finish-only runs, late outcomes).
+to a job's runs (overlaps, timeouts' deadlines, abandoned runs, finish-only runs, late outcomes,
+slow runs judged by :mod:`.anomaly`).
 
 A run with no ``max_runtime`` that will never finish (its process crashed) is **abandoned**:
 closed as ``timeout`` with ``error_type`` ``abandoned`` when its process starts another run (a
@@ -14,6 +15,7 @@ from typing import TYPE_CHECKING
 
 from jobpulse.instrumentation.wire import Event
 
+from .anomaly import is_slow
 from .base import DELIVERY_ALLOWANCE, Arrival
 from .jobconfig import JobConfig
 from .slots import Slots
@@ -76,6 +78,7 @@ class Runs(Slots):
             clock_skew=False,
             overlap=False,
             stale=False,
+            slow=False,
         )
 
     def _abandon_at(self, run: Run) -> float | None:
@@ -186,6 +189,12 @@ class Runs(Slots):
             run.outcome = outcome
             run.finished_at = ts
             run.duration = duration
+            # Judged before its duration is counted: a run never raises its own bar.
+            measured = ev.duration is not None or run.has_start
+            anomaly = cfg.anomaly if outcome in ("success", "failure") and measured else None
+            if anomaly is not None and is_slow(tx, job.id, anomaly, duration, now):
+                run.slow = True
+                job.slow_total += 1
             self._count_outcome(tx, job, cfg, outcome, ts, duration)
             if outcome == "success":
                 self._good(tx, job, cfg, now)

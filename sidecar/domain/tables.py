@@ -69,6 +69,7 @@ class Job(Base):
     runs_retry: Mapped[int] = mapped_column(Integer, default=0)
     missed_total: Mapped[int] = mapped_column(Integer, default=0)
     overlap_total: Mapped[int] = mapped_column(Integer, default=0)
+    slow_total: Mapped[int] = mapped_column(Integer, default=0)
     last_success_at: Mapped[float | None] = mapped_column(Float, default=None)
     last_failure_at: Mapped[float | None] = mapped_column(Float, default=None)
     last_start_at: Mapped[float | None] = mapped_column(Float, default=None)
@@ -117,6 +118,8 @@ class Run(Base):
     clock_skew: Mapped[bool] = mapped_column(Boolean, default=False)
     overlap: Mapped[bool] = mapped_column(Boolean, default=False)
     stale: Mapped[bool] = mapped_column(Boolean, default=False)
+    # Slower than the job's anomaly factor x its p95 duration (see domain/anomaly.py).
+    slow: Mapped[bool] = mapped_column(Boolean, default=False)
     received_at: Mapped[float] = mapped_column(Float)
 
 

@@ -39,6 +39,7 @@ class Thresholds(States):
             job.duration_sum += duration
             job.duration_count += 1
             add_duration(roll, duration)
+            tx.note_duration(job.id, at, duration)
 
     def _good(self, tx: Tx, job: Job, cfg: JobConfig, at: float) -> None:
         job.good_streak += 1

@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Protocol
 
+from .rollup import Stats
 from .tables import Flip, Job, Rollup, Run, Slot
 
 __all__ = ["Tx"]
@@ -41,6 +42,10 @@ class Tx(Protocol):
     # flips and rollups
     def add_flip(self, flip: Flip) -> None: ...
     def rollup(self, job_id: int, at: float) -> Rollup: ...
+
+    # the job's durations over a window of hours, read once per transaction (slow runs)
+    def duration_window(self, job_id: int, since_hour: int) -> Stats: ...
+    def note_duration(self, job_id: int, at: float, duration: float) -> None: ...
 
     # read-ahead for a batch
     def load_jobs(self, names: Iterable[str]) -> None: ...

@@ -74,6 +74,21 @@ _JOB_FIELDS = {
     "labels": {"type": "object", "additionalProperties": STRING},
     "paused": {"type": "boolean"},
     "buckets": {"type": "array", "items": DURATION, "minItems": 1},
+    "anomaly": {
+        "anyOf": [
+            {"type": "boolean"},
+            {"enum": ["on", "off"]},
+            {
+                "type": "object",
+                "properties": {
+                    "factor": {"type": "number", "minimum": 1},
+                    "window": DURATION,
+                    "min_runs": {"type": "integer", "minimum": 1},
+                },
+                "additionalProperties": False,
+            },
+        ]
+    },
 }
 
 _EVENT = obj(
@@ -129,6 +144,7 @@ _JOB = obj(
     runs=COUNTS,
     missed=INT,
     overlaps=INT,
+    slow_runs=INT,
     success_ratio_24h=N_NUMBER,
     miss_ratio_24h=N_NUMBER,
 )
@@ -154,7 +170,10 @@ _RUN = obj(
     count=N_INT,
     metadata=nullable({"type": "object"}),
     log=N_STRING,
-    flags={"type": "array", "items": {"enum": ["late", "clock_skew", "overlap", "stale"]}},
+    flags={
+        "type": "array",
+        "items": {"enum": ["late", "clock_skew", "overlap", "stale", "slow"]},
+    },
 )
 
 _SLOT = obj(

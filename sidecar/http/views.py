@@ -72,6 +72,7 @@ def job_view(
         },
         "missed": job.missed_total,
         "overlaps": job.overlap_total,
+        "slow_runs": job.slow_total,
         **(
             {"success_ratio_24h": ratios.get("success"), "miss_ratio_24h": ratios.get("miss")}
             if ratios is not None
@@ -102,7 +103,9 @@ def run_view(run: Run) -> dict[str, Any]:
         "metadata": run.meta,
         "log": run.log,
         "flags": [
-            flag for flag in ("late", "clock_skew", "overlap", "stale") if getattr(run, flag)
+            flag
+            for flag in ("late", "clock_skew", "overlap", "stale", "slow")
+            if getattr(run, flag)
         ],
     }
 

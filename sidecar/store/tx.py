@@ -14,7 +14,7 @@ from sqlalchemy import Table, bindparam, func, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
-from ..domain.rollup import hour_of
+from ..domain.rollup import Stats, hour_of, stats_from_rows
 from ..domain.tables import EventKey, Flip, Job, Rollup, Run, Slot
 from .readahead import ReadAhead
 
@@ -68,12 +68,15 @@ class Tx(ReadAhead):
         self._stored_slots: dict[int, dict[float, Slot]] = {}
         # Idempotency keys read ahead: True if stored or claimed here, False if not stored.
         self._keys: dict[tuple[int, str, str, float], bool] = {}
+        # Per job: (first hour, its durations from that hour on) for slow-run detection.
+        self._windows: dict[int, tuple[int, Stats]] = {}
 
     def reset_cache(self) -> None:
         """Forget cached rows: after a savepoint rolled back (which discards unwritten rows), or
         after rows were deleted (flush first: reads that follow see only the store)."""
         self._jobs.clear()
         self._rollups.clear()
+        self._windows.clear()
         self._job_count = None
         self._runs.clear()
         self._running.clear()
@@ -249,6 +252,30 @@ class Tx(ReadAhead):
             assert roll is not None
             self._rollups[key] = roll
         return roll
+
+    def duration_window(self, job_id: int, since_hour: int) -> Stats:
+        """The job's durations in its rollups from ``since_hour`` on, this transaction's
+        included: one statement per job per transaction, then kept current by
+        :meth:`note_duration` (a batch of a job's runs reads its window once)."""
+        cached = self._windows.get(job_id)
+        if cached is not None and cached[0] == since_hour:
+            return cached[1]
+        query = select(Rollup).where(Rollup.job_id == job_id, Rollup.hour >= since_hour)
+        with self.session.no_autoflush:
+            rows = {roll.hour: roll for roll in self.session.scalars(query)}
+        for (owner, hour), roll in self._rollups.items():
+            if owner == job_id and hour >= since_hour:
+                rows[hour] = roll
+        stats = stats_from_rows(rows.values())
+        self._windows[job_id] = (since_hour, stats)
+        return stats
+
+    def note_duration(self, job_id: int, at: float, duration: float) -> None:
+        """A duration was added to the job's rollup of ``at``'s hour: count it in the window
+        read by :meth:`duration_window`, if that hour is in it."""
+        cached = self._windows.get(job_id)
+        if cached is not None and hour_of(at) >= cached[0]:
+            cached[1].add_duration(duration)
 
 
 _ZERO_ROLLUP: dict[str, Any] = {

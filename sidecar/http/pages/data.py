@@ -17,7 +17,7 @@ from sqlalchemy.orm import Session
 from jobpulse.instrumentation.spec import JOB_FIELDS, format_duration
 from jobpulse.instrumentation.wire import parse_ts
 
-from ...domain.jobconfig import JobConfig
+from ...domain.jobconfig import Anomaly, JobConfig
 from ...domain.rollup import stats_from_rows, window_start
 from ...domain.tables import Flip, Job, Rollup, Run, Slot
 from ...service import Sidecar
@@ -136,9 +136,22 @@ def field_text(field: str, value: Any) -> str:
         return ", ".join(f"{k}={v}" for k, v in sorted(value.items())) or "none"
     if field == "buckets":
         return ", ".join(format_duration(float(b)) for b in value)
+    if field == "anomaly":
+        return anomaly_text(value)
     if isinstance(value, bool):
         return "true" if value else "false"
     return str(value)
+
+
+def anomaly_text(value: Any) -> str:
+    """``anomaly`` as written: off, or its keys over the defaults (factor 3, window 7d, ...)."""
+    anomaly = Anomaly.of(value)
+    if anomaly is None:
+        return "off"
+    return (
+        f"factor {anomaly.factor:g}, window {format_duration(anomaly.window)}, "
+        f"min_runs {anomaly.min_runs}"
+    )
 
 
 def config_rows(
@@ -170,6 +183,7 @@ def config_rows(
         "labels": "none",
         "paused": "false",
         "buckets": "job-sized defaults (0.5s to 1d)",
+        "anomaly": anomaly_text(None),
     }
     rows = []
     for field in JOB_FIELDS:

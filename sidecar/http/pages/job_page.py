@@ -57,6 +57,7 @@ def _summary(detail: JobDetail) -> str:
         ("Runs (all time)", esc(totals)),
         ("Missed slots (all time)", esc(job["missed"])),
         ("Overlapping starts", esc(job["overlaps"])),
+        ("Slow runs (all time)", esc(job.get("slow_runs", 0))),
     ]
     return "<dl>" + "".join(f"<dt>{k}</dt><dd>{v}</dd>" for k, v in items) + "</dl>"
 
