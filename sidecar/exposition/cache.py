@@ -84,6 +84,12 @@ FAMILIES: tuple[tuple[str, str, str], ...] = (
         "Successes over finished runs plus missed slots, by window.",
     ),
     ("jobpulse_job_miss_ratio", "gauge", "Missed slots over due slots, by window."),
+    # Last, so the section indexes above (_RUNS_AT, _HIST_AT) stay as they are.
+    (
+        "jobpulse_job_slow_runs",
+        "counter",
+        "Finished runs slower than the job's anomaly factor times its p95 duration.",
+    ),
 )
 # Text format 0.0.4 names a counter family by its sample name, with _total; OpenMetrics by
 # its name.
@@ -522,6 +528,7 @@ class MetricsCache:
                 )
         out.append("".join(success_lines).encode())
         out.append("".join(miss_lines).encode())
+        out.append(f"jobpulse_job_slow_runs_total{{{jl}}} {fmt(job.slow_total)}\n".encode())
         return out, (om if om is not None and any(om) else None)
 
     def render(self) -> bytes:

@@ -131,6 +131,19 @@ def _job_rules(p: Profile, sel: Selector, s: RuleSettings) -> tuple[AlertRule, .
             job_severity=True,
         ),
         AlertRule(
+            alert="JobPulseRunSlow",
+            expr=counted("jobpulse_job_slow_runs_total"),
+            for_=p.for_event,
+            severity=Severity.WARNING,
+            summary=f"A run of {job} was much slower than usual.",
+            description=f"The {job} finished {count} run(s) in the last {p.event_window} that "
+            "took longer than its anomaly factor (default 3) times its p95 duration over the "
+            "anomaly window (default 7d). It still finished: look for growing input, a slower "
+            "dependency or contention before it becomes a timeout.",
+            dashboard_url=url,
+            job_severity=True,
+        ),
+        AlertRule(
             alert="JobPulseRunStuck",
             expr=joined(
                 f"(time() - {per_job(sel('jobpulse_job_oldest_running_start_timestamp_seconds'))})"

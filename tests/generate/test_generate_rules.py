@@ -92,6 +92,7 @@ PER_JOB = {
     "JobPulseRunMissed",
     "JobPulseRunFailed",
     "JobPulseRunTimedOut",
+    "JobPulseRunSlow",
     "JobPulseRunStuck",
     "JobPulseFailureRatioHigh",
     "JobPulseNoRecentSuccess",

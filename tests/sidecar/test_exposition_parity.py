@@ -7,10 +7,14 @@ from __future__ import annotations
 from typing import Any
 
 from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client.core import CounterMetricFamily
 from prometheus_client.parser import text_string_to_metric_families
+from sqlalchemy import select
 
 from bench.population import insert_jobs, job_rows
 from bench.reference import ReferenceCollector, snapshot
+from jobpulse.sidecar.domain.tables import Job
+from jobpulse.sidecar.exposition.cache import FAMILIES
 from tests.sidecar.harness import T0, Harness
 
 AWKWARD = {
@@ -30,6 +34,20 @@ jobs:
   - name: with_seconds
     schedule: "*/10 * * * * *"
 """
+
+
+class SlowRunsCollector:
+    """``jobpulse_job_slow_runs_total``, the family after the benchmark's reference ones."""
+
+    def __init__(self, slow: dict[str, int]) -> None:
+        self.slow = slow
+
+    def collect(self) -> Any:
+        name, _, help_ = FAMILIES[-1]
+        counter = CounterMetricFamily(name, help_, labels=["job_name"])
+        for job_name, value in self.slow.items():
+            counter.add_metric([job_name], value)
+        yield counter
 
 
 def _samples(text: str) -> dict[tuple[str, str, tuple[tuple[str, str], ...]], float]:
@@ -54,6 +72,9 @@ def test_cached_rendering_parses_like_prometheus_client(tmp_path: Any) -> None:
         ours = cache.render().decode()
         registry = CollectorRegistry(auto_describe=False)
         registry.register(ReferenceCollector(snapshot(h.sidecar, h.clock.now())))
+        with h.sidecar.store.session() as session:
+            live = select(Job.name, Job.slow_total).where(Job.removed.is_(False))
+            registry.register(SlowRunsCollector(dict(session.execute(live).all())))
         theirs = generate_latest(registry).decode()
     finally:
         h.close()

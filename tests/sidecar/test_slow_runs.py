@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from jobpulse.instrumentation.errors import InvalidJobConfig
 from jobpulse.instrumentation.spec import parse_job_fields
@@ -187,3 +188,25 @@ def test_job_config_defaults_to_on() -> None:
     assert JobConfig.from_fields("etl", {}).anomaly == Anomaly(3.0, 7 * DAY, 20)
     assert JobConfig.from_fields("etl", {"anomaly": False}).anomaly is None
     assert JobConfig.from_fields("etl", {"anomaly": {"factor": 5.0}}).anomaly == Anomaly(5.0)
+
+
+def _slow_samples(h: Harness) -> dict[str, float]:
+    h.sidecar.cache.refresh()
+    text = h.sidecar.cache.render().decode()
+    return {
+        s.labels["job_name"]: s.value
+        for family in text_string_to_metric_families(text)
+        for s in family.samples
+        if s.name == "jobpulse_job_slow_runs_total"
+    }
+
+
+def test_counter_is_exposed_and_preset_to_zero(store_url: str) -> None:
+    h = Harness(store_url, "jobs:\n  - name: etl\n  - name: quiet\n", start=T0)
+    try:
+        assert _slow_samples(h) == {"etl": 0, "quiet": 0}
+        history(h, 20)
+        h.send("success", "etl", duration=5 * USUAL)
+        assert _slow_samples(h) == {"etl": 1, "quiet": 0}
+    finally:
+        h.close()
