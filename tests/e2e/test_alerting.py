@@ -12,6 +12,7 @@ import threading
 import time
 import urllib.parse
 import urllib.request
+import uuid
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -20,6 +21,7 @@ from typing import Any
 import pytest
 import yaml
 
+from jobpulse.instrumentation.wire import format_ts
 from jobpulse.sidecar.generate import render_dashboards, render_rules
 from tests.conftest import free_port, need_binary
 from tests.sidecar.process import Served
@@ -41,6 +43,10 @@ jobs:
     labels: {team: data}
   - name: e2e-warning
     every: 1h
+    labels: {team: data}
+  - name: e2e-slow
+    labels: {team: data}
+  - name: e2e-steady
     labels: {team: data}
 """
 REPO = Path(__file__).resolve().parents[2]
@@ -287,6 +293,51 @@ def test_one_failure_of_a_warning_job_is_one_notification(
     assert (alert["labels"]["alertname"], alert["status"]) == ("JobPulseJobDown", "firing")
     assert alert["labels"]["severity"] == "warning"  # an unlabelled job does not page
     assert first["receiver"] == "data-chat"
+
+
+def _finish(job: str, ts: float, duration: float) -> dict[str, Any]:
+    """A finish-only success that carries its duration (``job && curl``, timed)."""
+    return {
+        "v": 1,
+        "type": "success",
+        "job": job,
+        "run_id": uuid.uuid4().hex,
+        "ts": format_ts(ts),
+        "duration": duration,
+    }
+
+
+def test_a_run_five_times_slower_than_its_history_pages_and_one_and_a_half_does_not(
+    stack: tuple[Served, Receiver, list[Path], str],
+) -> None:
+    """Two jobs with the same history (20 runs of 10 s in the last half hour: the default
+    anomaly needs 20): a 50 s run of e2e-slow pages JobPulseRunSlow; a 15 s run of e2e-steady
+    stays quiet."""
+    served, receiver, logs, prometheus = stack
+    _wait("Prometheus to scrape the sidecar", lambda: _scraped(prometheus, "e2e-steady"), 30, logs)
+    now = time.time()
+    history = [
+        _finish(j, now - 1800 + 60 * i, 10.0) for j in ("e2e-slow", "e2e-steady") for i in range(20)
+    ]
+    served.post_events(history)
+    served.post_events([_finish("e2e-slow", now, 50.0), _finish("e2e-steady", now, 15.0)])
+
+    slow = _wait(
+        "JobPulseRunSlow",
+        lambda: receiver.find("JobPulseRunSlow", "e2e-slow", "firing"),
+        60,
+        logs,
+    )
+    assert slow["labels"]["team"] == "data"
+    assert slow["labels"]["severity"] == "warning"
+    assert slow["annotations"]["runbook_url"].endswith("runbooks.md#jobpulserunslow")
+    # Prometheus has evaluated the rule over both counters by now: the 1.5x run is not slow.
+    assert "JobPulseRunSlow" not in _firing(prometheus, "e2e-steady")
+    assert receiver.find("JobPulseRunSlow", "e2e-steady", "firing") is None
+    for job, flagged in (("e2e-slow", True), ("e2e-steady", False)):
+        _, body = served.get(f"/api/v1/jobs/{job}/runs?limit=1")
+        (latest,) = json.loads(body)["runs"]
+        assert ("slow" in latest["flags"]) is flagged, latest
 
 
 _NAMES = re.compile(r"\b([a-zA-Z_:][a-zA-Z0-9_:]*)\{|\b(jobpulse_[a-z0-9_]+)\b")
