@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 from jobpulse.instrumentation.wire import Event
 
+from .anomaly import window_hour
 from .base import EPS, OUTCOMES, STATES, Applied, Arrival, EngineSettings, Rejected
 from .base import key_ts as _key_ts
 from .jobconfig import JobConfig
@@ -180,6 +181,23 @@ class Engine(Runs):
             windows[job.id] = (lo, hi)
         # A window spanning days (a spooled event from long ago) is left to the reads.
         tx.load_slots({i: w for i, w in windows.items() if w[1] - w[0] <= _PREFETCH_SPAN})
+        self._prefetch_durations(tx, jobs)
+
+    def _prefetch_durations(self, tx: Tx, jobs: list[tuple[Event, Job]]) -> None:
+        """The slow-run windows of the jobs finishing runs. They start from the hour the events
+        arrive in, which prefetch does not know: the latest time the batch was sent at (or
+        happened) stands for it; a wrong guess only costs the read it would have saved."""
+        finishing = [(ev, job) for ev, job in jobs if ev.type in ("success", "failure")]
+        if not finishing:
+            return
+        now = max(ev.sent_at if ev.sent_at is not None else ev.ts for ev, _ in finishing)
+        windows = {
+            job.id: window_hour(anomaly, now)
+            for _, job in finishing
+            if (anomaly := self.config(job).anomaly) is not None
+        }
+        if windows:
+            tx.load_duration_windows(windows)
 
     def apply(
         self, tx: Tx, ev: Event, now: float, *, create: bool = True, pair_latest: bool = False

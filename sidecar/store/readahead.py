@@ -12,7 +12,7 @@ from typing import TypeVar
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from ..domain.rollup import hour_of
+from ..domain.rollup import Stats, hour_of, stats_from_rows
 from ..domain.tables import EventKey, Job, Rollup, Run, Slot
 
 __all__ = ["ReadAhead"]
@@ -39,6 +39,7 @@ class ReadAhead:
     _slot_cover: dict[int, tuple[float, float]]
     _stored_slots: dict[int, dict[float, Slot]]
     _keys: dict[tuple[int, str, str, float], bool]
+    _windows: dict[int, tuple[int, Stats]]
 
     def _covered(self, job_id: int, lo: float, hi: float) -> dict[float, Slot] | None:
         cover = self._slot_cover.get(job_id)
@@ -123,3 +124,30 @@ class ReadAhead:
                 stored = {tuple(row) for row in self.session.execute(query)}
             for key in chunk:
                 self._keys[key] = key in stored
+
+    def load_duration_windows(self, windows: dict[int, int]) -> None:
+        """Each job's rollups from its first hour on (one statement for all the jobs), summed
+        into the durations :meth:`Tx.duration_window` returns; this transaction's own rollup
+        rows are included."""
+        todo = {
+            job_id: since
+            for job_id, since in windows.items()
+            if job_id not in self._windows or self._windows[job_id][0] != since
+        }
+        if not todo:
+            return
+        lo = min(todo.values())
+        rows: dict[int, dict[int, Rollup]] = {job_id: {} for job_id in todo}
+        for chunk in _chunks(sorted(todo)):
+            query = select(Rollup).where(Rollup.job_id.in_(chunk), Rollup.hour >= lo)
+            with self.session.no_autoflush:
+                for roll in self.session.scalars(query):
+                    rows[roll.job_id][roll.hour] = self._rollups.setdefault(
+                        (roll.job_id, roll.hour), roll
+                    )
+        for (job_id, hour), roll in self._rollups.items():
+            if job_id in todo:
+                rows[job_id][hour] = roll
+        for job_id, since in todo.items():
+            kept = [roll for hour, roll in rows[job_id].items() if hour >= since]
+            self._windows[job_id] = (since, stats_from_rows(kept))

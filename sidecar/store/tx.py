@@ -14,7 +14,7 @@ from sqlalchemy import Table, bindparam, func, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
-from ..domain.rollup import Stats, hour_of, stats_from_rows
+from ..domain.rollup import Stats, hour_of
 from ..domain.tables import EventKey, Flip, Job, Rollup, Run, Slot
 from .readahead import ReadAhead
 
@@ -257,18 +257,8 @@ class Tx(ReadAhead):
         """The job's durations in its rollups from ``since_hour`` on, this transaction's
         included: one statement per job per transaction, then kept current by
         :meth:`note_duration` (a batch of a job's runs reads its window once)."""
-        cached = self._windows.get(job_id)
-        if cached is not None and cached[0] == since_hour:
-            return cached[1]
-        query = select(Rollup).where(Rollup.job_id == job_id, Rollup.hour >= since_hour)
-        with self.session.no_autoflush:
-            rows = {roll.hour: roll for roll in self.session.scalars(query)}
-        for (owner, hour), roll in self._rollups.items():
-            if owner == job_id and hour >= since_hour:
-                rows[hour] = roll
-        stats = stats_from_rows(rows.values())
-        self._windows[job_id] = (since_hour, stats)
-        return stats
+        self.load_duration_windows({job_id: since_hour})
+        return self._windows[job_id][1]
 
     def note_duration(self, job_id: int, at: float, duration: float) -> None:
         """A duration was added to the job's rollup of ``at``'s hour: count it in the window

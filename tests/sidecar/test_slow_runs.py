@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
+from sqlalchemy import event
 
 from jobpulse.instrumentation.errors import InvalidJobConfig
 from jobpulse.instrumentation.spec import parse_job_fields
@@ -208,5 +209,36 @@ def test_counter_is_exposed_and_preset_to_zero(store_url: str) -> None:
         history(h, 20)
         h.send("success", "etl", duration=5 * USUAL)
         assert _slow_samples(h) == {"etl": 1, "quiet": 0}
+    finally:
+        h.close()
+
+
+@pytest.mark.parametrize("jobs", [3, 40])
+def test_a_batch_reads_the_windows_of_all_its_jobs_in_one_statement(
+    tmp_path: Any, jobs: int
+) -> None:
+    names = [f"job-{i}" for i in range(jobs)]
+    config = "jobs:\n" + "".join(f"  - name: {n}\n" for n in names)
+    h = Harness(f"sqlite:///{tmp_path}/cost.db", config, start=T0)
+    try:
+        now = h.clock.now()
+
+        def finish(job: str, ts: float) -> Any:
+            raw = {"type": "success", "job": job, "run_id": uuid.uuid4().hex}
+            return parse_event({**raw, "ts": format_ts(ts), "duration": USUAL})[0]
+
+        h.ping([finish(n, now - HOUR - 60 * i) for n in names for i in range(3)])
+        statements: list[str] = []
+
+        def note(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
+            statements.append(statement)
+
+        event.listen(h.sidecar.store.engine, "before_cursor_execute", note)
+        try:
+            h.ping([finish(n, now) for n in names])
+        finally:
+            event.remove(h.sidecar.store.engine, "before_cursor_execute", note)
+        windows = [s for s in statements if "FROM rollups" in s and "rollups.hour >=" in s]
+        assert len(windows) == 1, windows
     finally:
         h.close()
