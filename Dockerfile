@@ -1,12 +1,16 @@
 # The jobpulse sidecar. Build: docker build -t jobpulse .
 # Run:   docker run -p 8484:8484 -e JOBPULSE_INGEST_TOKENS=... -e JOBPULSE_READ_TOKENS=... \
 #          -e JOBPULSE_ADMIN_TOKENS=... -v jobpulse-data:/data jobpulse
-FROM python:3.11-slim
+# BASE: any image with Python 3.11+ and pip (the test suite builds one from Debian packages
+# where no image registry is reachable; see tests/e2e/test_image.py).
+ARG BASE=python:3.11-slim
+FROM ${BASE}
 
 ENV PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
     PIP_NO_CACHE_DIR=1 \
-    PIP_DISABLE_PIP_VERSION_CHECK=1
+    PIP_DISABLE_PIP_VERSION_CHECK=1 \
+    PIP_BREAK_SYSTEM_PACKAGES=1
 
 WORKDIR /app
 COPY . /app
