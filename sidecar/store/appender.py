@@ -23,7 +23,17 @@ from jobpulse.instrumentation.wire import Event
 
 from ..domain.tables import EventKey, Job
 from .groupcommit import GroupCommit, StoreUnavailable
-from .inbox import CHUNK, CREATE, INBOX, PAIR_LATEST, IngestResult, Registry, encode, key_ts
+from .inbox import (
+    CHUNK,
+    CREATE,
+    INBOX,
+    PAIR_LATEST,
+    IngestResult,
+    Registry,
+    encode,
+    key_ts,
+    lock_for_pass,
+)
 
 if TYPE_CHECKING:
     from ..domain.clock import Clock
@@ -146,7 +156,9 @@ class Appender(GroupCommit[_Request]):
     ) -> tuple[list[IngestResult], set[str]]:
         registry = self._registry
         with self._store.append_transaction() as conn:
-            now = self._clock.now()  # after the lock: see the module docstring
+            if not self._store.is_sqlite:
+                lock_for_pass(conn, exclusive=False)  # SQLite: the write lock already holds
+            now = self._clock.now()  # after the lock: see store/inbox.py
             registry.resolve(conn, (ev.job for req in batch for ev in req.events))
             stored = set() if careful else self._stored_keys(conn, batch)
             new_names: set[str] = set()
