@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import queue
 import threading
+from abc import ABC, abstractmethod
 from concurrent.futures import Future
 from typing import Any, Generic, TypeVar
 
@@ -22,7 +23,7 @@ class StoreUnavailable(Exception):
     """The store cannot take writes; nothing of the item was kept."""
 
 
-class GroupCommit(Generic[I]):
+class GroupCommit(ABC, Generic[I]):
     def __init__(self, *, name: str, max_batch: int) -> None:
         self._name = name
         self._max_batch = max_batch
@@ -31,12 +32,13 @@ class GroupCommit(Generic[I]):
         self._lock = threading.Lock()
         self._stopped = False
 
+    @abstractmethod
     def _commit_batch(self, batch: list[I]) -> None:
         """Commit ``batch`` and answer each item's future."""
-        raise NotImplementedError
 
+    @abstractmethod
     def _future(self, item: I) -> Future[Any]:
-        raise NotImplementedError
+        """The future that answers ``item``."""
 
     def start(self) -> None:
         self._thread = threading.Thread(target=self._loop, name=self._name, daemon=True)
