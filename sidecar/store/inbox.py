@@ -32,6 +32,7 @@ from sqlalchemy import Connection, Table, delete, func, select, text
 
 from jobpulse.instrumentation.wire import Event
 
+from ..domain.base import key_ts
 from ..domain.tables import InboxRow, Job
 
 if TYPE_CHECKING:
@@ -87,12 +88,6 @@ def encode(ev: Event) -> str:
 
 def decode(body: str) -> Event:
     return Event(*json.loads(body))
-
-
-def key_ts(ev: Event) -> float:
-    """The timestamp part of an event's idempotency key: progress and log events repeat within
-    a run, so their time tells them apart; a run has one start and one finish."""
-    return ev.ts if ev.type in ("progress", "log") else 0.0
 
 
 class Registry:
