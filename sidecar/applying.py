@@ -80,7 +80,7 @@ class InboxApplier:
         newest = 0.0  # the arrival of the newest event applied in this pass
         while True:
             if yield_to_appends:
-                self._give_way(newest or self._oldest_waiting())
+                self._give_way(newest)
             done, after, read = self._apply_batch(after=after, now=at)
             outcomes.update(done)
             if done:
@@ -93,18 +93,21 @@ class InboxApplier:
             _, oldest = inbox_lag(conn)
         return self.clock.now() if oldest is None else oldest
 
-    def _give_way(self, oldest_waiting: float) -> None:
-        """While appends keep coming (a request in flight, or an append in the last ``BUSY``
-        seconds), let them have the process until the oldest unapplied event (about
-        ``oldest_waiting``: events are applied in order) is ``YIELD_LAG`` old: a burst is
-        acknowledged at the speed of the inbox and applied just behind it. Past that lag the
-        applier takes its turn."""
+    def _busy(self) -> bool:
+        """Appends keep coming: a request in flight, or an append in the last ``BUSY`` s."""
+        return bool(self._ingesting()) or time.monotonic() - self.appender.last_commit < BUSY
+
+    def _give_way(self, newest_applied: float) -> None:
+        """While appends keep coming, let them have the process until the oldest unapplied
+        event (about the newest one applied in this pass, as events are applied in order; the
+        inbox's oldest before the first batch) is ``YIELD_LAG`` old: a burst is acknowledged at
+        the speed of the inbox and applied just behind it. Past that lag the applier takes its
+        turn. Reads the inbox only when a burst is on."""
+        if not self._busy():
+            return
+        oldest = newest_applied or self._oldest_waiting()
         waited = 0.0
-        while (
-            waited < YIELD_LAG
-            and self.clock.now() - oldest_waiting < YIELD_LAG
-            and (self._ingesting() or time.monotonic() - self.appender.last_commit < BUSY)
-        ):
+        while waited < YIELD_LAG and self.clock.now() - oldest < YIELD_LAG and self._busy():
             time.sleep(0.005)
             waited += 0.005
 
