@@ -34,6 +34,7 @@ class ReadAhead:
     locking: bool
     _jobs: dict[str, Job | None]
     _rollups: dict[tuple[int, int], Rollup]
+    _absent_rollups: set[tuple[int, int]]
     _runs: dict[tuple[int, str], Run | None]
     _running: dict[int, list[Run]]
     _slot_cover: dict[int, tuple[float, float]]
@@ -112,6 +113,8 @@ class ReadAhead:
             with self.session.no_autoflush:
                 for roll in self.session.scalars(query):
                     self._rollups.setdefault((roll.job_id, roll.hour), roll)
+            # Known to be absent: :meth:`Tx.rollup` adds these to the session, no statement.
+            self._absent_rollups.update(key for key in chunk if key not in self._rollups)
 
     def load_event_keys(self, keys: Iterable[tuple[int, str, str, float]]) -> None:
         wanted = sorted(set(keys) - self._keys.keys())

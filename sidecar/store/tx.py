@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any, cast
 
-from sqlalchemy import Table, bindparam, func, select
+from sqlalchemy import Table, bindparam, event, func, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
@@ -57,6 +57,7 @@ class Tx(ReadAhead):
         self.locking = locking
         self._jobs: dict[str, Job | None] = {}
         self._rollups: dict[tuple[int, int], Rollup] = {}
+        self._absent_rollups: set[tuple[int, int]] = set()
         self._job_count: int | None = None
         self._runs: dict[tuple[int, str], Run | None] = {}
         self._running: dict[int, list[Run]] = {}  # running when loaded or added; filtered on read
@@ -68,6 +69,10 @@ class Tx(ReadAhead):
         self._stored_slots: dict[int, dict[float, Slot]] = {}
         # Idempotency keys read ahead: True if stored or claimed here, False if not stored.
         self._keys: dict[tuple[int, str, str, float], bool] = {}
+        # Claimed keys not yet written: one executemany before each flush (no ORM objects).
+        self._new_keys: list[dict[str, Any]] = []
+        event.listen(session, "before_flush", self._write_keys)
+        event.listen(session, "before_commit", self._write_keys)
         # Per job: (first hour, its durations from that hour on) for slow-run detection.
         self._windows: dict[int, tuple[int, Stats]] = {}
 
@@ -76,6 +81,7 @@ class Tx(ReadAhead):
         after rows were deleted (flush first: reads that follow see only the store)."""
         self._jobs.clear()
         self._rollups.clear()
+        self._absent_rollups.clear()
         self._windows.clear()
         self._job_count = None
         self._runs.clear()
@@ -86,6 +92,7 @@ class Tx(ReadAhead):
         self._slot_cover.clear()
         self._stored_slots.clear()
         self._keys.clear()
+        self._new_keys.clear()
 
     def job(self, name: str) -> Job | None:
         if name not in self._jobs:
@@ -170,15 +177,15 @@ class Tx(ReadAhead):
             if known:
                 return False
             self._keys[key] = True
-            self.session.add(
-                EventKey(
-                    job_id=job_id,
-                    run_id=run_id,
-                    type=etype,
-                    key_ts=key_ts,
-                    received_at=now,
-                    message=message if etype in ("log", "progress") else None,
-                )
+            self._new_keys.append(
+                {
+                    "job_id": job_id,
+                    "run_id": run_id,
+                    "type": etype,
+                    "key_ts": key_ts,
+                    "received_at": now,
+                    "message": message if etype in ("log", "progress") else None,
+                }
             )
             return True
         statement = _CLAIM_PG if self.locking else _CLAIM_SQLITE
@@ -193,6 +200,14 @@ class Tx(ReadAhead):
         claimed = self.session.connection().execute(statement, params).first() is not None
         self._keys[key] = True
         return claimed
+
+    def _write_keys(self, *_: Any) -> None:
+        """Insert the claimed keys read ahead as absent (before a flush, or the commit if no
+        flush comes): one executemany without RETURNING. The unique key still decides: a key
+        another writer stored meanwhile fails the statement like a failed flush would."""
+        if self._new_keys:
+            keys, self._new_keys = self._new_keys, []
+            self.session.connection().execute(_EVENT_KEYS.insert(), keys)
 
     def slot(self, job_id: int, slot: float) -> Slot | None:
         key = (job_id, slot)
@@ -239,7 +254,15 @@ class Tx(ReadAhead):
     def rollup(self, job_id: int, at: float) -> Rollup:
         key = (job_id, hour_of(at))
         roll = self._rollups.get(key)
-        if roll is None:
+        if roll is None and key in self._absent_rollups:
+            # Read ahead as not stored: added to the session and inserted with the batch. The
+            # primary key decides, as for idempotency keys: a writer racing to create the same
+            # hour makes the loser's flush fail, and its batch is applied again, finding it.
+            self._absent_rollups.discard(key)
+            roll = Rollup(job_id=job_id, hour=key[1], **_ZERO_ROLLUP)
+            self.session.add(roll)
+            self._rollups[key] = roll
+        elif roll is None:
             params = {"job_id": job_id, "hour": key[1]}
             with self.session.no_autoflush:
                 roll = self.session.scalars(_ROLLUP, params).first()
