@@ -76,13 +76,20 @@ def apply_rows(
             query = query.limit(limit)
     if tx.locking:
         query = query.with_for_update(skip_locked=True)
-    rows = [(i, arrived, flags, decode(body)) for i, arrived, flags, body in conn.execute(query)]
+    stored = list(conn.execute(query))
+    if not stored:
+        return {}, after, 0
+    last, read = max(row[0] for row in stored), len(stored)
+    holding = held is not None and now < engine.judge_from
+    if holding:
+        # Rows held in an earlier pass stay held until the delay is over: not decoded and
+        # read ahead again on every pass (a spool flushed at start-up would cost its square).
+        assert held is not None
+        stored = [row for row in stored if row[0] not in held]
+    rows = [(i, arrived, flags, decode(body)) for i, arrived, flags, body in stored]
     if only is not None:
         position = {row_id: n for n, row_id in enumerate(only)}
         rows.sort(key=lambda row: position[row[0]])
-    if not rows:
-        return {}, after, 0
-    holding = held is not None and now < engine.judge_from
     engine.prefetch(tx, [ev for _, _, _, ev in rows])
     outcomes: dict[int, Outcome] = {}
     done: list[int] = []
@@ -105,7 +112,7 @@ def apply_rows(
         done.append(row_id)
     for i in range(0, len(done), CHUNK):
         conn.execute(delete(INBOX).where(INBOX.c.id.in_(done[i : i + CHUNK])))
-    return outcomes, rows[-1][0], len(rows)
+    return outcomes, last, read
 
 
 def held_order(tx: Tx, ids: Iterable[int]) -> list[int]:
