@@ -20,6 +20,7 @@ BENCHMARKS: tuple[tuple[str, str, str], ...] = (
     ("batched_ingest", "bench.ingest", "batched_ingest"),
     ("top_of_hour", "bench.burst", "top_of_hour"),
     ("apply_lag", "bench.burst", "apply_lag"),
+    ("apply_cost", "bench.apply", "apply_cost"),
     ("evaluator", "bench.evaluator", "evaluator"),
     ("metrics", "bench.metrics", "metrics"),
     ("memory", "bench.memory", "memory"),

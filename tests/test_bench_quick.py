@@ -26,6 +26,7 @@ NAMES = {
     "detection_latency",
     "top_of_hour",
     "apply_lag",
+    "apply_cost",
 }
 FIELDS = {"name", "value", "baseline", "ratio", "target", "met", "unit"}
 
