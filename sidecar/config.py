@@ -6,6 +6,7 @@ Errors name the job, the field and what is accepted, e.g.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -15,7 +16,14 @@ import yaml
 from jobpulse.instrumentation.errors import ConfigError, InvalidJobConfig, InvalidName
 from jobpulse.instrumentation.spec import parse_job_fields, parse_job_name
 
-__all__ = ["FileConfig", "load_config", "parse_config"]
+__all__ = [
+    "FileConfig",
+    "dependency_cycle",
+    "format_cycle",
+    "load_config",
+    "parse_config",
+    "unknown_upstreams",
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,4 +79,60 @@ def parse_config(text: str, *, source: str = "<config>") -> FileConfig:
             jobs[name] = parse_job_fields(name, fields)
         except InvalidJobConfig as exc:
             raise ConfigError(f"{where} ({name}): {exc}") from exc
+    cycle = dependency_cycle(jobs, lambda name: jobs.get(name, {}).get("after") or ())
+    if cycle:
+        raise ConfigError(
+            f"{source}: jobs depend on each other in a cycle, after: {format_cycle(cycle)}; "
+            "remove one of these after: entries"
+        )
     return FileConfig(sidecar=dict(sidecar), jobs=jobs)
+
+
+def dependency_cycle(
+    names: Iterable[str], after_of: Callable[[str], Sequence[str]]
+) -> list[str] | None:
+    """The first cycle among the ``after:`` edges reachable from ``names``, as the list of its
+    jobs with the first repeated at the end (``[a, b, a]``), or None. ``after_of(name)`` gives a
+    job's upstreams (empty for a job that is not known)."""
+    done: set[str] = set()
+    for root in names:
+        if root in done:
+            continue
+        # Depth-first, iteratively: a chain thousands of jobs long must not hit the recursion
+        # limit. `path` is the current chain; `on_path` its members.
+        path: list[str] = [root]
+        on_path = {root}
+        stack = [iter(after_of(root))]
+        while stack:
+            upstream = next(stack[-1], None)
+            if upstream is None:
+                stack.pop()
+                finished = path.pop()
+                on_path.discard(finished)
+                done.add(finished)
+                continue
+            if upstream in on_path:
+                return [*path[path.index(upstream) :], upstream]
+            if upstream in done:
+                continue
+            path.append(upstream)
+            on_path.add(upstream)
+            stack.append(iter(after_of(upstream)))
+    return None
+
+
+def format_cycle(cycle: Sequence[str]) -> str:
+    """``a → b → a``."""
+    return " → ".join(cycle)
+
+
+def unknown_upstreams(cfg: FileConfig, known: Callable[[str], bool] = lambda _: False) -> list[str]:
+    """Warnings for ``after:`` entries naming a job neither in the file nor ``known``: such a
+    job is accepted, and becomes due by that upstream only once it exists."""
+    return [
+        f"job {name!r}: after names {upstream!r}, which is not a known job; {name!r} becomes "
+        f"due by it only once {upstream!r} is configured or reports"
+        for name, fields in cfg.jobs.items()
+        for upstream in fields.get("after") or ()
+        if upstream not in cfg.jobs and not known(upstream)
+    ]

@@ -15,12 +15,14 @@ from typing import TypeVar
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from jobpulse.instrumentation.errors import ConfigError
 from jobpulse.instrumentation.wire import Event
 
 from .applying import InboxApplier
-from .config import FileConfig, load_config
+from .config import FileConfig, dependency_cycle, format_cycle, load_config, unknown_upstreams
 from .domain.clock import Clock, SystemClock
 from .domain.engine import Engine, EngineSettings
+from .domain.jobconfig import merge_fields
 from .domain.ratelimit import RateLimiter
 from .domain.tables import Job
 from .exposition.cache import MetricsCache
@@ -35,7 +37,7 @@ from .store.retention import Retention
 from .store.tx import Tx
 from .store.writer import Writer
 
-__all__ = ["IngestResult", "Sidecar"]
+__all__ = ["IngestResult", "Sidecar", "stored_after"]
 
 log = logging.getLogger("jobpulse.sidecar")
 T = TypeVar("T")
@@ -142,6 +144,11 @@ class Sidecar:
 
         def work(tx: Tx) -> dict[str, list[str]]:
             now = self.clock.now()
+            file_after = {name: fields.get("after") or [] for name, fields in cfg.jobs.items()}
+            self.refuse_cycle(tx.session, file_after)
+            known = lambda name: stored_after(tx.session, name) is not None  # noqa: E731
+            for warning in unknown_upstreams(cfg, known):
+                log.warning("%s", warning)
             report: dict[str, list[str]] = {"added": [], "updated": [], "removed": []}
             for name, fields in cfg.jobs.items():
                 job = tx.job(name)
@@ -168,6 +175,22 @@ class Sidecar:
         self.reload_registry()
         self._wake.set()
         return report
+
+    def refuse_cycle(self, session: Session, after: dict[str, list[str]]) -> None:
+        """Raise ConfigError naming the cycle when the ``after:`` lists given (by job name)
+        close one with the jobs in the store (the file's, and those set through the API)."""
+
+        def after_of(name: str) -> Sequence[str]:
+            if name in after:
+                return after[name]
+            return stored_after(session, name) or ()
+
+        cycle = dependency_cycle(after, after_of)
+        if cycle:
+            raise ConfigError(
+                f"jobs depend on each other in a cycle, after: {format_cycle(cycle)}; remove "
+                "one of these after: entries"
+            )
 
     async def read(self, fn: Callable[[Sidecar, Session], T]) -> T:
         """Run a read-only query function in a worker thread with its own session."""
@@ -327,3 +350,15 @@ class Sidecar:
             self.metrics.evaluator_last_run.set(0)
         self.is_leader = leader
         self.metrics.leader.set(1 if leader else 0)
+
+
+def stored_after(session: Session, name: str) -> list[str] | None:
+    """The ``after:`` of the stored job ``name`` (file over API fields), or None when there is
+    no such job. A plain read: no row lock, so checking a chain never waits on the evaluator."""
+    row = session.execute(
+        select(Job.file_fields, Job.declared_fields).where(Job.name == name)
+    ).first()
+    if row is None:
+        return None
+    fields, _ = merge_fields(row[0], row[1])
+    return list(fields.get("after") or [])
