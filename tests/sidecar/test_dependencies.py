@@ -6,18 +6,27 @@ manual clock, on SQLite and PostgreSQL."""
 
 from __future__ import annotations
 
+import json
+import subprocess
+import sys
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
 
 import pytest
 from sqlalchemy import select
 
 from jobpulse.instrumentation.errors import ConfigError, InvalidEvent, InvalidJobConfig
 from jobpulse.instrumentation.spec import parse_job_fields
-from jobpulse.instrumentation.wire import format_ts, parse_event
+from jobpulse.instrumentation.wire import format_ts, parse_event, parse_ts
 from jobpulse.sidecar.config import parse_config
+from jobpulse.sidecar.domain.clock import ManualClock
 from jobpulse.sidecar.domain.tables import Job, Slot
+from jobpulse.sidecar.http.app import create_app
+from jobpulse.sidecar.http.keys import SIDECAR
+from jobpulse.sidecar.settings import Settings
 from tests.sidecar.harness import T0, Harness
 
 HOUR = 3600.0
@@ -359,3 +368,164 @@ def test_reload_refuses_a_cycle_through_a_job_set_by_the_api(
     with pytest.raises(ConfigError, match="after: a → b → a;"):
         h.sidecar.apply_config(parse_config("jobs:\n  - {name: a, after: [b]}\n"))
     assert h.sidecar.engine.config(h.job("a")).after == ()  # nothing applied
+
+
+# ---------------------------------------------------------------- HTTP and replay
+
+HTTP_CONFIG = """
+jobs:
+  - name: extract
+    schedule: "0 * * * *"
+  - name: load
+    after: [extract]
+"""
+
+
+@pytest.fixture
+async def client(aiohttp_client: Any, tmp_path: Path) -> Any:
+    path = tmp_path / "jobpulse.yaml"
+    path.write_text(HTTP_CONFIG)
+    settings = Settings(store=f"sqlite:///{tmp_path}/s.db", catchup_delay=0, config=str(path))
+    return await aiohttp_client(
+        create_app(settings, clock=ManualClock(T0 - 60), run_evaluator=False)
+    )
+
+
+def _ev(kind: str, job: str, rid: str, ts: float) -> dict[str, Any]:
+    return {"type": kind, "job": job, "run_id": rid, "ts": format_ts(ts)}
+
+
+async def test_the_api_and_the_job_page_show_the_chain_and_the_skip(client: Any) -> None:
+    sidecar = client.app[SIDECAR]
+    resp = await client.post(
+        "/api/v1/events?wait=applied",
+        json=[_ev("start", "extract", "e1", T0 + 5), _ev("failure", "extract", "e1", T0 + 9)],
+    )
+    assert resp.status == 200
+    sidecar.clock.set(T0 + HOUR - 1)
+    sidecar.tick_sync()
+
+    load = await (await client.get("/api/v1/jobs/load")).json()
+    assert (load["after"], load["downstream"], load["state"]) == (["extract"], [], "new")
+    extract = await (await client.get("/api/v1/jobs/extract")).json()
+    assert (extract["after"], extract["downstream"]) == ([], ["load"])
+    listed = await (await client.get("/api/v1/jobs")).json()
+    assert {j["name"]: j["downstream"] for j in listed["jobs"]} == {
+        "extract": ["load"],
+        "load": [],
+    }
+    # A skip is not a miss.
+    missed = await (await client.get("/api/v1/jobs/load/missed")).json()
+    assert missed == {"missed": [], "count": 0}
+
+    page = await (await client.get("/jobs/load")).text()
+    assert '<tr data-chain="extract"><td>runs after</td><td><a href="/jobs/extract">' in page
+    assert "down" in page.split('data-chain="extract"')[1].split("</tr>")[0]  # its state
+    assert 'upstream: <a href="/jobs/extract">extract</a> did not succeed' in page
+    page = await (await client.get("/jobs/extract")).text()
+    assert '<tr data-chain="load"><td>runs before</td>' in page
+
+
+async def test_put_refuses_a_cycle_with_422_naming_it(client: Any) -> None:
+    resp = await client.put("/api/v1/jobs/stage", json={"after": ["load"]})
+    assert resp.status == 201
+    assert (await resp.json())["after"] == ["load"]
+    resp = await client.put("/api/v1/jobs/extract-copy", json={"after": ["stage"]})
+    assert resp.status == 201
+    # stage -> load -> extract is fine; making extract-copy's upstream chain loop is not.
+    resp = await client.put("/api/v1/jobs/stage", json={"after": ["extract-copy"]})
+    assert resp.status == 422
+    body = await resp.json()
+    assert "after: stage → extract-copy → stage" in body["detail"]
+    assert (await (await client.get("/api/v1/jobs/stage")).json())["after"] == ["load"]
+    resp = await client.put("/api/v1/jobs/stage", json={"after": "stage"})
+    assert resp.status == 422
+    assert "cycle (stage → stage)" in (await resp.json())["detail"]
+
+
+REPLAY_CONFIG = """
+sidecar: {catchup_delay: 0}
+jobs:
+  - name: extract
+    schedule: "0 * * * *"
+  - name: load
+    after: [extract]
+  - name: report
+    after: [load]
+"""
+
+
+def test_replay_judges_a_chain_as_the_live_sidecar_does(tmp_path: Path) -> None:
+    def ev(kind: str, job: str, rid: str, at: float) -> dict[str, Any]:
+        return {**_ev(kind, job, rid, T0 + at), "received_at": format_ts(T0 + at)}
+
+    events = [
+        # 10:00: the chain runs through.
+        ev("start", "extract", "e1", 5),
+        ev("success", "extract", "e1", 60),
+        ev("start", "load", "l1", 70),
+        ev("success", "load", "l1", 90),
+        ev("start", "report", "r1", 95),
+        ev("success", "report", "r1", 99),
+        # 11:00: extract fails; load and report are skipped.
+        ev("start", "extract", "e2", HOUR + 5),
+        ev("failure", "extract", "e2", HOUR + 60),
+        # 12:00: extract succeeds, load runs, report never starts.
+        ev("start", "extract", "e3", 2 * HOUR + 5),
+        ev("success", "extract", "e3", 2 * HOUR + 60),
+        ev("start", "load", "l3", 2 * HOUR + 70),
+        ev("success", "load", "l3", 2 * HOUR + 90),
+    ]
+    cfg = tmp_path / "jobpulse.yaml"
+    cfg.write_text(REPLAY_CONFIG)
+    path = tmp_path / "events.ndjson"
+    path.write_text("\n".join(json.dumps(e) for e in events) + "\n")
+    until = T0 + 3 * HOUR - 1
+    proc = subprocess.run(
+        [
+            str(Path(sys.executable).parent / "jobpulse"),
+            "replay",
+            "--config",
+            str(cfg),
+            "--events",
+            str(path),
+            "--since",
+            format_ts(T0 - 60),
+            "--until",
+            format_ts(until),
+        ],
+        capture_output=True,
+        timeout=120,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stderr.decode()
+    jobs = json.loads(proc.stdout)["jobs"]
+
+    def statuses(name: str) -> list[tuple[str, str, str | None]]:
+        return [(s["slot"], s["status"], s.get("upstream")) for s in jobs[name]["slots"]]
+
+    ticks = [format_ts(T0 + n * HOUR) for n in range(3)]
+    assert statuses("load") == [
+        (ticks[0], "filled", None),
+        (ticks[1], "skipped", "extract"),
+        (ticks[2], "filled", None),
+    ]
+    assert statuses("report") == [
+        (ticks[0], "filled", None),
+        (ticks[1], "skipped", "extract"),
+        (ticks[2], "missed", None),
+    ]
+    assert jobs["report"]["state"] == {"state": "down", "reason": "missed"}
+    assert jobs["load"]["state"] == {"state": "up", "reason": None}
+
+    # The live engine, fed the same events at the same arrivals, records the same slots.
+    h = Harness(f"sqlite:///{tmp_path}/live.db", REPLAY_CONFIG, start=T0 - 60)
+    try:
+        for e in events:
+            h.send(e["type"], e["job"], ts=parse_ts(e["ts"]), run_id=e["run_id"])
+        h.move(until)
+        for name in ("extract", "load", "report"):
+            live = [(format_ts(T0 + at), status, up) for at, status, up in slot_rows(h, name)]
+            assert live == statuses(name), name
+    finally:
+        h.close()
