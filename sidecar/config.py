@@ -6,7 +6,7 @@ Errors name the job, the field and what is accepted, e.g.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -19,6 +19,7 @@ from jobpulse.instrumentation.spec import parse_job_fields, parse_job_name
 __all__ = [
     "FileConfig",
     "dependency_cycle",
+    "dependency_error",
     "format_cycle",
     "load_config",
     "parse_config",
@@ -79,13 +80,75 @@ def parse_config(text: str, *, source: str = "<config>") -> FileConfig:
             jobs[name] = parse_job_fields(name, fields)
         except InvalidJobConfig as exc:
             raise ConfigError(f"{where} ({name}): {exc}") from exc
-    cycle = dependency_cycle(jobs, lambda name: jobs.get(name, {}).get("after") or ())
-    if cycle:
-        raise ConfigError(
-            f"{source}: jobs depend on each other in a cycle, after: {format_cycle(cycle)}; "
-            "remove one of these after: entries"
-        )
+    problem = dependency_error(jobs, jobs.get)
+    if problem:
+        raise ConfigError(f"{source}: {problem}")
     return FileConfig(sidecar=dict(sidecar), jobs=jobs)
+
+
+Fields = Mapping[str, Any]
+_Root = tuple[str, ...]  # ("cron", expression, zone): shared by equal schedules; ("job", name)
+
+
+def dependency_error(names: Iterable[str], fields_of: Callable[[str], Fields | None]) -> str | None:
+    """Why the ``after:`` entries of the jobs ``names`` cannot be judged, or None: a cycle
+    (named), or a job with no schedule of its own after several jobs that share no schedule
+    tick (it could never become due). ``fields_of(name)`` gives a job's fields, None for a job
+    not known (which is accepted: nothing can be said of it yet)."""
+    names = list(names)
+    cycle = dependency_cycle(names, lambda name: (fields_of(name) or {}).get("after") or ())
+    if cycle:
+        return (
+            f"jobs depend on each other in a cycle, after: {format_cycle(cycle)}; remove one of "
+            "these after: entries"
+        )
+    memo: dict[str, frozenset[_Root] | None] = {}
+    for name in names:
+        fields = fields_of(name) or {}
+        after = fields.get("after") or []
+        if len(after) < 2 or fields.get("schedule") or fields.get("every"):
+            continue
+        ticks = {upstream: _roots(upstream, fields_of, memo) for upstream in after}
+        known = {up: roots for up, roots in ticks.items() if roots is not None}
+        if len(known) == len(ticks) and len(frozenset[_Root]().union(*known.values())) > 1:
+            listed = "; ".join(f"{up}: {_describe(roots)}" for up, roots in known.items())
+            return (
+                f"job {name!r} runs after {', '.join(after)}, which share no schedule tick "
+                f"({listed}); a job after several jobs is due when all of them succeeded for "
+                f"the same tick: give them the same schedule, or give {name!r} a schedule of "
+                "its own"
+            )
+    return None
+
+
+def _roots(
+    name: str, fields_of: Callable[[str], Fields | None], memo: dict[str, frozenset[_Root] | None]
+) -> frozenset[_Root] | None:
+    """Where the ticks of ``name`` come from (None: not known)."""
+    if name in memo:
+        return memo[name]
+    memo[name] = None
+    fields = fields_of(name)
+    roots: frozenset[_Root] | None
+    if fields is None:
+        roots = None
+    elif fields.get("schedule"):
+        roots = frozenset({("cron", fields["schedule"], fields.get("timezone") or "UTC")})
+    elif fields.get("every") or not fields.get("after"):
+        roots = frozenset({("job", name)})  # anchored on its own runs
+    else:
+        parts = [_roots(upstream, fields_of, memo) for upstream in fields["after"]]
+        known = [part for part in parts if part is not None]
+        roots = frozenset[_Root]().union(*known) if len(known) == len(parts) else None
+    memo[name] = roots
+    return roots
+
+
+def _describe(roots: frozenset[_Root]) -> str:
+    return " and ".join(
+        f'schedule "{root[1]}" in {root[2]}' if root[0] == "cron" else f"the runs of {root[1]}"
+        for root in sorted(roots)
+    )
 
 
 def dependency_cycle(

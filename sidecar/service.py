@@ -8,9 +8,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from functools import partial
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -19,12 +19,12 @@ from jobpulse.instrumentation.errors import ConfigError
 from jobpulse.instrumentation.wire import Event
 
 from .applying import InboxApplier
-from .config import FileConfig, dependency_cycle, format_cycle, load_config, unknown_upstreams
+from .config import FileConfig, dependency_error, load_config, unknown_upstreams
 from .domain.clock import Clock, SystemClock
 from .domain.engine import Engine, EngineSettings
 from .domain.jobconfig import merge_fields
 from .domain.ratelimit import RateLimiter
-from .domain.tables import Job
+from .domain.tables import Job, JobUpstream
 from .exposition.cache import MetricsCache
 from .exposition.selfmetrics import SelfMetrics
 from .settings import Settings
@@ -37,7 +37,7 @@ from .store.retention import Retention
 from .store.tx import Tx
 from .store.writer import Writer
 
-__all__ = ["IngestResult", "Sidecar", "stored_after"]
+__all__ = ["IngestResult", "Sidecar", "stored_fields"]
 
 log = logging.getLogger("jobpulse.sidecar")
 T = TypeVar("T")
@@ -144,9 +144,8 @@ class Sidecar:
 
         def work(tx: Tx) -> dict[str, list[str]]:
             now = self.clock.now()
-            file_after = {name: fields.get("after") or [] for name, fields in cfg.jobs.items()}
-            self.refuse_cycle(tx.session, file_after)
-            known = lambda name: stored_after(tx.session, name) is not None  # noqa: E731
+            self.check_dependencies(tx.session, cfg.jobs)
+            known = lambda name: stored_fields(tx.session, name) is not None  # noqa: E731
             for warning in unknown_upstreams(cfg, known):
                 log.warning("%s", warning)
             report: dict[str, list[str]] = {"added": [], "updated": [], "removed": []}
@@ -176,21 +175,22 @@ class Sidecar:
         self._wake.set()
         return report
 
-    def refuse_cycle(self, session: Session, after: dict[str, list[str]]) -> None:
-        """Raise ConfigError naming the cycle when the ``after:`` lists given (by job name)
-        close one with the jobs in the store (the file's, and those set through the API)."""
+    def check_dependencies(self, session: Session, jobs: Mapping[str, Mapping[str, Any]]) -> None:
+        """Raise ConfigError when the jobs given (name -> their fields) would close an
+        ``after:`` cycle with the jobs in the store, or leave a job after several jobs that
+        share no tick (see :func:`config.dependency_error`)."""
 
-        def after_of(name: str) -> Sequence[str]:
-            if name in after:
-                return after[name]
-            return stored_after(session, name) or ()
+        def fields_of(name: str) -> Mapping[str, Any] | None:
+            return jobs[name] if name in jobs else stored_fields(session, name)
 
-        cycle = dependency_cycle(after, after_of)
-        if cycle:
-            raise ConfigError(
-                f"jobs depend on each other in a cycle, after: {format_cycle(cycle)}; remove "
-                "one of these after: entries"
-            )
+        downstream = session.scalars(
+            select(Job.name)
+            .join(JobUpstream, JobUpstream.job_id == Job.id)
+            .where(JobUpstream.upstream.in_(list(jobs)))
+        )
+        problem = dependency_error([*jobs, *downstream], fields_of)
+        if problem:
+            raise ConfigError(problem)
 
     async def read(self, fn: Callable[[Sidecar, Session], T]) -> T:
         """Run a read-only query function in a worker thread with its own session."""
@@ -352,13 +352,14 @@ class Sidecar:
         self.metrics.leader.set(1 if leader else 0)
 
 
-def stored_after(session: Session, name: str) -> list[str] | None:
-    """The ``after:`` of the stored job ``name`` (file over API fields), or None when there is
-    no such job. A plain read: no row lock, so checking a chain never waits on the evaluator."""
+def stored_fields(session: Session, name: str) -> dict[str, Any] | None:
+    """The effective fields of the stored job ``name`` (file over declared), or None when
+    there is no such job. A plain read: no row lock, so checking a chain never waits on the
+    evaluator."""
     row = session.execute(
         select(Job.file_fields, Job.declared_fields).where(Job.name == name)
     ).first()
     if row is None:
         return None
     fields, _ = merge_fields(row[0], row[1])
-    return list(fields.get("after") or [])
+    return fields

@@ -24,10 +24,10 @@ period-based default, an unscheduled root's :data:`UNSCHEDULED_GRACE`), ``early_
 :data:`DEFAULT_EARLY`.
 
 A job with ``after:`` **and** its own ``schedule:``/``every:`` is due at its own slots; when
-one passes its deadline with no run and an upstream's latest slot before it was missed,
-skipped, or its run failed, timed out or was cancelled, it is recorded ``skipped`` (reason
-``upstream``) instead of missed. An upstream still running or not yet judged leaves the slot
-judged as any other.
+one passes its deadline with no run and an upstream did not succeed for its latest tick at or
+before that slot (missed or skipped it, or its last run failed, timed out or was cancelled,
+with no success since), it is recorded ``skipped`` (reason ``upstream``) instead of missed. An
+upstream still running or not yet judged leaves the slot judged as any other.
 
 The ticks a by-upstream job has heard of are kept on its row (``Job.ticks``), each a mapping
 ``{"tick", "ok" (upstreams that succeeded for it), "due", "deadline", "skip"}``; the evaluator
@@ -52,7 +52,6 @@ UNSCHEDULED_GRACE = 3600.0  # the default grace after a tick of an unscheduled r
 DEFAULT_EARLY = 60.0  # how long before its upstream's success a dependent's start still counts
 _KEEP_UNDUE = 8  # ticks kept that are not due (waiting on an upstream, or skipped)
 _MAX_DEPTH = 64  # skips passed down a chain at most this deep (cycles are refused anyway)
-_BAD_RUNS = ("failure", "timeout", "cancelled")
 
 
 class Dependencies(Slots):
@@ -258,8 +257,10 @@ class Dependencies(Slots):
         self._announce(tx, job, slot, ok=False, at=at)
 
     def _blocking_upstream(self, tx: Tx, cfg: JobConfig, slot: float) -> str | None:
-        """The first upstream whose latest slot at or before ``slot`` was missed or skipped,
-        or whose run for it failed, timed out or was cancelled (the job to name)."""
+        """The first upstream that did not succeed for its latest tick at or before ``slot``
+        (the job to name): that tick was missed or skipped, or its last run since failed,
+        timed out or was cancelled, and no success came since the tick (a re-run, a later
+        attempt, a late run). An upstream still running or not yet judged blocks nothing."""
         for name in cfg.after:
             up = tx.job(name)
             if up is None:
@@ -270,14 +271,17 @@ class Dependencies(Slots):
                 row = tx.slot(up.id, tick) if tick is not None else None
             else:
                 row = tx.latest_slot_before(up.id, slot)
-            if row is None:
+                tick = row.slot if row is not None else None
+            if tick is None or (up.last_success_at is not None and up.last_success_at >= tick):
                 continue
-            if row.status in ("missed", "gap"):
+            if row is not None and row.status in ("missed", "gap"):
                 return name
-            if row.status == "skipped":
+            if row is not None and row.status == "skipped":
                 return row.upstream or name
-            run = tx.run(up.id, row.run_id) if row.run_id is not None else None
-            if run is not None and run.outcome in _BAD_RUNS and run.late_outcome != "success":
+            if up.last_failure_at is not None and up.last_failure_at >= tick:
+                return name
+            run = tx.run(up.id, row.run_id) if row is not None and row.run_id else None
+            if run is not None and run.outcome == "cancelled":
                 return name
         return None
 

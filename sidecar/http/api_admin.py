@@ -77,9 +77,8 @@ async def put_job(request: web.Request) -> web.Response:
         now = sidecar.clock.now()
         job = tx.job(name)
         file_fields = (job.file_fields or {}) if job is not None else {}
-        after = file_fields["after"] if "after" in file_fields else fields.get("after") or []
         try:
-            sidecar.refuse_cycle(tx.session, {name: after})
+            sidecar.check_dependencies(tx.session, {name: {**fields, **file_fields}})
         except ConfigError as exc:
             raise InvalidJobConfig(f"job {name!r}: {exc}", job=name, field="after") from exc
         if job is None:

@@ -204,6 +204,30 @@ CASES = [
         {"archive": ("down", "missed")},
     ),
     Case(
+        "own-schedule-missed-when-a-re-run-succeeded",
+        [run("extract", 5, 60, "failure"), run("extract", 600, 60), move(HOUR - 1)],
+        {"archive": [(30 * 60, "missed", None)]},
+        {"archive": ("down", "missed")},
+    ),
+    Case(
+        "own-schedule-skipped-when-the-last-attempt-failed",
+        [
+            lambda h: h.send("start", "extract", ts=T0 + 5, run_id="a1"),
+            lambda h: h.send("failure", "extract", ts=T0 + 9, run_id="a1", will_retry=True),
+            lambda h: h.send("start", "extract", ts=T0 + 70, run_id="a2", attempt=2),
+            lambda h: h.send("failure", "extract", ts=T0 + 80, run_id="a2"),
+            move(HOUR - 1),
+        ],
+        {"archive": [(30 * 60, "skipped", "extract")]},
+        {"archive": ("new", None)},
+    ),
+    Case(
+        "own-schedule-skipped-when-the-upstream-missed",
+        [move(HOUR - 1)],
+        {"archive": [(30 * 60, "skipped", "extract")]},
+        {"archive": ("new", None)},
+    ),
+    Case(
         "own-schedule-due-at-its-own-slot",
         [run("extract", 5, 60), run("archive", 30 * 60 + 10), move(HOUR - 1)],
         {"archive": [(30 * 60, "filled", None)]},
@@ -308,6 +332,32 @@ def test_a_paused_dependent_hears_nothing(harness: Callable[[str], Harness]) -> 
 def test_a_cycle_is_a_config_error_naming_it(config: str, named: str) -> None:
     with pytest.raises(ConfigError, match=f"after: {named};"):
         parse_config(config)
+
+
+@pytest.mark.parametrize(
+    ("config", "accepted"),
+    [
+        # Two roots on different schedules never share a tick.
+        ('  - {name: a, schedule: "0 * * * *"}\n  - {name: b, schedule: "30 * * * *"}\n', False),
+        # every: is anchored on each job's own runs.
+        ("  - {name: a, every: 1h}\n  - {name: b, every: 1h}\n", False),
+        # The same schedule shares its ticks.
+        ('  - {name: a, schedule: "0 * * * *"}\n  - {name: b, schedule: "0 * * * *"}\n', True),
+        # A diamond: both carry the root's tick.
+        ("  - {name: r, every: 1h}\n  - {name: a, after: r}\n  - {name: b, after: r}\n", True),
+        # An upstream not in the file: nothing can be said yet.
+        ('  - {name: a, schedule: "0 * * * *"}\n', True),
+    ],
+)
+def test_several_upstreams_must_share_a_tick(config: str, accepted: bool) -> None:
+    text = f"jobs:\n{config}  - {{name: c, after: [a, b]}}\n"
+    if accepted:
+        assert parse_config(text).jobs["c"]["after"] == ["a", "b"]
+        return
+    with pytest.raises(ConfigError, match="job 'c' runs after a, b, which share no schedule tick"):
+        parse_config(text)
+    # With a schedule of its own it is due at its slots: accepted.
+    assert parse_config(text.replace("after: [a, b]", 'after: [a, b], schedule: "5 * * * *"'))
 
 
 @pytest.mark.parametrize(
