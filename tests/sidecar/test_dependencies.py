@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import event, select
 
 from jobpulse.instrumentation.errors import ConfigError, InvalidEvent, InvalidJobConfig
 from jobpulse.instrumentation.spec import parse_job_fields
@@ -577,5 +577,42 @@ def test_replay_judges_a_chain_as_the_live_sidecar_does(tmp_path: Path) -> None:
         for name in ("extract", "load", "report"):
             live = [(format_ts(T0 + at), status, up) for at, status, up in slot_rows(h, name)]
             assert live == statuses(name), name
+    finally:
+        h.close()
+
+
+@pytest.mark.parametrize("jobs", [3, 40])
+def test_a_batch_finds_the_dependents_of_all_its_jobs_in_one_statement(
+    tmp_path: Path, jobs: int
+) -> None:
+    """Read-ahead: a batch of finishes reads who runs after its jobs in one statement, however
+    many jobs it finishes runs of (most have no dependent), and loads those jobs together."""
+    config = "jobs:\n" + "".join(
+        f'  - {{name: up-{i}, schedule: "0 * * * *"}}\n  - {{name: down-{i}, after: up-{i}}}\n'
+        for i in range(jobs)
+    )
+    h = Harness(f"sqlite:///{tmp_path}/cost.db", config, start=T0 - 60)
+    try:
+
+        def finish(job: str) -> Any:
+            raw = {"type": "success", "job": job, "run_id": uuid.uuid4().hex}
+            return parse_event({**raw, "ts": format_ts(T0 + 30), "duration": 20.0})[0]
+
+        statements: list[str] = []
+
+        def note(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
+            statements.append(statement)
+
+        h.clock.set(T0 + 30)
+        event.listen(h.sidecar.store.engine, "before_cursor_execute", note)
+        try:
+            h.ping([finish(f"up-{i}") for i in range(jobs)])
+        finally:
+            event.remove(h.sidecar.store.engine, "before_cursor_execute", note)
+        index = [s for s in statements if "FROM job_upstreams" in s]
+        assert len(index) == 1, index
+        loads = [s for s in statements if "FROM jobs" in s and "jobs.name IN" in s]
+        assert len(loads) == 2, loads  # the batch's jobs, then their dependents
+        assert all(h.job(f"down-{i}").ticks for i in range(jobs))  # each one is due
     finally:
         h.close()
