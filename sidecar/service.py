@@ -37,7 +37,7 @@ from .store.retention import Retention
 from .store.tx import Tx
 from .store.writer import Writer
 
-__all__ = ["IngestResult", "Sidecar", "stored_fields"]
+__all__ = ["IngestResult", "Sidecar", "stored_layers"]
 
 log = logging.getLogger("jobpulse.sidecar")
 T = TypeVar("T")
@@ -144,8 +144,8 @@ class Sidecar:
 
         def work(tx: Tx) -> dict[str, list[str]]:
             now = self.clock.now()
-            self.check_dependencies(tx.session, cfg.jobs)
-            known = lambda name: stored_fields(tx.session, name) is not None  # noqa: E731
+            self.check_dependencies(tx.session, cfg.jobs, layer="file")
+            known = lambda name: stored_layers(tx.session, name) is not None  # noqa: E731
             for warning in unknown_upstreams(cfg, known):
                 log.warning("%s", warning)
             report: dict[str, list[str]] = {"added": [], "updated": [], "removed": []}
@@ -175,13 +175,22 @@ class Sidecar:
         self._wake.set()
         return report
 
-    def check_dependencies(self, session: Session, jobs: Mapping[str, Mapping[str, Any]]) -> None:
-        """Raise ConfigError when the jobs given (name -> their fields) would close an
-        ``after:`` cycle with the jobs in the store, or leave a job after several jobs that
-        share no tick (see :func:`config.dependency_error`)."""
+    def check_dependencies(
+        self, session: Session, jobs: Mapping[str, Mapping[str, Any]], *, layer: str
+    ) -> None:
+        """Raise ConfigError when the jobs given (name -> their fields for ``layer``, ``file``
+        or ``declared``, over the stored other layer) would close an ``after:`` cycle with the
+        jobs in the store, or leave a job after several jobs that share no tick (see
+        :func:`config.dependency_error`)."""
 
         def fields_of(name: str) -> Mapping[str, Any] | None:
-            return jobs[name] if name in jobs else stored_fields(session, name)
+            layers = stored_layers(session, name)
+            if name not in jobs:
+                return merge_fields(*layers)[0] if layers is not None else None
+            file, declared = layers if layers is not None else (None, None)
+            if layer == "file":
+                return merge_fields(jobs[name], declared)[0]
+            return merge_fields(file, jobs[name])[0]
 
         downstream = session.scalars(
             select(Job.name)
@@ -352,14 +361,12 @@ class Sidecar:
         self.metrics.leader.set(1 if leader else 0)
 
 
-def stored_fields(session: Session, name: str) -> dict[str, Any] | None:
-    """The effective fields of the stored job ``name`` (file over declared), or None when
-    there is no such job. A plain read: no row lock, so checking a chain never waits on the
-    evaluator."""
+def stored_layers(
+    session: Session, name: str
+) -> tuple[dict[str, Any] | None, dict[str, Any] | None] | None:
+    """The stored job's configuration layers (file, declared), or None when there is no such
+    job. A plain read: no row lock, so checking a chain never waits on the evaluator."""
     row = session.execute(
         select(Job.file_fields, Job.declared_fields).where(Job.name == name)
     ).first()
-    if row is None:
-        return None
-    fields, _ = merge_fields(row[0], row[1])
-    return fields
+    return (row[0], row[1]) if row is not None else None

@@ -76,9 +76,8 @@ async def put_job(request: web.Request) -> web.Response:
     def work(tx: Tx) -> str:
         now = sidecar.clock.now()
         job = tx.job(name)
-        file_fields = (job.file_fields or {}) if job is not None else {}
         try:
-            sidecar.check_dependencies(tx.session, {name: {**fields, **file_fields}})
+            sidecar.check_dependencies(tx.session, {name: fields}, layer="declared")
         except ConfigError as exc:
             raise InvalidJobConfig(f"job {name!r}: {exc}", job=name, field="after") from exc
         if job is None:

@@ -491,6 +491,13 @@ async def test_put_refuses_a_cycle_with_422_naming_it(client: Any) -> None:
     resp = await client.put("/api/v1/jobs/stage", json={"after": "stage"})
     assert resp.status == 422
     assert "cycle (stage → stage)" in (await resp.json())["detail"]
+    # Several upstreams must share a tick: extract's hourly slots and solo's own runs do not.
+    assert (await client.put("/api/v1/jobs/solo", json={"every": "1h"})).status == 201
+    resp = await client.put("/api/v1/jobs/fan-in", json={"after": ["load", "solo"]})
+    assert resp.status == 422
+    assert "runs after load, solo, which share no schedule tick" in (await resp.json())["detail"]
+    resp = await client.put("/api/v1/jobs/fan-in", json={"after": ["load", "stage"]})
+    assert resp.status == 201  # both carry extract's tick
 
 
 REPLAY_CONFIG = """
