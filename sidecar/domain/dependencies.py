@@ -157,10 +157,9 @@ class Dependencies(Slots):
         for run in tx.runs_started_between(job.id, entry["due"] - early, entry["deadline"]):
             if run.slot is None:
                 self._fill_tick(tx, job, entry, run, at)
-                if run.outcome != "running":
-                    self._run_decided(
-                        tx, job, cfg, run, ok=run.outcome == "success", at=run.finished_at or at
-                    )
+                if run.outcome not in ("running", "retry"):  # it finished before: pass it on
+                    ok = "success" in (run.outcome, run.late_outcome)
+                    self._run_decided(tx, job, cfg, run, ok=ok, at=run.finished_at or at)
                 return
         if job.removed or job.state == "paused":
             return

@@ -139,6 +139,19 @@ CASES = [
         {"load": [(0, "filled", None)]},
     ),
     Case(
+        "a-run-finished-before-the-upstream-success-arrived-passes-it-on",
+        [
+            start("load", 70),
+            finish("load", 70, 90),
+            start("extract", 5),
+            finish("extract", 5, 65),
+            run("report", 200),
+            move(HOUR - 1),
+        ],
+        {"load": [(0, "filled", None)], "report": [(0, "filled", None)]},
+        {"load": ("up", None), "report": ("up", None)},
+    ),
+    Case(
         "chain-of-three-shares-the-root-tick",
         [run("extract", 5, 60), run("load", 100, 60), run("report", 200), move(HOUR - 1)],
         {
