@@ -636,3 +636,21 @@ def test_a_batch_finds_the_dependents_of_all_its_jobs_in_one_statement(
         assert all(h.job(f"down-{i}").ticks for i in range(jobs))  # each one is due
     finally:
         h.close()
+
+
+def test_check_config_names_a_cycle_and_warns_of_an_unknown_upstream(tmp_path: Path) -> None:
+    jobpulse = str(Path(sys.executable).parent / "jobpulse")
+    cycle = tmp_path / "cycle.yaml"
+    cycle.write_text("jobs:\n  - {name: a, after: [b]}\n  - {name: b, after: a}\n")
+    proc = subprocess.run(
+        [jobpulse, "check-config", str(cycle)], capture_output=True, text=True, timeout=60
+    )
+    assert proc.returncode == 78  # EX_CONFIG
+    assert "jobs depend on each other in a cycle, after: a → b → a" in proc.stderr
+    unknown = tmp_path / "unknown.yaml"
+    unknown.write_text("jobs:\n  - {name: load, after: [extract]}\n")
+    proc = subprocess.run(
+        [jobpulse, "check-config", str(unknown)], capture_output=True, text=True, timeout=60
+    )
+    assert proc.returncode == 0
+    assert "warning: job 'load': after names 'extract', which is not a known job" in proc.stderr
