@@ -31,15 +31,26 @@ JOB_FIELD_DOCS: Final[dict[str, tuple[str, str]]] = {
         "Fixed interval between slots (`15m`, `1h`), instead of `schedule`; not both.",
         "none",
     ),
+    "after": (
+        "Jobs this one runs after: a name or a list (`[extract, audit]`). Without a schedule "
+        "of its own the job is due when all of them succeeded for a tick and carries that "
+        "tick; when one failed or missed it, the slot is `skipped` (reason `upstream`). With "
+        "`schedule`/`every` it is due at its own slots, skipped instead of missed when an "
+        "upstream did not succeed. Set in this file or with `PUT /api/v1/jobs/{job}`, not in "
+        "a client's `job_config`; a cycle is refused. See concepts, Dependencies.",
+        "none",
+    ),
     "timezone": ("IANA zone the schedule is evaluated in (`Europe/Riga`).", "`UTC`"),
     "grace": (
         "How late a start may be before its slot counts as missed. An explicit value is "
         "honoured as given, down to 1s.",
-        "10% of the period, clamped to [30s, 1h] and never above half the period",
+        "10% of the period, clamped to [30s, 1h] and never above half the period; for a job "
+        "due by `after` with no schedule, the grace its upstream had for the tick (1h after "
+        "an unscheduled upstream)",
     ),
     "early_tolerance": (
         "How early a start may be and still fill the next slot (clock skew).",
-        "min(60s, 10% of the period)",
+        "min(60s, 10% of the period); 60s before the upstream's success for a job due by `after`",
     ),
     "max_runtime": (
         "A run still running after this is closed as `timeout`. Separate from `grace`.",

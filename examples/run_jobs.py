@@ -3,6 +3,7 @@
 Runs until Ctrl-C (or SIGTERM). A BlockingScheduler runs the jobs and the APScheduler
 integration reports them: each job under its job id, its trigger declared as its schedule, each
 run with the slot it was scheduled for (examples/jobpulse.yaml configures the same jobs).
+reconcile-invoices runs after each import that succeeds and reports through the decorator.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from typing import Any
 
 from apscheduler.schedulers.blocking import BlockingScheduler
 
-from jobpulse.instrumentation import get_client
+from jobpulse.instrumentation import get_client, monitor
 from jobpulse.instrumentation.apscheduler import instrument, progress, uninstrument
 
 scheduler = BlockingScheduler(timezone="UTC")
@@ -33,6 +34,14 @@ def import_invoices() -> None:
     time.sleep(random.uniform(0.5, 2.0))
     if random.random() < 0.3:
         raise ConnectionError("invoice API answered 503 Service Unavailable")
+    # A task chain: reconcile what was imported, once the import succeeded. jobpulse.yaml
+    # declares `after: [import-invoices]`, so a failed import skips it instead of paging.
+    reconcile_invoices()
+
+
+@monitor("reconcile-invoices")
+def reconcile_invoices() -> None:
+    time.sleep(random.uniform(0.2, 1.0))
 
 
 def rebuild_search_index() -> None:

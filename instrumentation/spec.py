@@ -68,6 +68,7 @@ RESERVED_LABELS: Final = frozenset(
 JOB_FIELDS: Final = (
     "schedule",
     "every",
+    "after",
     "timezone",
     "grace",
     "early_tolerance",
@@ -311,12 +312,44 @@ def _anomaly(job: str, value: object) -> dict[str, Any] | bool:
     return out
 
 
+def _after(job: str, value: object) -> list[str]:
+    """The jobs ``job`` runs after: one name or a list of names, each a valid job name, none
+    twice, not ``job`` itself (a job after itself is the shortest cycle)."""
+    names = [value] if isinstance(value, str) else value
+    if not isinstance(names, list):
+        raise InvalidJobConfig(
+            f"job {job!r}: after {_shown(value)} must be a job name or a list of job names, "
+            "such as [extract] or [extract, load]",
+            job=job,
+            field="after",
+        )
+    out: list[str] = []
+    for item in names:
+        try:
+            name = parse_job_name(item)
+        except InvalidName as exc:
+            raise InvalidJobConfig(f"job {job!r}: after: {exc}", job=job, field="after") from exc
+        if name == job:
+            raise InvalidJobConfig(
+                f"job {job!r}: after names the job itself, a cycle ({job} → {job}); a job runs "
+                "after other jobs",
+                job=job,
+                field="after",
+            )
+        if name in out:
+            raise InvalidJobConfig(
+                f"job {job!r}: after names {name!r} twice", job=job, field="after"
+            )
+        out.append(name)
+    return out
+
+
 def parse_job_fields(job: str, raw: Mapping[str, Any]) -> dict[str, Any]:
     """Validate the job fields present in ``raw``; return them normalised.
 
     Durations become float seconds, ``schedule`` a whitespace-normalised cron expression,
-    ``every`` seconds. Only the fields given are returned (a partial update is valid); an
-    unknown field raises, naming the accepted ones.
+    ``every`` seconds, ``after`` a list of job names. Only the fields given are returned (a
+    partial update is valid); an unknown field raises, naming the accepted ones.
     """
     out: dict[str, Any] = {}
     for field, value in raw.items():
@@ -332,6 +365,8 @@ def parse_job_fields(job: str, raw: Mapping[str, Any]) -> dict[str, Any]:
                 out[field] = None
             elif field == "schedule":
                 out[field] = check_cron(value)
+            elif field == "after":
+                out[field] = [] if value is None else _after(job, value)
             elif field == "timezone":
                 out[field] = check_timezone(value)
             elif field in _DURATION_FIELDS:

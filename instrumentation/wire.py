@@ -357,6 +357,14 @@ def parse_event(
             raise InvalidEvent(
                 f"job_config.{exc.field}" if exc.field else "job_config", str(exc)
             ) from None
+        if "after" in job_config:
+            # A dependency cycle is refused where a configuration is written; an event is
+            # accepted before the sidecar reads any other job, so it cannot be checked here.
+            raise InvalidEvent(
+                "job_config.after",
+                "a client cannot declare dependencies: set after in jobpulse.yaml or with "
+                "PUT /api/v1/jobs/{job}",
+            )
     if etype == "missed" and scheduled_for is None:
         raise InvalidEvent("scheduled_for", "is required on missed events")
     if truncated:

@@ -187,6 +187,8 @@ class InboxApplier:
         total = 0
         while True:
             due = tx.due_jobs(at, DUE_BATCH)
+            # A job's missed slot or timed-out run decides its tick for the jobs after it.
+            tx.load_downstreams(job.name for job in due)
             for job in due:
                 self.engine.tick(tx, job, at)
             total += len(due)

@@ -23,7 +23,7 @@ from aiohttp import web
 
 from jobpulse.instrumentation.errors import ConfigError
 
-from .config import FileConfig, load_config
+from .config import FileConfig, load_config, unknown_upstreams
 from .settings import Settings, build_settings
 
 if TYPE_CHECKING:
@@ -206,6 +206,8 @@ def check_config(args: argparse.Namespace) -> int:
     except ConfigError as exc:
         print(f"jobpulse check-config: {exc}", file=sys.stderr)
         return EX_CONFIG
+    for warning in unknown_upstreams(cfg):
+        print(f"jobpulse check-config: warning: {warning}", file=sys.stderr)
     print(f"{args.file}: OK ({len(cfg.jobs)} job{'s' if len(cfg.jobs) != 1 else ''})")
     return 0
 

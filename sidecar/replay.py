@@ -93,7 +93,9 @@ def _pending(sidecar: Sidecar, job: Job, until: float, taken: set[float]) -> lis
         if s not in taken:
             out.append(s)
         s = cfg.schedule.next_after(s) if cfg.schedule.every is None else None
-    return out
+    # A job due by its upstreams: the ticks that became due and are not judged yet.
+    out += [e["tick"] for e in job.ticks or [] if e["due"] is not None and e["tick"] not in taken]
+    return sorted(out)
 
 
 def report(sidecar: Sidecar, since: float, until: float) -> dict[str, Any]:
@@ -106,9 +108,14 @@ def report(sidecar: Sidecar, since: float, until: float) -> dict[str, Any]:
             slot_views = [
                 {
                     "slot": format_ts(s.slot),
-                    "status": "filled" if s.status == "filled" else "missed",
+                    "status": s.status if s.status in ("filled", "skipped") else "missed",
                     "run_id": s.run_id,
                     **({"count": s.count} if s.status == "gap" else {}),
+                    **(
+                        {"reason": s.reason, "upstream": s.upstream}
+                        if s.status == "skipped"
+                        else {}
+                    ),
                 }
                 for s in slots
             ]

@@ -8,21 +8,23 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from functools import partial
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from jobpulse.instrumentation.errors import ConfigError
 from jobpulse.instrumentation.wire import Event
 
 from .applying import InboxApplier
-from .config import FileConfig, load_config
+from .config import FileConfig, dependency_error, load_config, unknown_upstreams
 from .domain.clock import Clock, SystemClock
 from .domain.engine import Engine, EngineSettings
+from .domain.jobconfig import merge_fields
 from .domain.ratelimit import RateLimiter
-from .domain.tables import Job
+from .domain.tables import Job, JobUpstream
 from .exposition.cache import MetricsCache
 from .exposition.selfmetrics import SelfMetrics
 from .settings import Settings
@@ -35,7 +37,7 @@ from .store.retention import Retention
 from .store.tx import Tx
 from .store.writer import Writer
 
-__all__ = ["IngestResult", "Sidecar"]
+__all__ = ["IngestResult", "Sidecar", "stored_layers"]
 
 log = logging.getLogger("jobpulse.sidecar")
 T = TypeVar("T")
@@ -142,6 +144,10 @@ class Sidecar:
 
         def work(tx: Tx) -> dict[str, list[str]]:
             now = self.clock.now()
+            self.check_dependencies(tx.session, cfg.jobs, layer="file")
+            known = lambda name: stored_layers(tx.session, name) is not None  # noqa: E731
+            for warning in unknown_upstreams(cfg, known):
+                log.warning("%s", warning)
             report: dict[str, list[str]] = {"added": [], "updated": [], "removed": []}
             for name, fields in cfg.jobs.items():
                 job = tx.job(name)
@@ -168,6 +174,32 @@ class Sidecar:
         self.reload_registry()
         self._wake.set()
         return report
+
+    def check_dependencies(
+        self, session: Session, jobs: Mapping[str, Mapping[str, Any]], *, layer: str
+    ) -> None:
+        """Raise ConfigError when the jobs given (name -> their fields for ``layer``, ``file``
+        or ``declared``, over the stored other layer) would close an ``after:`` cycle with the
+        jobs in the store, or leave a job after several jobs that share no tick (see
+        :func:`config.dependency_error`)."""
+
+        def fields_of(name: str) -> Mapping[str, Any] | None:
+            layers = stored_layers(session, name)
+            if name not in jobs:
+                return merge_fields(*layers)[0] if layers is not None else None
+            file, declared = layers if layers is not None else (None, None)
+            if layer == "file":
+                return merge_fields(jobs[name], declared)[0]
+            return merge_fields(file, jobs[name])[0]
+
+        downstream = session.scalars(
+            select(Job.name)
+            .join(JobUpstream, JobUpstream.job_id == Job.id)
+            .where(JobUpstream.upstream.in_(list(jobs)))
+        )
+        problem = dependency_error([*jobs, *downstream], fields_of)
+        if problem:
+            raise ConfigError(problem)
 
     async def read(self, fn: Callable[[Sidecar, Session], T]) -> T:
         """Run a read-only query function in a worker thread with its own session."""
@@ -327,3 +359,14 @@ class Sidecar:
             self.metrics.evaluator_last_run.set(0)
         self.is_leader = leader
         self.metrics.leader.set(1 if leader else 0)
+
+
+def stored_layers(
+    session: Session, name: str
+) -> tuple[dict[str, Any] | None, dict[str, Any] | None] | None:
+    """The stored job's configuration layers (file, declared), or None when there is no such
+    job. A plain read: no row lock, so checking a chain never waits on the evaluator."""
+    row = session.execute(
+        select(Job.file_fields, Job.declared_fields).where(Job.name == name)
+    ).first()
+    return (row[0], row[1]) if row is not None else None

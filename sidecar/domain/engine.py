@@ -78,6 +78,8 @@ class Engine(Runs):
         )
         tx.add_job(job)
         cfg = self.config(job)
+        if cfg.after:
+            tx.set_upstreams(job.id, cfg.after)
         self._restart_cursor(job, cfg, now)
         if cfg.paused:
             self._pause(tx, job, now)
@@ -101,7 +103,9 @@ class Engine(Runs):
         if declared is not False:
             job.declared_fields = declared if isinstance(declared, dict) else None
         new = self.config(job)
-        if new.schedule != old.schedule:
+        if new.after != old.after:
+            tx.set_upstreams(job.id, new.after)
+        if new.schedule != old.schedule or new.after != old.after:
             self._restart_cursor(job, new, now)
         if new.paused and not old.paused and job.state != "paused":
             self._pause(tx, job, now)
@@ -111,6 +115,7 @@ class Engine(Runs):
         self.refresh(tx, job, now)
 
     def _restart_cursor(self, job: Job, cfg: JobConfig, start: float) -> None:
+        job.ticks = None  # a dependent's ticks are heard of again from its upstreams
         sched = cfg.schedule
         if sched.kind == "cron":
             job.cursor = sched.at_or_after(start)
@@ -160,6 +165,9 @@ class Engine(Runs):
         tx.load_runs((job.id, ev.run_id) for ev, job in jobs)
         tx.load_event_keys((job.id, ev.run_id, ev.type, _key_ts(ev)) for ev, job in jobs)
         tx.load_rollups((job.id, ev.ts) for ev, job in jobs)
+        # A finish decides its job's tick for the jobs that run after it.
+        finishing = ("success", "failure", "cancelled")
+        tx.load_downstreams(ev.job for ev, _ in jobs if ev.type in finishing)
         windows: dict[int, tuple[float, float]] = {}
         for ev, job in jobs:
             cfg = self.config(job)
@@ -268,6 +276,7 @@ class Engine(Runs):
                 run.outcome = "timeout"
                 self._count_outcome(tx, job, cfg, "timeout", run.deadline, None)
                 self._bad(tx, job, cfg, "timed_out", run.deadline)
+                self._run_decided(tx, job, cfg, run, ok=False, at=run.deadline)
             elif abandon_at is not None and now > abandon_at:
                 self._abandon(tx, job, cfg, run, abandon_at)
             elif cfg.heartbeat_timeout is not None and not run.stale:
@@ -293,7 +302,7 @@ class Engine(Runs):
         if job.state in ("up", "late"):
             due = (
                 job.cursor is not None and job.cursor <= now and tx.slot(job.id, job.cursor) is None
-            )
+            ) or self._tick_due(job, now)
             self._set_state(tx, job, "late" if due else "up", None, now)
         if job.removed or job.state == "paused":
             job.next_deadline = None
@@ -303,6 +312,7 @@ class Engine(Runs):
             if job.state == "up" and job.cursor > now:
                 deadlines.append(job.cursor)
             deadlines.append(job.cursor + cfg.grace_at(job.cursor) + EPS)
+        deadlines += self._tick_deadlines(job)
         for run in running:
             if run.deadline is not None:
                 deadlines.append(run.deadline + EPS)

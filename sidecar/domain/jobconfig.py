@@ -85,6 +85,7 @@ class JobConfig:
     paused: bool = False
     buckets: tuple[float, ...] = DEFAULT_BUCKETS
     anomaly: Anomaly | None = Anomaly()
+    after: tuple[str, ...] = ()
 
     @staticmethod
     def from_fields(name: str, fields: Mapping[str, Any]) -> JobConfig:
@@ -105,11 +106,17 @@ class JobConfig:
             paused=bool(fields.get("paused", False)),
             buckets=tuple(fields.get("buckets") or DEFAULT_BUCKETS),
             anomaly=Anomaly.of(fields.get("anomaly")),
+            after=tuple(fields.get("after") or ()),
         )
 
     @property
     def scheduled(self) -> bool:
         return self.schedule.kind != "none"
+
+    @property
+    def by_upstream(self) -> bool:
+        """Due when its upstreams succeed (``after:`` and no schedule of its own)."""
+        return bool(self.after) and not self.scheduled
 
     def grace_at(self, slot: float) -> float:
         if self.grace is not None:

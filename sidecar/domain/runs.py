@@ -17,8 +17,8 @@ from jobpulse.instrumentation.wire import Event
 
 from .anomaly import is_slow
 from .base import DELIVERY_ALLOWANCE, Arrival
+from .dependencies import Dependencies
 from .jobconfig import JobConfig
-from .slots import Slots
 from .tables import Job, Run
 
 if TYPE_CHECKING:
@@ -29,7 +29,7 @@ __all__ = ["ABANDONED", "Runs"]
 ABANDONED = "abandoned"  # the error_type of a run closed as abandoned
 
 
-class Runs(Slots):
+class Runs(Dependencies):
     def _unskew(self, ev: Event, now: float) -> tuple[float, float | None, bool]:
         if ev.sent_at is None:
             return ev.ts, ev.scheduled_for, False
@@ -94,6 +94,7 @@ class Runs(Slots):
         run.outcome = "timeout"
         run.error_type = ABANDONED
         self._count_outcome(tx, job, cfg, "timeout", at, None)
+        self._run_decided(tx, job, cfg, run, ok=False, at=at)
 
     def _close_abandoned(self, tx: Tx, job: Job, cfg: JobConfig, a: Arrival) -> None:
         """Before a start is judged for overlap: close the runs with no max_runtime that its
@@ -200,6 +201,8 @@ class Runs(Slots):
                 self._good(tx, job, cfg, now)
             elif outcome == "failure":
                 self._bad(tx, job, cfg, "failed", now)
+            if outcome != "retry":
+                self._run_decided(tx, job, cfg, run, ok=outcome == "success", at=ts)
         elif run.outcome == "timeout" and run.late_outcome is None:
             # Recorded on the run and counted toward recovery; counters stay as they were.
             run.late_outcome = outcome
@@ -208,6 +211,7 @@ class Runs(Slots):
             if outcome == "success":
                 job.last_success_at = max(job.last_success_at or ts, ts)
                 self._good(tx, job, cfg, now)
+                self._run_decided(tx, job, cfg, run, ok=True, at=ts)
 
     def _on_missed(
         self, tx: Tx, job: Job, cfg: JobConfig, ev: Event, scheduled_for: float, now: float

@@ -5,7 +5,10 @@
   ``/metrics`` exports, so they survive restarts and read the same on every replica.
 - ``runs``: one row a run (an attempt), keyed by the client's ``run_id`` within the job.
 - ``events``: idempotency keys, plus the text of log and progress heartbeats.
-- ``slots``: one row a judged slot: ``filled`` by a run, ``missed``, or a ``gap`` carrying a count.
+- ``slots``: one row a judged slot: ``filled`` by a run, ``missed``, a ``gap`` carrying a count,
+  or ``skipped`` (reason ``upstream``: a job it runs after failed or missed that tick).
+- ``job_upstreams``: one row per ``after:`` entry (job, upstream name), so the jobs that run
+  after a job are found by an indexed read when its tick is decided.
 - ``flips``: state changes among new, up, down and paused.
 - ``rollups``: hourly per-job statistics, updated on write, kept longer than runs.
 - ``inbox``: accepted events not yet applied (see ``inbox.py``): appended before the answer
@@ -30,7 +33,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
-__all__ = ["Base", "EventKey", "Flip", "InboxRow", "Job", "Rollup", "Run", "Slot"]
+__all__ = ["Base", "EventKey", "Flip", "InboxRow", "Job", "JobUpstream", "Rollup", "Run", "Slot"]
 
 
 class Base(DeclarativeBase):
@@ -80,6 +83,19 @@ class Job(Base):
     running: Mapped[int] = mapped_column(Integer, default=0)
     oldest_running_start: Mapped[float | None] = mapped_column(Float, default=None)
     changed_at: Mapped[float] = mapped_column(Float, index=True)
+    # A job with after: and no schedule of its own: the ticks of its upstreams it is waiting
+    # on, due for, or was skipped for (see domain/dependencies.py).
+    ticks: Mapped[list[dict[str, Any]] | None] = mapped_column(JSON, default=None)
+
+
+class JobUpstream(Base):
+    """One ``after:`` entry: ``job_id`` runs after the job named ``upstream`` (a name, not an
+    id: the upstream may not exist yet)."""
+
+    __tablename__ = "job_upstreams"
+
+    job_id: Mapped[int] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"), primary_key=True)
+    upstream: Mapped[str] = mapped_column(String(128), primary_key=True, index=True)
 
 
 class Run(Base):
@@ -145,10 +161,12 @@ class Slot(Base):
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     job_id: Mapped[int] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"))
     slot: Mapped[float] = mapped_column(Float)
-    status: Mapped[str] = mapped_column(String(8))  # filled | missed | gap
+    status: Mapped[str] = mapped_column(String(8))  # filled | missed | gap | skipped
     run_id: Mapped[str | None] = mapped_column(String(64), default=None)
     count: Mapped[int] = mapped_column(Integer, default=1)
     reason: Mapped[str | None] = mapped_column(String(32), default=None)
+    # A slot skipped for reason upstream: the job whose failure or miss caused it.
+    upstream: Mapped[str | None] = mapped_column(String(128), default=None)
     recorded_at: Mapped[float] = mapped_column(Float)
 
 

@@ -76,6 +76,10 @@ async def put_job(request: web.Request) -> web.Response:
     def work(tx: Tx) -> str:
         now = sidecar.clock.now()
         job = tx.job(name)
+        try:
+            sidecar.check_dependencies(tx.session, {name: fields}, layer="declared")
+        except ConfigError as exc:
+            raise InvalidJobConfig(f"job {name!r}: {exc}", job=name, field="after") from exc
         if job is None:
             sidecar.engine.create_job(tx, name, now, declared=fields)
             return "created"
@@ -91,6 +95,8 @@ async def put_job(request: web.Request) -> web.Response:
 
     try:
         outcome = await sidecar.writer.run(work)
+    except InvalidJobConfig as exc:
+        return json_error(422, "invalid job", str(exc))
     except ConfigError as exc:
         return json_error(409, "conflict", str(exc))
     response = await job_response(request)

@@ -62,6 +62,10 @@ COUNTS = obj(
 _JOB_FIELDS = {
     "schedule": nullable(STRING),
     "every": nullable(DURATION),
+    "after": {
+        "description": "jobs this one runs after (not accepted in an event's job_config)",
+        "anyOf": [STRING, {"type": "array", "items": STRING}, {"type": "null"}],
+    },
     "timezone": STRING,
     "grace": nullable(DURATION),
     "early_tolerance": nullable(DURATION),
@@ -145,6 +149,8 @@ _JOB = obj(
     missed=INT,
     overlaps=INT,
     slow_runs=INT,
+    after={"type": "array", "items": STRING},
+    downstream={"type": "array", "items": STRING},
     success_ratio_24h=N_NUMBER,
     miss_ratio_24h=N_NUMBER,
 )
@@ -179,10 +185,11 @@ _RUN = obj(
 _SLOT = obj(
     ["slot", "status", "count"],
     slot=STAMP,
-    status={"enum": ["filled", "missed", "gap"]},
+    status={"enum": ["filled", "missed", "gap", "skipped"]},
     run_id=N_STRING,
     count=INT,
     reason=N_STRING,
+    upstream=N_STRING,
 )
 
 _STATS = obj(

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from sqlalchemy import select
+
 from jobpulse.instrumentation.wire import format_ts
 
 from ..domain.engine import Engine
 from ..domain.jobconfig import merge_fields
-from ..domain.tables import Flip, Job, Run, Slot
+from ..domain.tables import Flip, Job, JobUpstream, Run, Slot
 
 if TYPE_CHECKING:
     from sqlalchemy.orm import Session
@@ -16,6 +18,7 @@ if TYPE_CHECKING:
     from ..service import Sidecar
 
 __all__ = [
+    "downstreams_of",
     "flip_view",
     "full_job_view",
     "full_job_views",
@@ -37,6 +40,7 @@ def job_view(
     now: float,
     next_expected: float | None,
     ratios: dict[str, float | None] | None = None,
+    downstream: list[str] | None = None,
 ) -> dict[str, Any]:
     cfg = engine.config(job)
     fields, sources = merge_fields(job.file_fields, job.declared_fields)
@@ -73,6 +77,8 @@ def job_view(
         "missed": job.missed_total,
         "overlaps": job.overlap_total,
         "slow_runs": job.slow_total,
+        "after": list(cfg.after),
+        "downstream": downstream or [],
         **(
             {"success_ratio_24h": ratios.get("success"), "miss_ratio_24h": ratios.get("miss")}
             if ratios is not None
@@ -117,6 +123,7 @@ def slot_view(slot: Slot) -> dict[str, Any]:
         "run_id": slot.run_id,
         "count": slot.count,
         "reason": slot.reason,
+        "upstream": slot.upstream,
     }
 
 
@@ -131,6 +138,7 @@ def full_job_views(sidecar: Sidecar, session: Session, jobs: list[Job]) -> list[
     ids = [job.id for job in jobs]
     ratios = sidecar.cache.ratios(session, ids, now) if ids else {}
     filled = sidecar.cache.filled_cursors(session, ids) if ids else set()
+    downstream = downstreams_of(session, [job.name for job in jobs])
     views = []
     for job in jobs:
         success, miss = ratios.get(job.id, {}).get("24h", (None, None))
@@ -141,9 +149,25 @@ def full_job_views(sidecar: Sidecar, session: Session, jobs: list[Job]) -> list[
                 now=now,
                 next_expected=sidecar.cache.next_expected(session, job, filled=job.id in filled),
                 ratios={"success": success, "miss": miss},
+                downstream=downstream.get(job.name),
             )
         )
     return views
+
+
+def downstreams_of(session: Session, names: list[str]) -> dict[str, list[str]]:
+    """For each job name, the jobs whose ``after:`` names it (one grouped read), by name."""
+    found: dict[str, list[str]] = {}
+    for start in range(0, len(names), 500):
+        query = (
+            select(JobUpstream.upstream, Job.name)
+            .join(Job, Job.id == JobUpstream.job_id)
+            .where(JobUpstream.upstream.in_(names[start : start + 500]))
+            .order_by(Job.name)
+        )
+        for upstream, name in session.execute(query):
+            found.setdefault(upstream, []).append(name)
+    return found
 
 
 def full_job_view(sidecar: Sidecar, session: Session, job: Job) -> dict[str, Any]:

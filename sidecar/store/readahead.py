@@ -13,7 +13,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from ..domain.rollup import Stats, hour_of, stats_from_rows
-from ..domain.tables import EventKey, Job, Rollup, Run, Slot
+from ..domain.tables import EventKey, Job, JobUpstream, Rollup, Run, Slot
 
 __all__ = ["ReadAhead"]
 
@@ -41,6 +41,7 @@ class ReadAhead:
     _stored_slots: dict[int, dict[float, Slot]]
     _keys: dict[tuple[int, str, str, float], bool]
     _windows: dict[int, tuple[int, Stats]]
+    _downstream: dict[str, list[str]]
 
     def _covered(self, job_id: int, lo: float, hi: float) -> dict[float, Slot] | None:
         cover = self._slot_cover.get(job_id)
@@ -49,6 +50,7 @@ class ReadAhead:
         return self._stored_slots[job_id]
 
     def load_jobs(self, names: Iterable[str]) -> None:
+        """Jobs by name (locked on PostgreSQL, in name order)."""
         wanted = sorted(set(names) - self._jobs.keys())
         for chunk in _chunks(wanted):
             # Sorted by name: PostgreSQL replicas lock a batch's jobs in one order.
@@ -154,3 +156,21 @@ class ReadAhead:
         for job_id, since in todo.items():
             kept = [roll for hour, roll in rows[job_id].items() if hour >= since]
             self._windows[job_id] = (since, stats_from_rows(kept))
+
+    def load_downstreams(self, names: Iterable[str]) -> None:
+        """For each job name, the names of the jobs that run after it (one statement for all
+        of them; most jobs have none, and that is cached too)."""
+        wanted = sorted(set(names) - self._downstream.keys())
+        for chunk in _chunks(wanted):
+            found: dict[str, list[str]] = {name: [] for name in chunk}
+            query = (
+                select(JobUpstream.upstream, Job.name)
+                .join(Job, Job.id == JobUpstream.job_id)
+                .where(JobUpstream.upstream.in_(chunk))
+                .order_by(Job.name)
+            )
+            with self.session.no_autoflush:
+                for upstream, name in self.session.execute(query):
+                    found[upstream].append(name)
+            self._downstream.update(found)
+            self.load_jobs(name for names in found.values() for name in names)

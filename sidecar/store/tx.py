@@ -8,14 +8,15 @@ takes due rows with ``SKIP LOCKED``; hourly rollups are created with ``ON CONFLI
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any, cast
 
-from sqlalchemy import Table, bindparam, event, func, select
+from sqlalchemy import Table, bindparam, delete, event, func, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from ..domain.rollup import Stats, hour_of
-from ..domain.tables import EventKey, Flip, Job, Rollup, Run, Slot
+from ..domain.tables import EventKey, Flip, Job, JobUpstream, Rollup, Run, Slot
 from .readahead import ReadAhead
 
 __all__ = ["Tx"]
@@ -33,6 +34,11 @@ _LATEST_SLOT = (
     .where(Slot.job_id == bindparam("job_id"), Slot.slot <= bindparam("t"))
     .order_by(Slot.slot.desc())
     .limit(1)
+)
+_STARTED_BETWEEN = select(Run).where(
+    Run.job_id == bindparam("job_id"),
+    Run.started_at >= bindparam("lo"),
+    Run.started_at <= bindparam("hi"),
 )
 _ROLLUP = select(Rollup).where(
     Rollup.job_id == bindparam("job_id"), Rollup.hour == bindparam("hour")
@@ -75,6 +81,8 @@ class Tx(ReadAhead):
         event.listen(session, "before_commit", self._write_keys)
         # Per job: (first hour, its durations from that hour on) for slow-run detection.
         self._windows: dict[int, tuple[int, Stats]] = {}
+        # Per job name: the names of the jobs whose after: names it.
+        self._downstream: dict[str, list[str]] = {}
 
     def reset_cache(self) -> None:
         """Forget cached rows: after a savepoint rolled back (which discards unwritten rows), or
@@ -93,6 +101,7 @@ class Tx(ReadAhead):
         self._stored_slots.clear()
         self._keys.clear()
         self._new_keys.clear()
+        self._downstream.clear()
 
     def job(self, name: str) -> Job | None:
         if name not in self._jobs:
@@ -161,6 +170,33 @@ class Tx(ReadAhead):
     def latest_running(self, job_id: int) -> Run | None:
         runs = self.running_runs(job_id)
         return runs[-1] if runs else None
+
+    def runs_started_between(self, job_id: int, lo: float, hi: float) -> list[Run]:
+        """The job's runs that started in ``[lo, hi]``, this transaction's included, oldest
+        first."""
+        with self.session.no_autoflush:
+            params = {"job_id": job_id, "lo": lo, "hi": hi}
+            found = dict.fromkeys(self.session.scalars(_STARTED_BETWEEN, params))
+        for run in self._pending_order:
+            if run.job_id == job_id and lo <= run.started_at <= hi:
+                found[run] = None
+        for run in found:
+            self._runs[(job_id, run.run_id)] = run
+        return sorted(found, key=self._run_order)
+
+    def downstreams(self, name: str) -> list[Job]:
+        """The jobs that run after ``name`` (their ``after:`` names it)."""
+        if name not in self._downstream:
+            self.load_downstreams([name])
+        return [job for n in self._downstream[name] if (job := self.job(n)) is not None]
+
+    def set_upstreams(self, job_id: int, names: Sequence[str]) -> None:
+        """Replace the job's ``after:`` entries."""
+        self.session.execute(delete(JobUpstream).where(JobUpstream.job_id == job_id))
+        for upstream in dict.fromkeys(names):
+            self.session.add(JobUpstream(job_id=job_id, upstream=upstream))
+        self.session.flush()
+        self._downstream.clear()
 
     def claim_event(
         self, job_id: int, run_id: str, etype: str, key_ts: float, now: float, message: str | None

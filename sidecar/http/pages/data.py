@@ -17,6 +17,7 @@ from sqlalchemy.orm import Session
 from jobpulse.instrumentation.spec import JOB_FIELDS, format_duration
 from jobpulse.instrumentation.wire import parse_ts
 
+from ...domain.dependencies import DEFAULT_EARLY
 from ...domain.jobconfig import Anomaly, JobConfig
 from ...domain.rollup import stats_from_rows, window_start
 from ...domain.tables import Flip, Job, Rollup, Run, Slot
@@ -24,7 +25,7 @@ from ...service import Sidecar
 from ..views import flip_view, full_job_view, full_job_views, run_view, slot_view
 from .markup import STATES
 
-__all__ = ["ConfigRow", "Filters", "Fleet", "JobDetail", "read_fleet", "read_job"]
+__all__ = ["ChainLink", "ConfigRow", "Filters", "Fleet", "JobDetail", "read_fleet", "read_job"]
 
 RECENT_RUNS: Final = 100
 RECENT_ROWS: Final = 50
@@ -55,6 +56,17 @@ class ConfigRow:
 
 
 @dataclass(frozen=True, slots=True)
+class ChainLink:
+    """A job the page's job runs after (``upstream``) or that runs after it, with its state
+    (``None`` for a name no job has yet)."""
+
+    name: str
+    upstream: bool
+    state: str | None
+    reason: str | None
+
+
+@dataclass(frozen=True, slots=True)
 class JobDetail:
     now: float
     job: dict[str, Any]
@@ -63,6 +75,7 @@ class JobDetail:
     missed: list[dict[str, Any]]
     flips: list[dict[str, Any]]
     stats: dict[str, Any]
+    chain: list[ChainLink]
 
 
 def read_fleet(sidecar: Sidecar, session: Session, filters: Filters) -> Fleet:
@@ -123,7 +136,24 @@ def read_job(sidecar: Sidecar, session: Session, name: str) -> JobDetail | None:
         missed=[slot_view(s) for s in missed],
         flips=[flip_view(f) for f in flips],
         stats=stats_from_rows(rollups).as_dict(),
+        chain=read_chain(session, view["after"], view["downstream"]),
     )
+
+
+def read_chain(session: Session, after: list[str], downstream: list[str]) -> list[ChainLink]:
+    """The jobs a job runs after and those that run after it, with their states."""
+    names = [*after, *downstream]
+    states = (
+        {
+            name: (state, reason)
+            for name, state, reason in session.execute(
+                select(Job.name, Job.state, Job.reason).where(Job.name.in_(names))
+            )
+        }
+        if names
+        else {}
+    )
+    return [ChainLink(name, name in after, *states.get(name, (None, None))) for name in names]
 
 
 def field_text(field: str, value: Any) -> str:
@@ -138,6 +168,8 @@ def field_text(field: str, value: Any) -> str:
         return ", ".join(format_duration(float(b)) for b in value)
     if field == "anomaly":
         return anomaly_text(value)
+    if field == "after":
+        return ", ".join(value) or "none"
     if isinstance(value, bool):
         return "true" if value else "false"
     return str(value)
@@ -164,6 +196,7 @@ def config_rows(
     defaults = {
         "schedule": "none" if not cfg.schedule.every else "none (every is set)",
         "every": "none",
+        "after": "none",
         "timezone": "UTC",
         "grace": f"{format_duration(cfg.grace_at(reference))} (10% of the period, 30s to 1h)"
         if scheduled
@@ -185,6 +218,11 @@ def config_rows(
         "buckets": "job-sized defaults (0.5s to 1d)",
         "anomaly": anomaly_text(None),
     }
+    if cfg.by_upstream:
+        defaults["grace"] = "its upstream's grace for the tick"
+        defaults["early_tolerance"] = (
+            f"{format_duration(DEFAULT_EARLY)} before the upstream's success"
+        )
     rows = []
     for field in JOB_FIELDS:
         if field in fields:

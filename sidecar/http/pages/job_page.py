@@ -1,5 +1,6 @@
 """The job page (``GET /jobs/{job}``): state, configuration with the source of each field,
-a duration chart, recent runs, missed slots and state changes, and the CSV export link."""
+the jobs it runs after and before with their states, a duration chart, recent runs, missed
+and skipped slots and state changes, and the CSV export link."""
 
 from __future__ import annotations
 
@@ -9,8 +10,8 @@ from urllib.parse import quote
 
 from jobpulse.instrumentation.wire import parse_ts
 
-from .data import JobDetail
-from .fleet_page import nav
+from .data import ChainLink, JobDetail
+from .fleet_page import job_href, nav
 from .markup import age, badge, esc, page, percent, seconds, stamp, until
 from .svg import duration_chart
 
@@ -95,9 +96,30 @@ def _run_row(run: dict[str, Any]) -> str:
 
 def _slot_row(slot: dict[str, Any]) -> str:
     count = f" ({esc(slot['count'])} slots)" if slot.get("count", 1) > 1 else ""
+    reason = esc(slot.get("reason") or "")
+    if slot.get("upstream"):
+        upstream = slot["upstream"]
+        reason += f': <a href="{esc(job_href(upstream))}">{esc(upstream)}</a> did not succeed'
     return (
         f"<tr><td>{esc(stamp(_when(slot, 'slot')))}</td><td>{esc(slot['status'])}{count}</td>"
-        f"<td>{esc(slot.get('reason') or '')}</td></tr>"
+        f"<td>{reason}</td></tr>"
+    )
+
+
+def _chain_row(link: ChainLink) -> str:
+    state = badge("s", link.state, link.reason) if link.state else "not a known job"
+    return (
+        f'<tr data-chain="{esc(link.name)}"><td>{"runs after" if link.upstream else "runs before"}'
+        f'</td><td><a href="{esc(job_href(link.name))}">{esc(link.name)}</a></td>'
+        f"<td>{state}</td></tr>"
+    )
+
+
+def _chain(detail: JobDetail) -> str:
+    if not detail.chain:
+        return ""
+    return "<h2>Dependencies</h2>" + _table(
+        "chain", ("", "Job", "State"), [_chain_row(link) for link in detail.chain], ""
     )
 
 
@@ -128,6 +150,7 @@ def job_page(detail: JobDetail) -> str:
         f'<p><a id="csv" href="{esc(csv_href)}">Download runs as CSV</a> · '
         f'<a href="{esc("/api/v1/jobs/" + quoted)}">JSON</a></p>'
         f"<h2>Summary</h2>{_summary(detail)}"
+        f"{_chain(detail)}"
         f"<h2>Configuration</h2>{_config(detail)}"
         f"<h2>Durations</h2>{duration_chart(detail.runs)}"
         "<h2>Recent runs</h2>"
@@ -137,12 +160,12 @@ def job_page(detail: JobDetail) -> str:
             [_run_row(r) for r in detail.runs[:50]],
             "No run recorded yet.",
         )
-        + "<h2>Missed slots</h2>"
+        + "<h2>Missed and skipped slots</h2>"
         + _table(
             "missed",
             ("Slot", "Status", "Reason"),
             [_slot_row(s) for s in detail.missed],
-            "No missed slot.",
+            "No missed or skipped slot.",
         )
         + "<h2>State changes</h2>"
         + _table(
