@@ -22,7 +22,6 @@ from __future__ import annotations
 import uuid
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any
 
 from sqlalchemy import (
     JSON,
@@ -213,9 +212,7 @@ def drop_receivers(session: Session, keep: Iterable[str]) -> dict[str, int]:
     stale = select(OutboxRow.receiver, func.count()).where(OutboxRow.delivery == "pending")
     if kept:
         stale = stale.where(OutboxRow.receiver.not_in(kept))
-    counts: dict[str, int] = dict(
-        session.execute(stale.group_by(OutboxRow.receiver)).tuples().all()
-    )
+    counts: dict[str, int] = dict(session.execute(stale.group_by(OutboxRow.receiver)).all())
     if counts:
         session.execute(
             delete(OutboxRow).where(
@@ -242,17 +239,16 @@ def firing_jobs(session: Session) -> list[Job]:
 
 @dataclass(frozen=True, slots=True)
 class OutboxStatus:
-    """What the status page and ``GET /api/v1/notifications`` show."""
+    """What the status page shows."""
 
     pending: int
     gave_up: int
     last_error: str | None
     last_error_at: float | None
     last_error_receiver: str | None
-    rows: list[dict[str, Any]]
 
 
-def outbox_status(session: Session, limit: int = 50) -> OutboxStatus:
+def outbox_status(session: Session) -> OutboxStatus:
     counts = dict(
         session.execute(select(OutboxRow.delivery, func.count()).group_by(OutboxRow.delivery)).all()
     )
@@ -262,26 +258,10 @@ def outbox_status(session: Session, limit: int = 50) -> OutboxStatus:
         .order_by(OutboxRow.last_attempt_at.desc(), OutboxRow.id.desc())
         .limit(1)
     ).first()
-    rows = [
-        {
-            "id": row.key,
-            "receiver": row.receiver,
-            "job": row.job,
-            "status": row.alert,
-            "delivery": row.delivery,
-            "at": row.at,
-            "created_at": row.created_at,
-            "attempts": row.attempts,
-            "next_attempt_at": row.next_attempt_at if row.delivery == "pending" else None,
-            "last_error": row.last_error,
-        }
-        for row in session.scalars(select(OutboxRow).order_by(OutboxRow.id.desc()).limit(limit))
-    ]
     return OutboxStatus(
         pending=int(counts.get("pending", 0)),
         gave_up=int(counts.get("gave_up", 0)),
         last_error=failing.last_error if failing else None,
         last_error_at=failing.last_attempt_at if failing else None,
         last_error_receiver=failing.receiver if failing else None,
-        rows=rows,
     )
