@@ -178,18 +178,18 @@ def _pairs(where: str, key: str, value: object, pattern: re.Pattern[str]) -> dic
 def _receiver(where: str, kind: str, section: str, raw: object, base: Path | None) -> Receiver:
     if not isinstance(raw, Mapping):
         raise ConfigError(f"{where} must be a mapping with at least name and url")
-    unknown = set(raw) - set(FIELDS[section])
-    if unknown:
-        raise ConfigError(
-            f"{where}: unknown key(s) {', '.join(sorted(map(str, unknown)))}; "
-            f"accepted: {', '.join(FIELDS[section])}"
-        )
     name = raw.get("name")
     if not isinstance(name, str) or not _NAME.fullmatch(name):
         raise ConfigError(
             f"{where}: name {name!r} is not a receiver name; expected [a-z0-9][a-z0-9._-]{{0,63}}"
         )
     where = f"{where} ({name})"
+    unknown = set(raw) - set(FIELDS[section])
+    if unknown:
+        raise ConfigError(
+            f"{where}: unknown key(s) {', '.join(sorted(map(str, unknown)))}; "
+            f"accepted: {', '.join(FIELDS[section])}"
+        )
     if "url" not in raw:
         raise ConfigError(f"{where} has no url")
     url = _url(where, raw["url"])
