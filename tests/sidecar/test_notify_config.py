@@ -171,3 +171,33 @@ def test_check_config_refuses_a_bad_notify_section(tmp_path: Path) -> None:
 def test_a_timeout_below_its_minimum_is_out_of_range() -> None:
     with pytest.raises(ConfigError, match=r"timeout 0.05 is out of range; expected 0.1s to 366d"):
         parse_config("notify: {webhooks: [{name: ops, url: 'http://h', timeout: 0.05}]}\n")
+
+
+def test_the_documented_defaults_are_the_defaults() -> None:
+    from jobpulse.instrumentation.spec import format_duration
+    from jobpulse.sidecar.notifyconfig import FIELDS
+
+    retry = parse_config("notify: {retry: {}}\n").notify.retry
+    assert retry == Retry()
+    assert FIELDS["retry"]["max_attempts"][1] == f"`{retry.max_attempts}`"
+    for key in ("max_age", "initial_delay", "max_delay"):
+        assert FIELDS["retry"][key][1] == f"`{format_duration(getattr(retry, key))}`"
+    (am,) = parse_config("notify: {alertmanagers: [{name: a, url: 'http://h'}]}\n").notify.receivers
+    assert (
+        FIELDS["alertmanagers"]["resend_interval"][1] == f"`{format_duration(am.resend_interval)}`"
+    )
+    assert FIELDS["alertmanagers"]["timeout"][1] == f"`{format_duration(am.timeout)}`"
+
+
+def test_the_example_notify_section_parses_once_uncommented(tmp_path: Path) -> None:
+    example = (Path(__file__).resolve().parents[2] / "examples" / "jobpulse.yaml").read_text()
+    block = example[example.index("# notify:") :]
+    text = "\n".join(line[2:] if line.startswith("# ") else line for line in block.splitlines())
+    (tmp_path / "webhook.secret").write_text("s3cret\n")
+    (tmp_path / "jobpulse.yaml").write_text(text)
+    notify = load_config(tmp_path / "jobpulse.yaml").notify
+    assert [(r.name, r.kind) for r in notify.receivers] == [
+        ("alertmanager", "alertmanager"),
+        ("ops-hook", "webhook"),
+    ]
+    assert notify.receivers[1].secret == "s3cret"
