@@ -221,30 +221,33 @@ async def test_a_webhook_is_signed_keyed_and_sent_once(
 async def test_failed_attempts_back_off_and_give_up_after_max_attempts(
     make: Callable[[str], Harness], hook: Hook
 ) -> None:
-    h = make(config(hook, retry="max_attempts: 3, initial_delay: 10s, max_delay: 40s"))
-    hook.statuses = [503, 503, 503]
+    h = make(config(hook, retry="max_attempts: 4, initial_delay: 10s, max_delay: 30s"))
+    hook.statuses = [503] * 4
     h.move(DOWN_AT + 1)
     notifier = h.sidecar.notifier
-    ceilings = [10, 20]
-    for attempt, ceiling in enumerate(ceilings, start=1):
+    # full jitter under a ceiling that doubles from initial_delay and stops at max_delay
+    jitter = random.Random(7)  # the notifier's generator, replayed
+    for attempt, ceiling in enumerate([10, 20, 30], start=1):
         now = h.clock.now()
         await notifier.run_once()
         (row,) = rows(h)
         assert (row.attempts, row.delivery) == (attempt, "pending")
-        assert now <= row.next_attempt_at <= now + ceiling
+        expected = jitter.uniform(0.0, ceiling)
+        assert row.next_attempt_at == pytest.approx(now + expected)
         assert row.last_error is not None and "HTTP 503" in row.last_error
-        if row.next_attempt_at > now:
+        if expected > 0.01:
+            h.clock.set(now + expected / 2)
             await notifier.run_once()  # not due yet: no attempt
             assert len(hook.requests) == attempt
         h.clock.set(row.next_attempt_at)
     await notifier.run_once()
     (row,) = rows(h)
-    assert (row.attempts, row.delivery) == (3, "gave_up")
-    assert "gave up: 3 attempts made" in (row.last_error or "")
-    assert (counter(h, "ops", "failed"), counter(h, "ops", "gave_up")) == (3, 1)
+    assert (row.attempts, row.delivery) == (4, "gave_up")
+    assert "gave up: 4 attempts made" in (row.last_error or "")
+    assert (counter(h, "ops", "failed"), counter(h, "ops", "gave_up")) == (4, 1)
     h.clock.advance(3600)
     await notifier.run_once()
-    assert len(hook.requests) == 3  # a given-up row is never sent again
+    assert len(hook.requests) == 4  # a given-up row is never sent again
 
     with h.sidecar.store.session() as session:
         html = fleet_page(read_fleet(h.sidecar, session, Filters()), Filters(), None)
