@@ -5,7 +5,8 @@
 
 Every sidecar setting comes from ``jobpulse.sidecar.settings.setting_docs()`` (env var, default,
 help); every job field from ``jobpulse.instrumentation.spec.JOB_FIELDS`` with the description
-below (a test fails when a field has none).
+below (a test fails when a field has none); every key of the ``notify:`` section from
+``jobpulse.sidecar.notifyconfig.FIELDS``, the table its parser accepts keys from.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from pathlib import Path
 from typing import Any, Final
 
 from jobpulse.instrumentation.spec import JOB_FIELDS, RESERVED_LABELS, format_duration
+from jobpulse.sidecar.notifyconfig import FIELDS as NOTIFY_FIELDS
 from jobpulse.sidecar.settings import setting_docs
 
 TARGET: Final = Path(__file__).with_name("configuration.md")
@@ -193,6 +195,39 @@ def render() -> str:
     for field in JOB_FIELDS:
         meaning, default = JOB_FIELD_DOCS[field]
         out.append(f"| `{field}` | {_cell(meaning)} | {_cell(default)} |")
+    out += [
+        "",
+        "## Notifications",
+        "",
+        "The optional `notify:` section of `jobpulse.yaml` makes the sidecar send job state "
+        "flips itself: a job going `down` fires, leaving `down` resolves "
+        "([concepts](concepts.md#notifications)). Off when the section is absent. Reloaded "
+        "with the file (SIGHUP, `POST /api/v1/config/reload`); notifications still waiting for "
+        "a receiver that a reload removes are dropped and counted.",
+        "",
+        "```yaml",
+        "notify:",
+        "  alertmanagers:",
+        "    - name: alertmanager",
+        "      url: http://alertmanager:9093",
+        "      labels: {cluster: prod}        # as Prometheus' external_labels",
+        "  webhooks:",
+        "    - name: ops-hook",
+        "      url: https://hooks.example.com/jobpulse",
+        "      secret_file: webhook.secret",
+        "  retry: {max_attempts: 100, max_age: 1d}",
+        "```",
+    ]
+    titles = {
+        "alertmanagers": "`notify.alertmanagers[]`: Alertmanager v2 API receivers",
+        "webhooks": "`notify.webhooks[]`: webhook receivers (body and signature: "
+        "[API](api.md#webhook-notifications))",
+        "retry": "`notify.retry`: delivery attempts, for every receiver",
+    }
+    for section, keys in NOTIFY_FIELDS.items():
+        out += ["", f"### {titles[section]}", "", "| Key | Meaning | Default |", "|---|---|---|"]
+        for key, (meaning, default) in keys.items():
+            out.append(f"| `{key}` | {_cell(meaning)} | {_cell(default)} |")
     out += [
         "",
         "## Client environment variables",

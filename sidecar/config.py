@@ -1,4 +1,5 @@
-"""The configuration file, ``jobpulse.yaml``: a ``sidecar:`` section and a ``jobs:`` list.
+"""The configuration file, ``jobpulse.yaml``: a ``sidecar:`` section, a ``jobs:`` list and an
+optional ``notify:`` section (``notifyconfig.py``).
 
 Errors name the job, the field and what is accepted, e.g.
 ``jobs[2] (nightly-backup): grace '10x' is not a duration: ...``.
@@ -16,6 +17,8 @@ import yaml
 from jobpulse.instrumentation.errors import ConfigError, InvalidJobConfig, InvalidName
 from jobpulse.instrumentation.spec import parse_job_fields, parse_job_name
 
+from .notifyconfig import NotifyConfig, parse_notify
+
 __all__ = [
     "FileConfig",
     "dependency_cycle",
@@ -31,6 +34,7 @@ __all__ = [
 class FileConfig:
     sidecar: dict[str, Any] = field(default_factory=dict)
     jobs: dict[str, dict[str, Any]] = field(default_factory=dict)
+    notify: NotifyConfig = field(default_factory=NotifyConfig)
 
 
 def load_config(path: str | Path) -> FileConfig:
@@ -38,10 +42,11 @@ def load_config(path: str | Path) -> FileConfig:
         text = Path(path).read_text(encoding="utf-8")
     except OSError as exc:
         raise ConfigError(f"cannot read configuration file {str(path)!r}: {exc.strerror}") from exc
-    return parse_config(text, source=str(path))
+    return parse_config(text, source=str(path), base=Path(path).parent)
 
 
-def parse_config(text: str, *, source: str = "<config>") -> FileConfig:
+def parse_config(text: str, *, source: str = "<config>", base: Path | None = None) -> FileConfig:
+    """Parse ``jobpulse.yaml``; ``base`` is its folder (relative paths in it start there)."""
     try:
         data = yaml.safe_load(text)
     except yaml.YAMLError as exc:
@@ -49,12 +54,14 @@ def parse_config(text: str, *, source: str = "<config>") -> FileConfig:
     if data is None:
         return FileConfig()
     if not isinstance(data, dict):
-        raise ConfigError(f"{source}: the top level must be a mapping with sidecar: and jobs:")
-    unknown = set(data) - {"sidecar", "jobs"}
+        raise ConfigError(
+            f"{source}: the top level must be a mapping with sidecar:, jobs: and notify:"
+        )
+    unknown = set(data) - {"sidecar", "jobs", "notify"}
     if unknown:
         raise ConfigError(
             f"{source}: unknown top-level key(s) {', '.join(sorted(map(str, unknown)))}; "
-            "accepted: sidecar, jobs"
+            "accepted: sidecar, jobs, notify"
         )
     sidecar = data.get("sidecar") or {}
     if not isinstance(sidecar, dict):
@@ -83,7 +90,8 @@ def parse_config(text: str, *, source: str = "<config>") -> FileConfig:
     problem = dependency_error(jobs, jobs.get)
     if problem:
         raise ConfigError(f"{source}: {problem}")
-    return FileConfig(sidecar=dict(sidecar), jobs=jobs)
+    notify = parse_notify(data.get("notify"), source=source, base=base)
+    return FileConfig(sidecar=dict(sidecar), jobs=jobs, notify=notify)
 
 
 Fields = Mapping[str, Any]

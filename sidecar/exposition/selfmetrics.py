@@ -84,6 +84,19 @@ class SelfMetrics:
             "jobpulse_leader", "1 on the replica that runs the evaluator.", registry=r
         )
         self.jobs = Gauge("jobpulse_jobs", "Jobs by state.", ["state"], registry=r)
+        self.notifications = Counter(
+            "jobpulse_notifications",
+            "Notification deliveries by receiver and outcome: sent, resent (an Alertmanager "
+            "re-send of firing alerts), failed (an attempt failed), gave_up, dropped (its "
+            "receiver is no longer configured).",
+            ["receiver", "outcome"],
+            registry=r,
+        )
+        self.notifications_pending = Gauge(
+            "jobpulse_notifications_pending",
+            "Notifications in the outbox waiting for delivery (on the replica that sends).",
+            registry=r,
+        )
         self.store_size = Gauge(
             "jobpulse_store_size_bytes", "Size of the store's database.", registry=r
         )

@@ -165,19 +165,27 @@ def create_app(
         middlewares=[ingest_middleware, error_middleware, auth_middleware],
     )
     rules = served_rule_settings(settings, os.environ)  # before anything is opened
-    sidecar = Sidecar(settings, clock=clock, file_config=file_config)
+    sidecar = Sidecar(settings, clock=clock, file_config=file_config, rule_settings=rules)
     app[SIDECAR] = sidecar
     app[RULE_SETTINGS] = rules
     app[AUTH] = Auth.from_settings(settings)
 
     async def lifecycle(app: web.Application) -> AsyncIterator[None]:
         await asyncio.to_thread(sidecar.start)
-        task = asyncio.create_task(sidecar.run_evaluator()) if run_evaluator else None
+        tasks = (
+            [
+                asyncio.create_task(sidecar.run_evaluator()),
+                asyncio.create_task(sidecar.run_notifier()),
+            ]
+            if run_evaluator
+            else []
+        )
         yield
-        if task is not None:
+        for task in tasks:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
+        await sidecar.notifier.close()
         await asyncio.to_thread(sidecar.stop)
 
     app.cleanup_ctx.append(lifecycle)

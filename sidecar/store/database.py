@@ -11,7 +11,7 @@ from __future__ import annotations
 import contextlib
 import re
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -24,6 +24,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from jobpulse.instrumentation.errors import ConfigError
 
+from ..domain.tables import Flip
 from .migrate import upgrade
 from .tx import Tx
 
@@ -139,6 +140,8 @@ class Store:
         self.write_lock: threading.RLock | contextlib.nullcontext[None] = (
             threading.RLock() if self.is_sqlite else contextlib.nullcontext()
         )
+        # Called for every flip a transaction adds, in that transaction (the outbox).
+        self.on_flip: Callable[[Session, Flip], None] | None = None
 
     @property
     def display_url(self) -> str:
@@ -173,7 +176,7 @@ class Store:
     @contextmanager
     def transaction(self) -> Iterator[Tx]:
         with self.write_lock, self._write_sessions.begin() as session:
-            yield Tx(session, locking=not self.is_sqlite)
+            yield Tx(session, locking=not self.is_sqlite, on_flip=self.on_flip)
 
     @contextmanager
     def append_transaction(self) -> Iterator[Connection]:

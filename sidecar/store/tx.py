@@ -8,7 +8,7 @@ takes due rows with ``SKIP LOCKED``; hourly rollups are created with ``ON CONFLI
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, cast
 
 from sqlalchemy import Table, bindparam, delete, event, func, select
@@ -57,8 +57,16 @@ class Tx(ReadAhead):
     engine transaction; whatever deletes rows flushes and then calls :meth:`reset_cache`.)
     """
 
-    def __init__(self, session: Session, *, locking: bool = False) -> None:
+    def __init__(
+        self,
+        session: Session,
+        *,
+        locking: bool = False,
+        on_flip: Callable[[Session, Flip], None] | None = None,
+    ) -> None:
         self.session = session
+        # Adds what a flip entails to the same transaction (the notification outbox).
+        self.on_flip = on_flip
         # PostgreSQL: lock job rows (SQLite's BEGIN IMMEDIATE already serialises writers).
         self.locking = locking
         self._jobs: dict[str, Job | None] = {}
@@ -286,6 +294,8 @@ class Tx(ReadAhead):
 
     def add_flip(self, flip: Flip) -> None:
         self.session.add(flip)
+        if self.on_flip is not None:
+            self.on_flip(self.session, flip)
 
     def rollup(self, job_id: int, at: float) -> Rollup:
         key = (job_id, hour_of(at))

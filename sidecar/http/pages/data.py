@@ -22,10 +22,21 @@ from ...domain.jobconfig import Anomaly, JobConfig
 from ...domain.rollup import stats_from_rows, window_start
 from ...domain.tables import Flip, Job, Rollup, Run, Slot
 from ...service import Sidecar
+from ...store.outbox import OutboxStatus, outbox_status
 from ..views import flip_view, full_job_view, full_job_views, run_view, slot_view
 from .markup import STATES
 
-__all__ = ["ChainLink", "ConfigRow", "Filters", "Fleet", "JobDetail", "read_fleet", "read_job"]
+__all__ = [
+    "ChainLink",
+    "ConfigRow",
+    "Filters",
+    "Fleet",
+    "JobDetail",
+    "Notifications",
+    "read_fleet",
+    "read_job",
+    "read_notifications",
+]
 
 RECENT_RUNS: Final = 100
 RECENT_ROWS: Final = 50
@@ -42,10 +53,19 @@ class Filters:
 
 
 @dataclass(frozen=True, slots=True)
+class Notifications:
+    """The status page's notifications section: receivers and what waits or failed."""
+
+    receivers: list[str]
+    outbox: OutboxStatus
+
+
+@dataclass(frozen=True, slots=True)
 class Fleet:
     now: float
     jobs: list[dict[str, Any]]
     counts: dict[str, int]
+    notifications: Notifications | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -96,7 +116,21 @@ def read_fleet(sidecar: Sidecar, session: Session, filters: Filters) -> Fleet:
     ]
     jobs = full_job_views(sidecar, session, chosen)
     jobs.sort(key=lambda j: (STATES.index(j["state"]) if j["state"] in STATES else 9, j["name"]))
-    return Fleet(now=sidecar.clock.now(), jobs=jobs, counts=counts)
+    return Fleet(
+        now=sidecar.clock.now(),
+        jobs=jobs,
+        counts=counts,
+        notifications=read_notifications(sidecar, session),
+    )
+
+
+def read_notifications(sidecar: Sidecar, session: Session) -> Notifications | None:
+    """None when notifications are off and the outbox is empty."""
+    receivers = [r.name for r in sidecar.notifier.config.receivers]
+    outbox = outbox_status(session)
+    if not receivers and not outbox.pending and not outbox.gave_up:
+        return None
+    return Notifications(receivers=receivers, outbox=outbox)
 
 
 def read_job(sidecar: Sidecar, session: Session, name: str) -> JobDetail | None:

@@ -9,7 +9,7 @@ from urllib.parse import quote, urlencode
 
 from jobpulse.instrumentation.wire import parse_ts
 
-from .data import Filters, Fleet
+from .data import Filters, Fleet, Notifications
 from .markup import STATES, age, badge, esc, page, percent, until
 
 __all__ = ["fleet_page", "job_href", "nav"]
@@ -100,6 +100,29 @@ def _row(job: dict[str, Any], now: float) -> str:
     )
 
 
+def _notifications(notes: Notifications | None, now: float) -> str:
+    """Pending and given-up notifications and the latest delivery error (docs/runbooks.md,
+    "Notifications are failing")."""
+    if notes is None:
+        return ""
+    out = notes.outbox
+    receivers = ", ".join(f"<code>{esc(name)}</code>" for name in notes.receivers) or (
+        '<span class="muted">none configured</span>'
+    )
+    error = ""
+    if out.last_error is not None:
+        error = (
+            f'<p id="notify-error">Last error ({esc(out.last_error_receiver)}, '
+            f"{age(out.last_error_at, now)}): <code>{esc(out.last_error)}</code></p>"
+        )
+    return (
+        '<section id="notifications"><h2>Notifications</h2>'
+        f'<p id="notify-counts"><span id="notify-pending">{out.pending} pending</span> · '
+        f'<span id="notify-gave-up">{out.gave_up} given up</span> (kept 7 days) · '
+        f"receivers: {receivers}</p>{error}</section>"
+    )
+
+
 def fleet_page(fleet: Fleet, filters: Filters, refresh: int | None) -> str:
     rows = "".join(_row(job, fleet.now) for job in fleet.jobs)
     if not rows:
@@ -109,5 +132,6 @@ def fleet_page(fleet: Fleet, filters: Filters, refresh: int | None) -> str:
         '<table id="jobs"><thead><tr><th>Job</th><th>State</th><th>Since</th>'
         "<th>Last success</th><th>Next expected</th><th>Running</th><th>Success 24h</th>"
         f"<th>Missed 24h</th><th>Labels</th></tr></thead><tbody>{rows}</tbody></table>"
+        f"{_notifications(fleet.notifications, fleet.now)}"
     )
     return page("Jobs", body, refresh=refresh)

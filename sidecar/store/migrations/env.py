@@ -5,6 +5,7 @@ from __future__ import annotations
 from alembic import context
 
 from jobpulse.sidecar.domain.tables import Base
+from jobpulse.sidecar.store import outbox  # noqa: F401 - its table is on Base.metadata
 
 connection = context.config.attributes["connection"]
 context.configure(
