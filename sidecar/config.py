@@ -1,4 +1,5 @@
-"""The configuration file, ``jobpulse.yaml``: a ``sidecar:`` section and a ``jobs:`` list.
+"""The configuration file, ``jobpulse.yaml``: a ``sidecar:`` section, a ``jobs:`` list and a
+``maintenance:`` list of maintenance windows (:mod:`.maintenance_config`).
 
 Errors name the job, the field and what is accepted, e.g.
 ``jobs[2] (nightly-backup): grace '10x' is not a duration: ...``.
@@ -15,6 +16,8 @@ import yaml
 from jobpulse.instrumentation.errors import ConfigError, InvalidJobConfig, InvalidName
 from jobpulse.instrumentation.spec import parse_job_fields, parse_job_name
 
+from .maintenance_config import WindowSpec, parse_windows
+
 __all__ = ["FileConfig", "load_config", "parse_config"]
 
 
@@ -22,6 +25,7 @@ __all__ = ["FileConfig", "load_config", "parse_config"]
 class FileConfig:
     sidecar: dict[str, Any] = field(default_factory=dict)
     jobs: dict[str, dict[str, Any]] = field(default_factory=dict)
+    maintenance: tuple[WindowSpec, ...] = ()
 
 
 def load_config(path: str | Path) -> FileConfig:
@@ -40,12 +44,14 @@ def parse_config(text: str, *, source: str = "<config>") -> FileConfig:
     if data is None:
         return FileConfig()
     if not isinstance(data, dict):
-        raise ConfigError(f"{source}: the top level must be a mapping with sidecar: and jobs:")
-    unknown = set(data) - {"sidecar", "jobs"}
+        raise ConfigError(
+            f"{source}: the top level must be a mapping with sidecar:, jobs: and maintenance:"
+        )
+    unknown = set(data) - {"sidecar", "jobs", "maintenance"}
     if unknown:
         raise ConfigError(
             f"{source}: unknown top-level key(s) {', '.join(sorted(map(str, unknown)))}; "
-            "accepted: sidecar, jobs"
+            "accepted: sidecar, jobs, maintenance"
         )
     sidecar = data.get("sidecar") or {}
     if not isinstance(sidecar, dict):
@@ -71,4 +77,5 @@ def parse_config(text: str, *, source: str = "<config>") -> FileConfig:
             jobs[name] = parse_job_fields(name, fields)
         except InvalidJobConfig as exc:
             raise ConfigError(f"{where} ({name}): {exc}") from exc
-    return FileConfig(sidecar=dict(sidecar), jobs=jobs)
+    maintenance = parse_windows(data.get("maintenance"), source=source)
+    return FileConfig(sidecar=dict(sidecar), jobs=jobs, maintenance=maintenance)

@@ -106,9 +106,10 @@ def report(sidecar: Sidecar, since: float, until: float) -> dict[str, Any]:
             slot_views = [
                 {
                     "slot": format_ts(s.slot),
-                    "status": "filled" if s.status == "filled" else "missed",
+                    "status": "missed" if s.status == "gap" else s.status,
                     "run_id": s.run_id,
                     **({"count": s.count} if s.status == "gap" else {}),
+                    **({"reason": s.reason} if s.status == "skipped" else {}),
                 }
                 for s in slots
             ]

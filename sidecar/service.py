@@ -21,6 +21,7 @@ from .applying import InboxApplier
 from .config import FileConfig, load_config
 from .domain.clock import Clock, SystemClock
 from .domain.engine import Engine, EngineSettings
+from .domain.maintenance import Window
 from .domain.ratelimit import RateLimiter
 from .domain.tables import Job
 from .exposition.cache import MetricsCache
@@ -139,10 +140,15 @@ class Sidecar:
 
     def apply_config(self, cfg: FileConfig) -> dict[str, list[str]]:
         self.file_config = cfg
+        windows = tuple(Window.from_spec(spec) for spec in cfg.maintenance)
+        windows_changed = windows != self.engine.windows
+        self.engine.set_windows(windows)
 
         def work(tx: Tx) -> dict[str, list[str]]:
             now = self.clock.now()
             report: dict[str, list[str]] = {"added": [], "updated": [], "removed": []}
+            if windows_changed:
+                self.refresh_jobs(tx, now)
             for name, fields in cfg.jobs.items():
                 job = tx.job(name)
                 if job is None:
@@ -168,6 +174,15 @@ class Sidecar:
         self.reload_registry()
         self._wake.set()
         return report
+
+    def refresh_jobs(self, tx: Tx, now: float, names: Sequence[str] | None = None) -> None:
+        """Recompute the derived fields (``in_maintenance``, the next deadline) of the jobs
+        named, or of every job, after maintenance windows changed."""
+        query = select(Job).where(Job.removed.is_(False))
+        if names is not None:
+            query = query.where(Job.name.in_(list(names)))
+        for job in tx.session.scalars(query):
+            self.engine.refresh(tx, job, now)
 
     async def read(self, fn: Callable[[Sidecar, Session], T]) -> T:
         """Run a read-only query function in a worker thread with its own session."""

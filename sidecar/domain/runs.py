@@ -199,7 +199,7 @@ class Runs(Slots):
             if outcome == "success":
                 self._good(tx, job, cfg, now)
             elif outcome == "failure":
-                self._bad(tx, job, cfg, "failed", now)
+                self._bad(tx, job, cfg, "failed", now, happened=ts)
         elif run.outcome == "timeout" and run.late_outcome is None:
             # Recorded on the run and counted toward recovery; counters stay as they were.
             run.late_outcome = outcome

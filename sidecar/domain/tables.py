@@ -5,9 +5,12 @@
   ``/metrics`` exports, so they survive restarts and read the same on every replica.
 - ``runs``: one row a run (an attempt), keyed by the client's ``run_id`` within the job.
 - ``events``: idempotency keys, plus the text of log and progress heartbeats.
-- ``slots``: one row a judged slot: ``filled`` by a run, ``missed``, or a ``gap`` carrying a count.
+- ``slots``: one row a judged slot: ``filled`` by a run, ``missed``, a ``gap`` carrying a count,
+  or ``skipped`` (with a reason: ``maintenance``).
 - ``flips``: state changes among new, up, down and paused.
 - ``rollups``: hourly per-job statistics, updated on write, kept longer than runs.
+- ``maintenance``: maintenance windows created through the admin API (the file's are not
+  stored), kept after they close so the engine and the API can still see them.
 - ``inbox``: accepted events not yet applied (see ``inbox.py``): appended before the answer
   under their idempotency key, deleted by the applier in the transaction that applies them.
 """
@@ -30,7 +33,17 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
-__all__ = ["Base", "EventKey", "Flip", "InboxRow", "Job", "Rollup", "Run", "Slot"]
+__all__ = [
+    "Base",
+    "EventKey",
+    "Flip",
+    "InboxRow",
+    "Job",
+    "MaintenanceRow",
+    "Rollup",
+    "Run",
+    "Slot",
+]
 
 
 class Base(DeclarativeBase):
@@ -80,6 +93,8 @@ class Job(Base):
     running: Mapped[int] = mapped_column(Integer, default=0)
     oldest_running_start: Mapped[float | None] = mapped_column(Float, default=None)
     changed_at: Mapped[float] = mapped_column(Float, index=True)
+    # A maintenance window holds the job now (kept current by the evaluator; /metrics).
+    in_maintenance: Mapped[bool] = mapped_column(Boolean, default=False)
 
 
 class Run(Base):
@@ -145,7 +160,7 @@ class Slot(Base):
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     job_id: Mapped[int] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"))
     slot: Mapped[float] = mapped_column(Float)
-    status: Mapped[str] = mapped_column(String(8))  # filled | missed | gap
+    status: Mapped[str] = mapped_column(String(8))  # filled | missed | gap | skipped
     run_id: Mapped[str | None] = mapped_column(String(64), default=None)
     count: Mapped[int] = mapped_column(Integer, default=1)
     reason: Mapped[str | None] = mapped_column(String(32), default=None)
@@ -180,6 +195,23 @@ class Rollup(Base):
     dur_sum: Mapped[float] = mapped_column(Float, default=0.0)
     dur_max: Mapped[float | None] = mapped_column(Float, default=None)
     dur_hist: Mapped[dict[str, int] | None] = mapped_column(JSON, default=None)
+
+
+class MaintenanceRow(Base):
+    """A maintenance window created through the admin API: its target (job names and/or a
+    label match) and its span ``[starts_at, ends_at)``; ending it early moves ``ends_at`` to
+    that moment and sets ``ended_at``."""
+
+    __tablename__ = "maintenance"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    jobs: Mapped[list[str] | None] = mapped_column(JSON, default=None)
+    match: Mapped[dict[str, str] | None] = mapped_column(JSON, default=None)
+    starts_at: Mapped[float] = mapped_column(Float)
+    ends_at: Mapped[float] = mapped_column(Float, index=True)
+    reason: Mapped[str | None] = mapped_column(Text, default=None)
+    created_at: Mapped[float] = mapped_column(Float)
+    ended_at: Mapped[float | None] = mapped_column(Float, default=None)
 
 
 class InboxRow(Base):
