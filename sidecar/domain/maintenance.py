@@ -11,7 +11,9 @@ A window is open over half-open spans ``[opening, closing)``:
 time intervals count: ``0 2 * * *`` + ``2h`` in Europe/Riga is 02:00-04:00 local every night,
 one real hour on the spring-forward night and three on the fall-back night. A window closes at
 the first instant after its opening at which the local clock reads opening + duration; when
-the clock jumps over that reading (spring-forward), at the jump. In UTC (the API's windows)
+the clock jumps over that reading (spring-forward), at the jump. A fixed-time expression whose
+time the spring-forward jump skips opens at the jump and counts from the skipped time (``30 3``
++ ``1h`` in Riga is 04:00-04:30 that night), as Alertmanager does. In UTC (the API's windows)
 local and elapsed time are the same.
 
 A window **holds** a job named in its ``jobs`` or whose labels hold every pair of its
@@ -22,8 +24,10 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
+
+from cronsim import CronSim
 
 from ..maintenance_config import WindowSpec
 from .schedule import Schedule
@@ -89,7 +93,7 @@ class Window:
         for _ in range(_SCAN):
             if s is None or s <= t - self.duration - _DST_SLACK:
                 return None
-            end = closing_after(s, self.duration, zone)
+            end = self._closing(s, zone)
             if t < end:
                 return s, end
             s = self.schedule.at_or_before(s - 1)
@@ -106,7 +110,16 @@ class Window:
         if self.schedule is None:
             assert self.end is not None
             return opening, self.end
-        return opening, closing_after(opening, self.duration, _zone(self.schedule.timezone))
+        return opening, self._closing(opening, _zone(self.schedule.timezone))
+
+    def _closing(self, opening: float, zone: ZoneInfo | None) -> float:
+        assert self.schedule is not None
+        assert self.schedule.cron is not None
+        if zone is None:
+            return opening + self.duration
+        return closing_after(
+            opening, self.duration, zone, local=_nominal(self.schedule.cron, opening, zone)
+        )
 
     def _next_opening(self, t: float) -> float | None:
         if self.schedule is None:
@@ -133,12 +146,29 @@ def _zone(timezone: str) -> ZoneInfo | None:
     return None if timezone == "UTC" else ZoneInfo(timezone)
 
 
-def closing_after(opening: float, duration: float, zone: ZoneInfo | None) -> float:
+def _nominal(cron: str, opening: float, zone: ZoneInfo) -> datetime:
+    """The local time a span opened at: the clock's, or, for a fixed-time expression that the
+    spring-forward jump skipped (it opens at the jump), the skipped time it names."""
+    local = datetime.fromtimestamp(opening, zone).replace(tzinfo=None)
+    hour = cron.split()[-4]
+    if "*" in hour or "/" in hour:
+        return local  # follows elapsed time: opens at the times the clock shows
+    before = datetime.fromtimestamp(opening - 1, zone).replace(tzinfo=None)
+    if local - before <= timedelta(seconds=1):
+        return local  # no jump just before the opening
+    named = next(CronSim(cron, before.replace(tzinfo=UTC))).replace(tzinfo=None)
+    return named if named < local else local
+
+
+def closing_after(
+    opening: float, duration: float, zone: ZoneInfo | None, *, local: datetime | None = None
+) -> float:
     """When a span opened at ``opening`` closes: the first instant after it at which the local
-    clock reads the opening's local time + ``duration`` (in a spring-forward gap: the jump)."""
+    clock reads the opening's local time (``local``, when it is not the clock's) + ``duration``
+    (in a spring-forward gap: the jump)."""
     if zone is None:
         return opening + duration
-    wanted = datetime.fromtimestamp(opening, zone).replace(tzinfo=None)
+    wanted = local or datetime.fromtimestamp(opening, zone).replace(tzinfo=None)
     wanted += timedelta(seconds=duration)
     found = []
     for fold in (0, 1):
