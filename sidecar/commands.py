@@ -207,7 +207,9 @@ def check_config(args: argparse.Namespace) -> int:
     except ConfigError as exc:
         print(f"jobpulse check-config: {exc}", file=sys.stderr)
         return EX_CONFIG
-    print(f"{args.file}: OK ({len(cfg.jobs)} job{'s' if len(cfg.jobs) != 1 else ''})")
+    windows = len(cfg.maintenance)
+    held = f", {windows} maintenance window{'s' if windows != 1 else ''}" if windows else ""
+    print(f"{args.file}: OK ({len(cfg.jobs)} job{'s' if len(cfg.jobs) != 1 else ''}{held})")
     return 0
 
 
