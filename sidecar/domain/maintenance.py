@@ -89,9 +89,11 @@ class Window:
             assert self.end is not None
             return (self.start, self.end) if self.start <= t < self.end else None
         zone = _zone(self.schedule.timezone)
+        # Spans close in the order they open, but for a daylight-saving change (local time).
+        oldest = t - self.duration - (_DST_SLACK if zone is not None else 0.0)
         s = self.schedule.at_or_before(t)
         for _ in range(_SCAN):
-            if s is None or s <= t - self.duration - _DST_SLACK:
+            if s is None or s <= oldest:
                 return None
             end = self._closing(s, zone)
             if t < end:
