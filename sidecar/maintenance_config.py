@@ -78,48 +78,56 @@ class WindowSpec:
         }
 
 
-def parse_target_jobs(value: object, *, where: str) -> tuple[str, ...]:
+def _error(where: str, text: str) -> ConfigError:
+    """``where: text`` (``where`` empty: the API, whose answer names the field alone)."""
+    return ConfigError(f"{where}: {text}" if where else text)
+
+
+def parse_target_jobs(value: object, *, where: str = "") -> tuple[str, ...]:
     """``jobs:``: a non-empty list of job names."""
     if not isinstance(value, list) or not value:
-        raise ConfigError(f"{where}: jobs {value!r} must be a non-empty list of job names")
+        raise _error(where, f"jobs {value!r} must be a non-empty list of job names")
     names: list[str] = []
     for index, raw in enumerate(value):
         try:
             names.append(parse_job_name(raw))
         except InvalidName as exc:
-            raise ConfigError(f"{where}: jobs[{index}]: {exc}") from exc
+            raise _error(where, f"jobs[{index}]: {exc}") from exc
     return tuple(sorted(set(names)))
 
 
-def parse_match(value: object, *, where: str) -> tuple[tuple[str, str], ...]:
+def parse_match(value: object, *, where: str = "") -> tuple[tuple[str, str], ...]:
     """``match:``: a non-empty mapping of job label names to values."""
     if not isinstance(value, Mapping) or not value:
-        raise ConfigError(
-            f"{where}: match {value!r} must be a non-empty mapping of job label names to "
-            "values, e.g. {team: data}"
+        raise _error(
+            where,
+            f"match {value!r} must be a non-empty mapping of job label names to values, e.g. "
+            "{team: data}",
         )
     pairs: list[tuple[str, str]] = []
     for key, val in value.items():
         if not isinstance(key, str) or not _LABEL_RE.fullmatch(key) or key.startswith("__"):
-            raise ConfigError(
-                f"{where}: match label {key!r} is not a label name ([a-zA-Z_][a-zA-Z0-9_]*, "
-                "not starting with __)"
+            raise _error(
+                where,
+                f"match label {key!r} is not a label name ([a-zA-Z_][a-zA-Z0-9_]*, not "
+                "starting with __)",
             )
         if isinstance(val, bool) or not isinstance(val, str | int | float):
-            raise ConfigError(f"{where}: match label {key!r} has value {val!r}; use a string")
+            raise _error(where, f"match label {key!r} has value {val!r}; use a string")
         pairs.append((key, str(val)))
     return tuple(sorted(pairs))
 
 
-def parse_window_duration(value: object, *, where: str) -> float:
+def parse_window_duration(value: object, *, where: str = "") -> float:
     try:
         seconds = parse_duration(value, what="duration")
     except InvalidDuration as exc:
-        raise ConfigError(f"{where}: {exc}") from exc
+        raise _error(where, str(exc)) from exc
     if seconds > MAX_WINDOW_DURATION:
-        raise ConfigError(
-            f"{where}: duration {value!r} is longer than the maximum of "
-            f"{format_duration(MAX_WINDOW_DURATION)}; pause the job instead"
+        raise _error(
+            where,
+            f"duration {value!r} is longer than the maximum of "
+            f"{format_duration(MAX_WINDOW_DURATION)}; pause the job instead",
         )
     return seconds
 

@@ -46,13 +46,13 @@ def _parse(body: object, now: float) -> dict[str, Any]:
     if body.get("jobs") is None and body.get("match") is None:
         raise _Invalid("jobs or match: give the jobs the window holds, by name and/or by labels")
     try:
-        jobs = parse_target_jobs(body["jobs"], where="") if body.get("jobs") is not None else ()
-        match = parse_match(body["match"], where="") if body.get("match") is not None else ()
+        jobs = parse_target_jobs(body["jobs"]) if body.get("jobs") is not None else ()
+        match = parse_match(body["match"]) if body.get("match") is not None else ()
         if "duration" not in body:
             raise _Invalid('duration: missing; give e.g. "2h" or seconds')
-        duration = parse_window_duration(body["duration"], where="")
+        duration = parse_window_duration(body["duration"])
     except ConfigError as exc:
-        raise _Invalid(str(exc).removeprefix(": ")) from None
+        raise _Invalid(str(exc)) from None
     reason = body.get("reason")
     if reason is not None and (not isinstance(reason, str) or len(reason) > MAX_REASON):
         raise _Invalid(f"reason must be text of at most {MAX_REASON} characters")
