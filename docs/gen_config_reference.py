@@ -4,7 +4,8 @@
     python docs/gen_config_reference.py --check   # exit 1 when the committed file differs
 
 Every sidecar setting comes from ``jobpulse.sidecar.settings.setting_docs()`` (env var, default,
-help); every job field from ``jobpulse.instrumentation.spec.JOB_FIELDS`` with the description
+help); every job field from ``jobpulse.instrumentation.spec.JOB_FIELDS`` and every maintenance
+window field from ``jobpulse.sidecar.maintenance_config.WINDOW_FIELDS`` with the description
 below (a test fails when a field has none); every key of the ``notify:`` section from
 ``jobpulse.sidecar.notifyconfig.FIELDS``, the table its parser accepts keys from.
 """
@@ -17,6 +18,7 @@ from pathlib import Path
 from typing import Any, Final
 
 from jobpulse.instrumentation.spec import JOB_FIELDS, RESERVED_LABELS, format_duration
+from jobpulse.sidecar.maintenance_config import MAX_WINDOW_DURATION, WINDOW_FIELDS
 from jobpulse.sidecar.notifyconfig import FIELDS as NOTIFY_FIELDS
 from jobpulse.sidecar.settings import setting_docs
 
@@ -101,6 +103,42 @@ JOB_FIELD_DOCS: Final[dict[str, tuple[str, str]]] = {
         "`false` (or `off`) disables it.",
         "on: `{factor: 3, window: 7d, min_runs: 20}`",
     ),
+}
+
+# maintenance window field -> (meaning, default)
+WINDOW_FIELD_DOCS: Final[dict[str, tuple[str, str]]] = {
+    "name": (
+        "Unique name of the window (`[a-z0-9][a-z0-9._-]{0,127}`); errors, the API, the job "
+        "page and the Alertmanager interval (`jobpulse-maintenance-<name>`) use it.",
+        "required",
+    ),
+    "jobs": (
+        "Job names the window holds. A job is held when it is named here or matches `match`; "
+        "at least one of the two is required.",
+        "none",
+    ),
+    "match": (
+        "Job labels (`{team: data}`): the window holds every job whose labels have all these "
+        "values.",
+        "none",
+    ),
+    "start": (
+        "A one-off window: ISO 8601 date and time (`2026-12-05T02:00:00+02:00`); without an "
+        "offset it is read in `timezone`. Give `start` or `schedule`, not both.",
+        "none",
+    ),
+    "schedule": (
+        "A recurring window: a cron expression (as a job's `schedule`, cronsim's rules); the "
+        "window opens at each fire time in `timezone`.",
+        "none",
+    ),
+    "duration": (
+        "How long the window stays open, counted on the local clock of `timezone` (as "
+        "Alertmanager counts): `0 2 * * *` + `2h` is 02:00-04:00 local every night, DST nights "
+        f"included. At most {format_duration(MAX_WINDOW_DURATION)}.",
+        "required",
+    ),
+    "timezone": ("IANA zone of `start` (without an offset) and `schedule`.", "`UTC`"),
 }
 
 # name -> (default, meaning)
@@ -228,6 +266,34 @@ def render() -> str:
         out += ["", f"### {titles[section]}", "", "| Key | Meaning | Default |", "|---|---|---|"]
         for key, (meaning, default) in keys.items():
             out.append(f"| `{key}` | {_cell(meaning)} | {_cell(default)} |")
+    out += [
+        "",
+        "## Maintenance windows",
+        "",
+        "The `maintenance:` list of `jobpulse.yaml` (windows can also be opened through "
+        "`POST /api/v1/maintenance`). While a window holding a job is open, a slot whose "
+        "`[slot, slot + grace]` it touches is recorded `skipped` (never missed), failures and "
+        "timeouts are counted but take the job neither down nor toward `failure_threshold`, "
+        "`stale` and `silent` wait for the window to close, `jobpulse_job_in_maintenance` is 1 "
+        'and the generated alert rules stay silent (docs/concepts.md, "Maintenance windows"). '
+        "`jobpulse generate alertmanager --config jobpulse.yaml` writes matching Alertmanager "
+        "`time_intervals` and a muting route.",
+        "",
+        "```yaml",
+        "maintenance:",
+        "  - name: nightly-db",
+        "    match: {team: data}           # and/or  jobs: [nightly-backup]",
+        '    schedule: "0 2 * * *"          # or  start: "2026-12-05T02:00:00+02:00"',
+        "    duration: 2h",
+        "    timezone: Europe/Riga",
+        "```",
+        "",
+        "| Field | Meaning | Default |",
+        "|---|---|---|",
+    ]
+    for field in WINDOW_FIELDS:
+        meaning, default = WINDOW_FIELD_DOCS[field]
+        out.append(f"| `{field}` | {_cell(meaning)} | {_cell(default)} |")
     out += [
         "",
         "## Client environment variables",

@@ -43,6 +43,14 @@ def _sidecar(module: str, func: str) -> Callable[[argparse.Namespace], int]:
     return run
 
 
+def _generate(args: argparse.Namespace) -> int:
+    # The Alertmanager intervals come from the configuration file, which the generators (they
+    # stand alone) do not read: the sidecar's commands load it and hand them plain data.
+    if args.what == "alertmanager":
+        return _sidecar("commands", "generate_alertmanager")(args)
+    return _sidecar("generate", "main")(args)
+
+
 def _local(module: str, func: str) -> Callable[[argparse.Namespace], int]:
     def run(args: argparse.Namespace) -> int:
         mod = importlib.import_module(f"jobpulse.instrumentation.{module}")
@@ -114,8 +122,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--url", help="sidecar URL (JOBPULSE_URL)")
     p.set_defaults(func=_local("client", "flush_main"))
 
-    p = sub.add_parser("generate", help="print alert rules or Grafana dashboards")
-    p.add_argument("what", choices=["alerts", "dashboards"])
+    p = sub.add_parser(
+        "generate",
+        help="print alert rules, Grafana dashboards or Alertmanager maintenance intervals",
+    )
+    p.add_argument("what", choices=["alerts", "dashboards", "alertmanager"])
+    p.add_argument(
+        "--config", help="jobpulse.yaml whose maintenance windows to translate (alertmanager)"
+    )
     p.add_argument("--profile", choices=["default", "test"], default="default")
     p.add_argument("--selector", default="", help='extra PromQL matchers, e.g. job="jobpulse"')
     p.add_argument(
@@ -133,8 +147,10 @@ def build_parser() -> argparse.ArgumentParser:
         "--group-by",
         help="target labels alerts keep apart, e.g. cluster,namespace (JOBPULSE_ALERT_GROUP_BY)",
     )
-    p.add_argument("-o", "--output", help="file (alerts) or folder (dashboards); default stdout")
-    p.set_defaults(func=_sidecar("generate", "main"))
+    p.add_argument(
+        "-o", "--output", help="file (alerts, alertmanager) or folder (dashboards); default stdout"
+    )
+    p.set_defaults(func=_generate)
 
     p = sub.add_parser("version", help="print the version")
     p.set_defaults(func=_version)

@@ -1,4 +1,5 @@
-"""Sidecar verbs of the ``jobpulse`` command: serve, check-config, migrate.
+"""Sidecar verbs of the ``jobpulse`` command: serve, check-config, migrate, and
+``generate alertmanager`` (which reads the configuration file's maintenance windows).
 
 A start that cannot succeed (a bad setting, a store that cannot be opened, a port that is
 taken) prints one line on stderr, exits with EX_CONFIG (78) and leaves nothing behind: the port
@@ -29,7 +30,7 @@ from .settings import Settings, build_settings
 if TYPE_CHECKING:
     from .store.database import Store
 
-__all__ = ["check_config", "migrate", "serve"]
+__all__ = ["check_config", "generate_alertmanager", "migrate", "serve"]
 
 EX_CONFIG = 78
 log = logging.getLogger("jobpulse.sidecar")
@@ -208,7 +209,37 @@ def check_config(args: argparse.Namespace) -> int:
         return EX_CONFIG
     for warning in unknown_upstreams(cfg):
         print(f"jobpulse check-config: warning: {warning}", file=sys.stderr)
-    print(f"{args.file}: OK ({len(cfg.jobs)} job{'s' if len(cfg.jobs) != 1 else ''})")
+    windows = len(cfg.maintenance)
+    held = f", {windows} maintenance window{'s' if windows != 1 else ''}" if windows else ""
+    print(f"{args.file}: OK ({len(cfg.jobs)} job{'s' if len(cfg.jobs) != 1 else ''}{held})")
+    return 0
+
+
+def generate_alertmanager(args: argparse.Namespace) -> int:
+    """``jobpulse generate alertmanager --config FILE [-o PATH]``: the file's maintenance
+    windows as Alertmanager time intervals and a muting route (exit 2 when one cannot be
+    expressed, naming it)."""
+    from .generate.alertmanager import alertmanager_yaml
+
+    path = getattr(args, "config", None) or os.environ.get("JOBPULSE_CONFIG")
+    if not path:
+        print(
+            "jobpulse generate alertmanager: give --config jobpulse.yaml (or JOBPULSE_CONFIG)",
+            file=sys.stderr,
+        )
+        return 2
+    try:
+        windows = [spec.as_dict() for spec in load_config(path).maintenance]
+        text = alertmanager_yaml(windows)
+    except ConfigError as exc:
+        print(f"jobpulse generate alertmanager: {exc}", file=sys.stderr)
+        return 2
+    if not windows:
+        print(f"jobpulse generate alertmanager: {path} has no maintenance windows", file=sys.stderr)
+    if args.output is None:
+        sys.stdout.write(text)
+    else:
+        Path(args.output).write_text(text, encoding="utf-8")
     return 0
 
 

@@ -1,5 +1,6 @@
-"""The configuration file, ``jobpulse.yaml``: a ``sidecar:`` section, a ``jobs:`` list and an
-optional ``notify:`` section (``notifyconfig.py``).
+"""The configuration file, ``jobpulse.yaml``: a ``sidecar:`` section, a ``jobs:`` list, an
+optional ``notify:`` section (``notifyconfig.py``) and a ``maintenance:`` list of maintenance
+windows (:mod:`.maintenance_config`).
 
 Errors name the job, the field and what is accepted, e.g.
 ``jobs[2] (nightly-backup): grace '10x' is not a duration: ...``.
@@ -17,6 +18,7 @@ import yaml
 from jobpulse.instrumentation.errors import ConfigError, InvalidJobConfig, InvalidName
 from jobpulse.instrumentation.spec import parse_job_fields, parse_job_name
 
+from .maintenance_config import WindowSpec, parse_windows
 from .notifyconfig import NotifyConfig, parse_notify
 
 __all__ = [
@@ -35,6 +37,7 @@ class FileConfig:
     sidecar: dict[str, Any] = field(default_factory=dict)
     jobs: dict[str, dict[str, Any]] = field(default_factory=dict)
     notify: NotifyConfig = field(default_factory=NotifyConfig)
+    maintenance: tuple[WindowSpec, ...] = ()
 
 
 def load_config(path: str | Path) -> FileConfig:
@@ -55,13 +58,14 @@ def parse_config(text: str, *, source: str = "<config>", base: Path | None = Non
         return FileConfig()
     if not isinstance(data, dict):
         raise ConfigError(
-            f"{source}: the top level must be a mapping with sidecar:, jobs: and notify:"
+            f"{source}: the top level must be a mapping with sidecar:, jobs:, notify: and "
+            "maintenance:"
         )
-    unknown = set(data) - {"sidecar", "jobs", "notify"}
+    unknown = set(data) - {"sidecar", "jobs", "notify", "maintenance"}
     if unknown:
         raise ConfigError(
             f"{source}: unknown top-level key(s) {', '.join(sorted(map(str, unknown)))}; "
-            "accepted: sidecar, jobs, notify"
+            "accepted: sidecar, jobs, notify, maintenance"
         )
     sidecar = data.get("sidecar") or {}
     if not isinstance(sidecar, dict):
@@ -91,7 +95,8 @@ def parse_config(text: str, *, source: str = "<config>", base: Path | None = Non
     if problem:
         raise ConfigError(f"{source}: {problem}")
     notify = parse_notify(data.get("notify"), source=source, base=base)
-    return FileConfig(sidecar=dict(sidecar), jobs=jobs, notify=notify)
+    maintenance = parse_windows(data.get("maintenance"), source=source)
+    return FileConfig(sidecar=dict(sidecar), jobs=jobs, notify=notify, maintenance=maintenance)
 
 
 Fields = Mapping[str, Any]

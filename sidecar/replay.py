@@ -111,11 +111,8 @@ def report(sidecar: Sidecar, since: float, until: float) -> dict[str, Any]:
                     "status": s.status if s.status in ("filled", "skipped") else "missed",
                     "run_id": s.run_id,
                     **({"count": s.count} if s.status == "gap" else {}),
-                    **(
-                        {"reason": s.reason, "upstream": s.upstream}
-                        if s.status == "skipped"
-                        else {}
-                    ),
+                    **({"reason": s.reason} if s.status == "skipped" else {}),
+                    **({"upstream": s.upstream} if s.upstream is not None else {}),
                 }
                 for s in slots
             ]

@@ -23,6 +23,7 @@ from .config import FileConfig, dependency_error, load_config, unknown_upstreams
 from .domain.clock import Clock, SystemClock
 from .domain.engine import Engine, EngineSettings
 from .domain.jobconfig import merge_fields
+from .domain.maintenance import Window
 from .domain.ratelimit import RateLimiter
 from .domain.tables import Job, JobUpstream
 from .exposition.cache import MetricsCache
@@ -165,6 +166,9 @@ class Sidecar:
         # Before the jobs: flips of this very change notify the new receivers.
         self.outbox.receivers = tuple(r.name for r in cfg.notify.receivers)
         self.notifier.configure(cfg.notify)
+        windows = tuple(Window.from_spec(spec) for spec in cfg.maintenance)
+        windows_changed = windows != self.engine.windows
+        self.engine.set_windows(windows)
 
         def work(tx: Tx) -> dict[str, list[str]]:
             now = self.clock.now()
@@ -173,6 +177,8 @@ class Sidecar:
             for warning in unknown_upstreams(cfg, known):
                 log.warning("%s", warning)
             report: dict[str, list[str]] = {"added": [], "updated": [], "removed": []}
+            if windows_changed:
+                self.refresh_jobs(tx, now)
             for name, fields in cfg.jobs.items():
                 job = tx.job(name)
                 if job is None:
@@ -224,6 +230,15 @@ class Sidecar:
         problem = dependency_error([*jobs, *downstream], fields_of)
         if problem:
             raise ConfigError(problem)
+
+    def refresh_jobs(self, tx: Tx, now: float, names: Sequence[str] | None = None) -> None:
+        """Recompute the derived fields (``in_maintenance``, the next deadline) of the jobs
+        named, or of every job, after maintenance windows changed."""
+        query = select(Job).where(Job.removed.is_(False))
+        if names is not None:
+            query = query.where(Job.name.in_(list(names)))
+        for job in tx.session.scalars(query):
+            self.engine.refresh(tx, job, now)
 
     async def read(self, fn: Callable[[Sidecar, Session], T]) -> T:
         """Run a read-only query function in a worker thread with its own session."""

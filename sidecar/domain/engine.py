@@ -281,14 +281,16 @@ class Engine(Runs):
                 self._abandon(tx, job, cfg, run, abandon_at)
             elif cfg.heartbeat_timeout is not None and not run.stale:
                 since = run.last_progress_at or run.started_at
-                if now > since + cfg.heartbeat_timeout:
+                stale_at = self._after_maintenance(tx, job, since + cfg.heartbeat_timeout)
+                if now > stale_at:
                     run.stale = True
-                    self._condition(tx, job, "stale", since + cfg.heartbeat_timeout)
+                    self._condition(tx, job, "stale", stale_at)
         if cfg.max_silence is not None and not job.silent:
             last = job.last_event_at or job.created_at
-            if now > last + cfg.max_silence:
+            silent_at = self._after_maintenance(tx, job, last + cfg.max_silence)
+            if now > silent_at:
                 job.silent = True
-                self._condition(tx, job, "silent", last + cfg.max_silence)
+                self._condition(tx, job, "silent", silent_at)
         self.refresh(tx, job, now)
         if (job.cursor, job.state, job.reason, job.running) != before:
             job.changed_at = now
@@ -304,10 +306,11 @@ class Engine(Runs):
                 job.cursor is not None and job.cursor <= now and tx.slot(job.id, job.cursor) is None
             ) or self._tick_due(job, now)
             self._set_state(tx, job, "late" if due else "up", None, now)
+        change = self._refresh_maintenance(tx, job, now) if not job.removed else None
         if job.removed or job.state == "paused":
-            job.next_deadline = None
+            job.next_deadline = change  # a paused job's in_maintenance is still kept current
             return
-        deadlines: list[float] = []
+        deadlines: list[float] = [] if change is None else [change]
         if job.cursor is not None:
             if job.state == "up" and job.cursor > now:
                 deadlines.append(job.cursor)
@@ -320,9 +323,11 @@ class Engine(Runs):
                 deadlines.append(abandon_at + EPS)
             if cfg.heartbeat_timeout is not None and not run.stale:
                 since = run.last_progress_at or run.started_at
-                deadlines.append(since + cfg.heartbeat_timeout + EPS)
+                stale_at = self._after_maintenance(tx, job, since + cfg.heartbeat_timeout)
+                deadlines.append(stale_at + EPS)
         if cfg.max_silence is not None and not job.silent:
-            deadlines.append((job.last_event_at or job.created_at) + cfg.max_silence + EPS)
+            last = job.last_event_at or job.created_at
+            deadlines.append(self._after_maintenance(tx, job, last + cfg.max_silence) + EPS)
         nxt = min(deadlines, default=None)
         if nxt is not None and nxt < self.judge_from:
             nxt = self.judge_from

@@ -200,7 +200,7 @@ class Runs(Dependencies):
             if outcome == "success":
                 self._good(tx, job, cfg, now)
             elif outcome == "failure":
-                self._bad(tx, job, cfg, "failed", now)
+                self._bad(tx, job, cfg, "failed", now, happened=ts)
             if outcome != "retry":
                 self._run_decided(tx, job, cfg, run, ok=outcome == "success", at=ts)
         elif run.outcome == "timeout" and run.late_outcome is None:

@@ -89,6 +89,8 @@ class Slots(Thresholds):
         reason: str | None = None,
         count: int = 1,
     ) -> None:
+        if count == 1 and self._skip_in_maintenance(tx, job, cfg, slot, at):
+            return
         tx.add_slot(
             Slot(
                 job_id=job.id,
@@ -136,7 +138,8 @@ class Slots(Thresholds):
         filled = tx.slots_between(job.id, first, now)
         cursor: float | None = first
         while cursor is not None and now > cursor + cfg.grace_at(cursor):
-            if cursor not in filled:
+            # Slots in a maintenance window are left out of the gap (none is recorded).
+            if cursor not in filled and not self._slot_in_maintenance(tx, job, cfg, cursor):
                 count += 1
                 last = cursor
             cursor = self._next_slot(cfg, cursor)

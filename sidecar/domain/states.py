@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from .base import EngineBase
+from .maintained import Maintained
 from .tables import Flip, Job
 
 if TYPE_CHECKING:
@@ -20,7 +20,7 @@ def flip_state(state: str) -> str:
     return "up" if state == "late" else state
 
 
-class States(EngineBase):
+class States(Maintained):
     def _set_state(self, tx: Tx, job: Job, state: str, reason: str | None, at: float) -> None:
         """Move ``job`` to ``state`` for ``reason``. A flip is recorded when the state on the
         timeline changes, and when it stays the same for a new reason (``down: failed`` then
@@ -39,7 +39,10 @@ class States(EngineBase):
         job.reason = reason
 
     def _condition(self, tx: Tx, job: Job, reason: str, at: float) -> None:
-        """Stale, silent, overlap: down at once, whatever the threshold."""
+        """Stale, silent, overlap: down at once, whatever the threshold (not in a maintenance
+        window: stale and silent are judged when it closes, an overlap only counted)."""
+        if self._maintained(tx, job, at):
+            return
         job.good_streak = 0
         if job.state != "paused":
             self._set_state(tx, job, "down", reason, at)

@@ -6,11 +6,14 @@
 - ``runs``: one row a run (an attempt), keyed by the client's ``run_id`` within the job.
 - ``events``: idempotency keys, plus the text of log and progress heartbeats.
 - ``slots``: one row a judged slot: ``filled`` by a run, ``missed``, a ``gap`` carrying a count,
-  or ``skipped`` (reason ``upstream``: a job it runs after failed or missed that tick).
+  or ``skipped`` (with a reason: ``maintenance``, the slot was in a maintenance window, or
+  ``upstream``, a job it runs after failed or missed that tick).
 - ``job_upstreams``: one row per ``after:`` entry (job, upstream name), so the jobs that run
   after a job are found by an indexed read when its tick is decided.
 - ``flips``: state changes among new, up, down and paused.
 - ``rollups``: hourly per-job statistics, updated on write, kept longer than runs.
+- ``maintenance``: maintenance windows created through the admin API (the file's are not
+  stored), kept after they close so the engine and the API can still see them.
 - ``inbox``: accepted events not yet applied (see ``inbox.py``): appended before the answer
   under their idempotency key, deleted by the applier in the transaction that applies them.
 """
@@ -33,7 +36,18 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
-__all__ = ["Base", "EventKey", "Flip", "InboxRow", "Job", "JobUpstream", "Rollup", "Run", "Slot"]
+__all__ = [
+    "Base",
+    "EventKey",
+    "Flip",
+    "InboxRow",
+    "Job",
+    "JobUpstream",
+    "MaintenanceRow",
+    "Rollup",
+    "Run",
+    "Slot",
+]
 
 
 class Base(DeclarativeBase):
@@ -83,6 +97,8 @@ class Job(Base):
     running: Mapped[int] = mapped_column(Integer, default=0)
     oldest_running_start: Mapped[float | None] = mapped_column(Float, default=None)
     changed_at: Mapped[float] = mapped_column(Float, index=True)
+    # A maintenance window holds the job now (kept current by the evaluator; /metrics).
+    in_maintenance: Mapped[bool] = mapped_column(Boolean, default=False)
     # A job with after: and no schedule of its own: the ticks of its upstreams it is waiting
     # on, due for, or was skipped for (see domain/dependencies.py).
     ticks: Mapped[list[dict[str, Any]] | None] = mapped_column(JSON, default=None)
@@ -198,6 +214,23 @@ class Rollup(Base):
     dur_sum: Mapped[float] = mapped_column(Float, default=0.0)
     dur_max: Mapped[float | None] = mapped_column(Float, default=None)
     dur_hist: Mapped[dict[str, int] | None] = mapped_column(JSON, default=None)
+
+
+class MaintenanceRow(Base):
+    """A maintenance window created through the admin API: its target (job names and/or a
+    label match) and its span ``[starts_at, ends_at)``; ending it early moves ``ends_at`` to
+    that moment and sets ``ended_at``."""
+
+    __tablename__ = "maintenance"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    jobs: Mapped[list[str] | None] = mapped_column(JSON, default=None)
+    match: Mapped[dict[str, str] | None] = mapped_column(JSON, default=None)
+    starts_at: Mapped[float] = mapped_column(Float)
+    ends_at: Mapped[float] = mapped_column(Float, index=True)
+    reason: Mapped[str | None] = mapped_column(Text, default=None)
+    created_at: Mapped[float] = mapped_column(Float)
+    ended_at: Mapped[float | None] = mapped_column(Float, default=None)
 
 
 class InboxRow(Base):

@@ -50,8 +50,20 @@ class Thresholds(States):
             self._set_state(tx, job, "up", None, at)
 
     def _bad(
-        self, tx: Tx, job: Job, cfg: JobConfig, reason: str, at: float, *, count: int = 1
+        self,
+        tx: Tx,
+        job: Job,
+        cfg: JobConfig,
+        reason: str,
+        at: float,
+        *,
+        count: int = 1,
+        happened: float | None = None,
     ) -> None:
+        """A bad outcome at ``at`` (``happened``: when it happened, if not then). One that
+        happened in a maintenance window moves neither streak."""
+        if self._maintained(tx, job, at if happened is None else happened):
+            return
         job.bad_streak += count
         job.good_streak = 0
         if job.state == "paused":

@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from typing import Protocol
 
+from .maintenance import Window
 from .rollup import Stats
 from .tables import Flip, Job, Rollup, Run, Slot
 
@@ -51,6 +52,9 @@ class Tx(Protocol):
     # the job's durations over a window of hours, read once per transaction (slow runs)
     def duration_window(self, job_id: int, since_hour: int) -> Stats: ...
     def note_duration(self, job_id: int, at: float, duration: float) -> None: ...
+
+    # maintenance windows created through the API (the file's are the engine's own)
+    def maintenance_windows(self) -> list[Window]: ...
 
     # read-ahead for a batch
     def load_jobs(self, names: Iterable[str]) -> None: ...

@@ -90,6 +90,7 @@ FAMILIES: tuple[tuple[str, str, str], ...] = (
         "counter",
         "Finished runs slower than the job's anomaly factor times its p95 duration.",
     ),
+    ("jobpulse_job_in_maintenance", "gauge", "1 while a maintenance window holds the job."),
 )
 # Text format 0.0.4 names a counter family by its sample name, with _total; OpenMetrics by
 # its name.
@@ -529,6 +530,8 @@ class MetricsCache:
         out.append("".join(success_lines).encode())
         out.append("".join(miss_lines).encode())
         out.append(f"jobpulse_job_slow_runs_total{{{jl}}} {fmt(job.slow_total)}\n".encode())
+        held = 1 if job.in_maintenance else 0
+        out.append(f"jobpulse_job_in_maintenance{{{jl}}} {held}\n".encode())
         return out, (om if om is not None and any(om) else None)
 
     def render(self) -> bytes:

@@ -6,7 +6,10 @@ the scrape target's labels. Durations come from a :class:`Profile`; docs/runbook
 the default ones. A job's alerts default to ``warning``: only the job's own ``severity`` label
 makes them ``critical``. ``JobPulseJobDown`` waits as long as the per-run alerts, so they reach
 Alertmanager together and the shipped inhibition (deploy/alertmanager.yml) leaves one
-notification per incident.
+notification per incident. No per-job alert fires for a job in a maintenance window
+(``jobpulse_job_in_maintenance``): state alerts while the window is open, alerts on counted
+events while a window was open at any time in the counting window (a failure counted in the
+window would otherwise fire once it closes).
 """
 
 from __future__ import annotations
@@ -72,9 +75,16 @@ def _job_rules(p: Profile, sel: Selector, s: RuleSettings) -> tuple[AlertRule, .
     def joined(expr: str) -> str:
         return join_job_labels(expr, sel, s.job_labels, s.group_by)
 
+    def held(over: str | None = None) -> str:
+        """Not for a job in maintenance (``over``: at any time in that window)."""
+        series = sel("jobpulse_job_in_maintenance")
+        if over is not None:
+            series = f"max_over_time({series}[{over}])"
+        return f"unless on ({s.by('job_name')}) {per_job(series)} == 1"
+
     def counted(metric: str, **labels: str) -> str:
         increase = f"increase({sel(metric, **labels)}[{p.event_window}])"
-        return joined(f"{per_job(increase)} > 0")
+        return joined(f"{per_job(increase)} > 0\n{held(p.event_window)}")
 
     cluster = "&var-cluster={{ $labels.cluster }}" if "cluster" in s.group_by else ""
     url = s.dashboard(JOB_DASHBOARD, "?var-job_name={{ $labels.job_name }}" + cluster)
@@ -87,7 +97,7 @@ def _job_rules(p: Profile, sel: Selector, s: RuleSettings) -> tuple[AlertRule, .
     return (
         AlertRule(
             alert="JobPulseJobDown",
-            expr=joined(f"{per_job(sel('jobpulse_job_state', state='down'))} == 1"),
+            expr=joined(f"{per_job(sel('jobpulse_job_state', state='down'))} == 1\n{held()}"),
             # as long as the per-run alerts it inhibits: they reach Alertmanager together
             for_=p.for_event,
             severity=Severity.WARNING,
@@ -149,6 +159,7 @@ def _job_rules(p: Profile, sel: Selector, s: RuleSettings) -> tuple[AlertRule, .
                 f"(time() - {per_job(sel('jobpulse_job_oldest_running_start_timestamp_seconds'))})"
                 f"\n  > {per_job(sel('jobpulse_job_expected_interval_seconds'))}"
                 f"\nand on ({s.by('job_name')}) {per_job(sel('jobpulse_job_running'))} > 0"
+                f"\n{held()}"
             ),
             for_=p.for_state,
             severity=Severity.WARNING,
@@ -162,7 +173,7 @@ def _job_rules(p: Profile, sel: Selector, s: RuleSettings) -> tuple[AlertRule, .
             alert="JobPulseFailureRatioHigh",
             expr=joined(
                 f"{per_job(sel('jobpulse_job_success_ratio', window='24h'))}"
-                f" < {s.success_ratio_threshold:g}"
+                f" < {s.success_ratio_threshold:g}\n{held()}"
             ),
             for_=p.for_trend,
             severity=Severity.WARNING,
@@ -177,7 +188,7 @@ def _job_rules(p: Profile, sel: Selector, s: RuleSettings) -> tuple[AlertRule, .
             expr=joined(
                 f"(time() - {per_job(sel('jobpulse_job_last_success_timestamp_seconds') + ' > 0')})"
                 f"\n  > 2 * {per_job(sel('jobpulse_job_expected_interval_seconds'))}"
-                f"\n{not_paused}"
+                f"\n{not_paused}\n{held()}"
             ),
             for_=p.for_state,
             severity=Severity.WARNING,

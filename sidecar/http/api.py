@@ -173,7 +173,7 @@ async def list_missed(request: web.Request) -> web.Response:
         since = sidecar.clock.now() - hours * 3600
         rows = session.scalars(
             select(Slot)
-            # A skipped slot (its upstream failed or missed) is not a miss.
+            # A skipped slot (maintenance, or its upstream failed or missed) is not a miss.
             .where(Slot.job_id == job_id, Slot.status.in_(("missed", "gap")), Slot.slot >= since)
             .order_by(Slot.slot.desc())
         )

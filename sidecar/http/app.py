@@ -22,6 +22,7 @@ from ..service import Sidecar
 from ..settings import Settings
 from .api import routes as api_routes
 from .api_admin import routes as admin_routes
+from .api_maintenance import routes as maintenance_routes
 from .artifacts import RULE_SETTINGS, served_rule_settings
 from .artifacts import routes as artifact_routes
 from .auth import COOKIE, Auth, request_token, scope_for
@@ -200,6 +201,7 @@ def create_app(
     app.router.add_get("/api/v1/openapi.json", openapi_handler)
     app.router.add_routes(api_routes)
     app.router.add_routes(admin_routes)
+    app.router.add_routes(maintenance_routes)
     app.router.add_routes(artifact_routes)
     app.router.add_routes(web_routes)
     return app

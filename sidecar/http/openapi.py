@@ -3,7 +3,8 @@
 app registers is described here and every operation here is a route; schemathesis calls each
 operation and checks the answers against these schemas.
 
-Schemas live in ``openapi_schemas.py``, the /api/v1/jobs operations in ``openapi_jobs.py``.
+Schemas live in ``openapi_schemas.py``, the /api/v1/jobs operations in ``openapi_jobs.py``, the
+maintenance windows' in ``openapi_maintenance.py``.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from aiohttp import web
 from jobpulse.instrumentation.cli import package_version
 
 from .openapi_jobs import ADMIN, INGEST, READ, job_paths, op, query
+from .openapi_maintenance import maintenance_paths
 from .openapi_schemas import COMPONENTS, JOB_PARAM, err, json_body, ref, text_body
 
 __all__ = ["ROUTE_ALIASES", "document", "openapi_handler"]
@@ -195,7 +197,7 @@ def document() -> dict[str, Any]:
             "version": package_version(),
             "description": "Heartbeat ingest, job state and history, metrics and artifacts.",
         },
-        "paths": {**job_paths(), **_sidecar_ops()},
+        "paths": {**job_paths(), **maintenance_paths(), **_sidecar_ops()},
         "components": COMPONENTS,
         "security": READ,
     }

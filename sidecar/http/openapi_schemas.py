@@ -121,6 +121,24 @@ _EVENT = obj(
     job_config=ref("JobFields"),
 )
 
+_WINDOW = obj(
+    ["id", "name", "source", "jobs", "match", "start", "end", "active"],
+    id=N_INT,
+    name=N_STRING,
+    source={"enum": ["config", "api"]},
+    jobs={"type": "array", "items": STRING},
+    match={"type": "object", "additionalProperties": STRING},
+    schedule=N_STRING,
+    timezone=STRING,
+    duration=NUMBER,
+    start=STAMP,
+    end=STAMP,
+    active={"type": "boolean"},
+    reason=N_STRING,
+    created_at=N_STAMP,
+    ended_at=N_STAMP,
+)
+
 _JOB = obj(
     ["name", "state", "removed", "labels", "runs", "missed", "overlaps", "running"],
     name=STRING,
@@ -151,6 +169,8 @@ _JOB = obj(
     slow_runs=INT,
     after={"type": "array", "items": STRING},
     downstream={"type": "array", "items": STRING},
+    in_maintenance={"type": "boolean"},
+    maintenance={"type": "array", "items": ref("MaintenanceWindow")},
     success_ratio_24h=N_NUMBER,
     miss_ratio_24h=N_NUMBER,
 )
@@ -269,6 +289,20 @@ SCHEMAS: dict[str, Any] = {
         ),
         jobs={"type": "array", "items": _HEALTH_JOB},
     ),
+    "MaintenanceWindow": _WINDOW,
+    "MaintenanceList": obj(["windows"], windows={"type": "array", "items": _WINDOW}),
+    "MaintenanceRequest": {
+        "type": "object",
+        "required": ["duration"],
+        "properties": {
+            "jobs": {"type": "array", "items": STRING, "minItems": 1},
+            "match": {"type": "object", "additionalProperties": STRING, "minProperties": 1},
+            "duration": DURATION,
+            "reason": {"type": "string", "maxLength": 500},
+            "start": STAMP,
+        },
+        "anyOf": [{"required": ["jobs"]}, {"required": ["match"]}],
+    },
     "ReloadReport": obj(
         ["added", "updated", "removed"],
         **{k: {"type": "array", "items": STRING} for k in ("added", "updated", "removed")},

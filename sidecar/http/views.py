@@ -1,4 +1,5 @@
-"""JSON shapes of jobs, runs, slots and flips (the API, the status page and replay share them)."""
+"""JSON shapes of jobs, runs, slots, flips and maintenance windows (the API, the status page and
+replay share them)."""
 
 from __future__ import annotations
 
@@ -10,7 +11,9 @@ from jobpulse.instrumentation.wire import format_ts
 
 from ..domain.engine import Engine
 from ..domain.jobconfig import merge_fields
-from ..domain.tables import Flip, Job, JobUpstream, Run, Slot
+from ..domain.maintenance import Window, is_open
+from ..domain.tables import Flip, Job, JobUpstream, MaintenanceRow, Run, Slot
+from ..store.maintenance import list_windows
 
 if TYPE_CHECKING:
     from sqlalchemy.orm import Session
@@ -18,6 +21,8 @@ if TYPE_CHECKING:
     from ..service import Sidecar
 
 __all__ = [
+    "Maintenance",
+    "api_window_view",
     "downstreams_of",
     "flip_view",
     "full_job_view",
@@ -26,6 +31,7 @@ __all__ = [
     "run_view",
     "slot_view",
     "ts",
+    "window_view",
 ]
 
 
@@ -41,8 +47,10 @@ def job_view(
     next_expected: float | None,
     ratios: dict[str, float | None] | None = None,
     downstream: list[str] | None = None,
+    maintenance: Maintenance | None = None,
 ) -> dict[str, Any]:
     cfg = engine.config(job)
+    held = maintenance.holding(job, cfg.labels) if maintenance is not None else []
     fields, sources = merge_fields(job.file_fields, job.declared_fields)
     return {
         "name": job.name,
@@ -79,6 +87,8 @@ def job_view(
         "slow_runs": job.slow_total,
         "after": list(cfg.after),
         "downstream": downstream or [],
+        "in_maintenance": is_open(held, now) if maintenance is not None else job.in_maintenance,
+        "maintenance": [view for w in held if (view := window_view(w, now)) is not None],
         **(
             {"success_ratio_24h": ratios.get("success"), "miss_ratio_24h": ratios.get("miss")}
             if ratios is not None
@@ -131,6 +141,60 @@ def flip_view(flip: Flip) -> dict[str, Any]:
     return {"at": ts(flip.at), "from": flip.from_state, "to": flip.to_state, "reason": flip.reason}
 
 
+def window_view(window: Window, now: float) -> dict[str, Any] | None:
+    """A window as the API lists it: its span open now, else its next one (None: it will not
+    open again)."""
+    span = window.next_span(now)
+    if span is None:
+        return None
+    source, _, ident = window.key.partition(":")
+    return {
+        "id": int(ident) if source == "api" else None,
+        "name": ident if source == "config" else None,
+        "source": source,
+        "jobs": sorted(window.jobs),
+        "match": dict(window.match),
+        "schedule": window.schedule.cron if window.schedule is not None else None,
+        "timezone": window.schedule.timezone if window.schedule is not None else "UTC",
+        "duration": window.duration,
+        "start": ts(span[0]),
+        "end": ts(span[1]),
+        "active": span[0] <= now < span[1],
+        "reason": window.reason,
+    }
+
+
+def api_window_view(row: MaintenanceRow, now: float) -> dict[str, Any]:
+    """A window created through the API, also once it has closed."""
+    return {
+        "id": row.id,
+        "name": None,
+        "source": "api",
+        "jobs": sorted(row.jobs or ()),
+        "match": dict(row.match or {}),
+        "schedule": None,
+        "timezone": "UTC",
+        "duration": row.ends_at - row.starts_at,
+        "start": ts(row.starts_at),
+        "end": ts(row.ends_at),
+        "active": row.starts_at <= now < row.ends_at,
+        "reason": row.reason,
+        "created_at": ts(row.created_at),
+        "ended_at": ts(row.ended_at),
+    }
+
+
+class Maintenance:
+    """The maintenance windows as of one read: the file's and the API's still to close."""
+
+    def __init__(self, sidecar: Sidecar, session: Session, now: float) -> None:
+        api = [Window.from_row(row) for row in list_windows(session, since=now)]
+        self.windows: list[Window] = [*sidecar.engine.windows, *api]
+
+    def holding(self, job: Job, labels: dict[str, str]) -> list[Window]:
+        return [w for w in self.windows if w.holds(job.name, labels)]
+
+
 def full_job_views(sidecar: Sidecar, session: Session, jobs: list[Job]) -> list[dict[str, Any]]:
     """Jobs as ``GET /api/v1/jobs`` and the status page show them, with their next expected run
     and 24-hour ratios: a few grouped queries for the whole list, not a few per job."""
@@ -139,6 +203,7 @@ def full_job_views(sidecar: Sidecar, session: Session, jobs: list[Job]) -> list[
     ratios = sidecar.cache.ratios(session, ids, now) if ids else {}
     filled = sidecar.cache.filled_cursors(session, ids) if ids else set()
     downstream = downstreams_of(session, [job.name for job in jobs])
+    maintenance = Maintenance(sidecar, session, now)
     views = []
     for job in jobs:
         success, miss = ratios.get(job.id, {}).get("24h", (None, None))
@@ -150,6 +215,7 @@ def full_job_views(sidecar: Sidecar, session: Session, jobs: list[Job]) -> list[
                 next_expected=sidecar.cache.next_expected(session, job, filled=job.id in filled),
                 ratios={"success": success, "miss": miss},
                 downstream=downstream.get(job.name),
+                maintenance=maintenance,
             )
         )
     return views

@@ -8,7 +8,7 @@ The leader runs :meth:`Retention.prune` every :data:`EVERY` seconds:
   are kept (they drive the running gauges and time out as usual); judged slots (filled or
   missed) older than the same age go too, since their counts live on in the job's counters and
   the hourly rollups; rollups and flips are kept, so statistics and state history outlive the
-  raw runs;
+  raw runs; maintenance windows created through the API that closed that long ago go too;
 - jobs that only clients or the API declared (not in the configuration file, not removed from
   it) with no event for ``job_ttl`` are deleted with their history. The delete re-checks the
   condition in its own ``WHERE``, so a job that just received an event on another replica stays.
@@ -28,7 +28,7 @@ from sqlalchemy import ColumnElement, delete, func, select, text
 from sqlalchemy.orm import InstrumentedAttribute
 
 from ..domain.clock import Clock
-from ..domain.tables import Base, EventKey, Job, Run, Slot
+from ..domain.tables import Base, EventKey, Job, MaintenanceRow, Run, Slot
 from .database import Store
 
 if TYPE_CHECKING:
@@ -114,6 +114,8 @@ class Retention:
         )
         events = self._batches(EventKey.id, EventKey.received_at < run_cutoff, table=EventKey)
         slots = self._batches(Slot.id, Slot.slot < run_cutoff, table=Slot)
+        closed = MaintenanceRow.ends_at < run_cutoff
+        self._batches(MaintenanceRow.id, closed, table=MaintenanceRow)
         silent = (
             Job.in_file.is_(False),
             Job.removed.is_(False),

@@ -15,8 +15,9 @@ from sqlalchemy import Table, bindparam, delete, event, func, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
+from ..domain.maintenance import Window
 from ..domain.rollup import Stats, hour_of
-from ..domain.tables import EventKey, Flip, Job, JobUpstream, Rollup, Run, Slot
+from ..domain.tables import EventKey, Flip, Job, JobUpstream, MaintenanceRow, Rollup, Run, Slot
 from .readahead import ReadAhead
 
 __all__ = ["Tx"]
@@ -42,6 +43,12 @@ _STARTED_BETWEEN = select(Run).where(
 )
 _ROLLUP = select(Rollup).where(
     Rollup.job_id == bindparam("job_id"), Rollup.hour == bindparam("hour")
+)
+# The API's maintenance windows that were ever open (one ended before it opened never was).
+_MAINTENANCE = (
+    select(MaintenanceRow)
+    .where(MaintenanceRow.ends_at > MaintenanceRow.starts_at)
+    .order_by(MaintenanceRow.id)
 )
 _UNFLUSHED = 1 << 62  # sorts runs not yet given an id after every stored one, in insertion order
 
@@ -91,6 +98,19 @@ class Tx(ReadAhead):
         self._windows: dict[int, tuple[int, Stats]] = {}
         # Per job name: the names of the jobs whose after: names it.
         self._downstream: dict[str, list[str]] = {}
+        # The API's maintenance windows, read once per transaction.
+        self._maintenance: list[Window] | None = None
+
+    def maintenance_windows(self) -> list[Window]:
+        if self._maintenance is None:
+            with self.session.no_autoflush:
+                rows = self.session.scalars(_MAINTENANCE)
+                self._maintenance = [Window.from_row(row) for row in rows]
+        return self._maintenance
+
+    def forget_maintenance(self) -> None:
+        """The API's windows changed in this transaction: read them again when asked."""
+        self._maintenance = None
 
     def reset_cache(self) -> None:
         """Forget cached rows: after a savepoint rolled back (which discards unwritten rows), or
@@ -99,6 +119,7 @@ class Tx(ReadAhead):
         self._rollups.clear()
         self._absent_rollups.clear()
         self._windows.clear()
+        self._maintenance = None
         self._job_count = None
         self._runs.clear()
         self._running.clear()

@@ -14,7 +14,7 @@ from jobpulse.sidecar.config import parse_config
 from jobpulse.sidecar.domain.clock import ManualClock
 from jobpulse.sidecar.http.app import create_app
 from jobpulse.sidecar.settings import Settings
-from tests.sidecar import test_abandoned, test_evaluator, test_http
+from tests.sidecar import test_abandoned, test_evaluator, test_http, test_maintenance
 from tests.sidecar.harness import T0, Harness
 
 
@@ -29,6 +29,9 @@ def _borrow(module: Any) -> None:
 _borrow(test_abandoned)
 _borrow(test_evaluator)
 _borrow(test_http)
+_borrow(test_maintenance)
+win = test_maintenance.win  # the borrowed maintenance tests' fixtures
+night = test_maintenance.night
 
 
 @pytest.fixture(autouse=True)
@@ -39,6 +42,7 @@ def _harness_on_postgresql(pg_url: str, monkeypatch: pytest.MonkeyPatch) -> None
 
     monkeypatch.setattr(test_abandoned, "Harness", on_pg)
     monkeypatch.setattr(test_evaluator, "Harness", on_pg)
+    monkeypatch.setattr(test_maintenance, "Harness", on_pg)
 
 
 @pytest.fixture

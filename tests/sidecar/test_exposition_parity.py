@@ -7,7 +7,7 @@ from __future__ import annotations
 from typing import Any
 
 from prometheus_client import CollectorRegistry, generate_latest
-from prometheus_client.core import CounterMetricFamily
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy import select
 
@@ -36,18 +36,24 @@ jobs:
 """
 
 
-class SlowRunsCollector:
-    """``jobpulse_job_slow_runs_total``, the family after the benchmark's reference ones."""
+class TailCollector:
+    """``jobpulse_job_slow_runs_total`` and ``jobpulse_job_in_maintenance``, the families after
+    the benchmark's reference ones."""
 
-    def __init__(self, slow: dict[str, int]) -> None:
-        self.slow = slow
+    def __init__(self, rows: list[tuple[str, int, bool]]) -> None:
+        self.rows = rows
 
     def collect(self) -> Any:
-        name, _, help_ = FAMILIES[-1]
-        counter = CounterMetricFamily(name, help_, labels=["job_name"])
-        for job_name, value in self.slow.items():
-            counter.add_metric([job_name], value)
+        helps = {name: help_ for name, _, help_ in FAMILIES}
+        slow = "jobpulse_job_slow_runs"
+        counter = CounterMetricFamily(slow, helps[slow], labels=["job_name"])
+        held = "jobpulse_job_in_maintenance"
+        gauge = GaugeMetricFamily(held, helps[held], labels=["job_name"])
+        for job_name, slow_total, in_maintenance in self.rows:
+            counter.add_metric([job_name], slow_total)
+            gauge.add_metric([job_name], 1 if in_maintenance else 0)
         yield counter
+        yield gauge
 
 
 def _samples(text: str) -> dict[tuple[str, str, tuple[tuple[str, str], ...]], float]:
@@ -73,8 +79,11 @@ def test_cached_rendering_parses_like_prometheus_client(tmp_path: Any) -> None:
         registry = CollectorRegistry(auto_describe=False)
         registry.register(ReferenceCollector(snapshot(h.sidecar, h.clock.now())))
         with h.sidecar.store.session() as session:
-            live = select(Job.name, Job.slow_total).where(Job.removed.is_(False))
-            registry.register(SlowRunsCollector(dict(session.execute(live).all())))
+            live = select(Job.name, Job.slow_total, Job.in_maintenance).where(
+                Job.removed.is_(False)
+            )
+            rows = [(name, slow, bool(held)) for name, slow, held in session.execute(live)]
+            registry.register(TailCollector(rows))
         theirs = generate_latest(registry).decode()
     finally:
         h.close()

@@ -43,6 +43,17 @@ def test_every_job_field_has_a_description(generator):
     assert all(meaning and default for meaning, default in generator.JOB_FIELD_DOCS.values())
 
 
+def test_every_maintenance_window_field_has_a_description(generator):
+    from jobpulse.sidecar.maintenance_config import WINDOW_FIELDS
+
+    assert set(generator.WINDOW_FIELD_DOCS) == set(WINDOW_FIELDS)
+    assert all(meaning and default for meaning, default in generator.WINDOW_FIELD_DOCS.values())
+    text = (DOCS / "configuration.md").read_text(encoding="utf-8")
+    assert "## Maintenance windows" in text
+    for field in WINDOW_FIELDS:
+        assert f"| `{field}` |" in text, field
+
+
 def test_configuration_reference_is_complete():
     text = (DOCS / "configuration.md").read_text(encoding="utf-8")
     for f in dataclasses.fields(Settings):

@@ -1,6 +1,7 @@
-"""The job page (``GET /jobs/{job}``): state, configuration with the source of each field,
-the jobs it runs after and before with their states, a duration chart, recent runs, missed
-and skipped slots and state changes, and the CSV export link."""
+"""The job page (``GET /jobs/{job}``): state, the maintenance windows open or coming, the
+configuration with the source of each field, the jobs it runs after and before with their
+states, a duration chart, recent runs, missed and skipped slots and state changes, and the CSV
+export link."""
 
 from __future__ import annotations
 
@@ -61,6 +62,29 @@ def _summary(detail: JobDetail) -> str:
         ("Slow runs (all time)", esc(job.get("slow_runs", 0))),
     ]
     return "<dl>" + "".join(f"<dt>{k}</dt><dd>{v}</dd>" for k, v in items) + "</dl>"
+
+
+def _maintenance(detail: JobDetail) -> str:
+    """The windows that hold the job: open now, or their next span."""
+    items = []
+    for window in detail.job.get("maintenance") or []:
+        name = window["name"] or f"#{window['id']}"
+        start, end = _when(window, "start"), _when(window, "end")
+        when = (
+            f"open until {esc(stamp(end))}"
+            if window["active"]
+            else f"next {esc(stamp(start))} – {esc(stamp(end))}"
+        )
+        every = f" (every <code>{esc(window['schedule'])}</code>)" if window["schedule"] else ""
+        reason = f": {esc(window['reason'])}" if window.get("reason") else ""
+        state = "open" if window["active"] else "upcoming"
+        items.append(
+            f'<li data-window="{esc(name)}" data-state="{state}">Maintenance window '
+            f"<strong>{esc(name)}</strong>{every}, {when}{reason}</li>"
+        )
+    if not items:
+        return ""
+    return f'<ul id="maintenance">{"".join(items)}</ul>'
 
 
 def _config(detail: JobDetail) -> str:
@@ -146,7 +170,7 @@ def job_page(detail: JobDetail) -> str:
     body = (
         f"{nav()}<h1>{esc(name)} {badge('s', job['state'], job.get('reason'))}</h1>"
         f'<p class="muted">since {esc(stamp(_when(job, "state_since")))}</p>{removed}'
-        f'<p class="labels">{labels}</p>'
+        f'<p class="labels">{labels}</p>{_maintenance(detail)}'
         f'<p><a id="csv" href="{esc(csv_href)}">Download runs as CSV</a> · '
         f'<a href="{esc("/api/v1/jobs/" + quoted)}">JSON</a></p>'
         f"<h2>Summary</h2>{_summary(detail)}"

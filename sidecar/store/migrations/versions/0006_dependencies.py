@@ -1,7 +1,7 @@
 """job dependencies: the after: index, the ticks a dependent waits on, a skipped slot's upstream
 
 Revision ID: 0006
-Revises: 0004
+Revises: 0005
 Create Date: 2026-12-03 10:00:00
 
 - ``job_upstreams``: one row per ``after:`` entry, indexed by the upstream's name.
@@ -16,7 +16,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision: str = "0006"
-down_revision: str | Sequence[str] | None = "0004"
+down_revision: str | Sequence[str] | None = "0005"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
