@@ -225,7 +225,7 @@ class Dependencies(Slots):
             self._record_missed(tx, job, cfg, tick, at)
             return
         # Skipped, then due at a later success of its upstream, and still not run.
-        if self._slot_in_maintenance(tx, job, cfg, tick):
+        if self._slot_in_maintenance(tx, job, cfg, tick, until=at):
             row.reason, row.upstream, row.recorded_at = "maintenance", None, at
             self._announce(tx, job, tick, ok=False, at=at)
             return

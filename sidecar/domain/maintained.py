@@ -68,17 +68,24 @@ class Maintained(EngineBase):
         windows = self.windows_for(tx, job)
         return open_until(windows, at) if windows else at
 
-    def _slot_in_maintenance(self, tx: Tx, job: Job, cfg: JobConfig, slot: float) -> bool:
-        """A window holding the job is open at some instant of ``[slot, slot + grace]``."""
+    def _slot_in_maintenance(
+        self, tx: Tx, job: Job, cfg: JobConfig, slot: float, until: float | None = None
+    ) -> bool:
+        """A window holding the job is open at some instant of ``[slot, slot + grace]``
+        (``until``: the slot's deadline where the job's schedule does not give it, as for the
+        tick of a job that runs after another)."""
         windows = self.windows_for(tx, job)
-        return bool(windows) and overlapping(windows, slot, slot + cfg.grace_at(slot))
+        if not windows:
+            return False
+        return overlapping(windows, slot, slot + cfg.grace_at(slot) if until is None else until)
 
     def _skip_in_maintenance(
         self, tx: Tx, job: Job, cfg: JobConfig, slot: float, at: float
     ) -> bool:
-        """Record ``slot`` skipped when it is in a maintenance window; False (nothing
-        recorded) otherwise."""
-        if not self._slot_in_maintenance(tx, job, cfg, slot):
+        """Record ``slot`` (its deadline passed at ``at``) skipped when it is in a maintenance
+        window; False (nothing recorded) otherwise."""
+        until = None if cfg.scheduled else at
+        if not self._slot_in_maintenance(tx, job, cfg, slot, until):
             return False
         tx.add_slot(
             Slot(
