@@ -49,6 +49,7 @@ MASK: Final = (
 )
 _FINISHED_KEPT: Final = 1024
 _HELD_KEPT: Final = 16
+_REMOVED_KEPT: Final = 1024
 _INVALID: Final = re.compile(r"[^A-Za-z0-9._-]+")
 
 
@@ -118,6 +119,10 @@ class SchedulerListener:
         self._runs: dict[tuple[str, float], Run] = {}
         self._finished: OrderedDict[tuple[str, float], None] = OrderedDict()
         self._held: dict[str, list[tuple[str | None, int | None]]] = {}
+        # Jobs removed from the scheduler whose runs may still be reported: APScheduler removes
+        # a job with no next run time (a date trigger's) before it dispatches that run's
+        # SUBMITTED event, and the run finishes later still.
+        self._removed: OrderedDict[str, _Job | None] = OrderedDict()
         self._logged: set[str] = set()
         self.errors = 0
 
@@ -128,8 +133,7 @@ class SchedulerListener:
             if code in (ev.EVENT_JOB_ADDED, ev.EVENT_JOB_MODIFIED):
                 self.declare(self._scheduler.get_job(event.job_id, event.jobstore))
             elif code == ev.EVENT_JOB_REMOVED:
-                with self._lock:
-                    self._jobs.pop(event.job_id, None)
+                self._removed_job(event.job_id)
             elif code == ev.EVENT_JOB_SUBMITTED:
                 self._submitted(event.job_id, event.jobstore, event.scheduled_run_times)
             elif code in (ev.EVENT_JOB_EXECUTED, ev.EVENT_JOB_ERROR):
@@ -150,6 +154,7 @@ class SchedulerListener:
         info = self._build(job)
         with self._lock:
             self._jobs[job.id] = info
+            self._removed.pop(job.id, None)
         if info is not None:
             self._emit_event(info, "log", run_id=str(uuid.uuid4()), message="declared")
 
@@ -184,10 +189,19 @@ class SchedulerListener:
             clock=self._clock,
         )
 
+    def _removed_job(self, job_id: str) -> None:
+        with self._lock:
+            if job_id in self._jobs:
+                self._removed[job_id] = self._jobs.pop(job_id)
+                while len(self._removed) > _REMOVED_KEPT:
+                    self._removed.popitem(last=False)
+
     def _job(self, job_id: str, jobstore: str | None) -> _Job | None:
         with self._lock:
             if job_id in self._jobs:
                 return self._jobs[job_id]
+            if job_id in self._removed:
+                return self._removed[job_id]
         job = self._scheduler.get_job(job_id, jobstore)
         if job is None:
             return None

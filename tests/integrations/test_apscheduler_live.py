@@ -212,6 +212,28 @@ def test_progress_from_inside_a_long_job() -> None:
     assert len(sink.events) == 6
 
 
+def test_a_one_off_date_job_reports_its_run() -> None:
+    # APScheduler removes a job with no next run time (a date trigger's) before it dispatches
+    # that run's SUBMITTED event: the run is still reported, start and finish.
+    sink = InMemoryClient()
+    scheduler = BackgroundScheduler(timezone="UTC")
+    ran = threading.Event()
+    instrument(scheduler, client=sink)
+    scheduler.start()
+    try:
+        when = datetime.now(UTC) + timedelta(seconds=0.3)
+        scheduler.add_job(_explode, "date", run_date=when, id="one-off-failure")
+        scheduler.add_job(ran.set, "date", run_date=when, id="one-off")
+        assert ran.wait(10)
+        _wait_for(lambda: sink.finished("one-off") and sink.finished("one-off-failure"))
+    finally:
+        scheduler.shutdown(wait=True)
+        uninstrument(scheduler)
+    assert sink.types("one-off") == ["log", "start", "success"]
+    assert sink.types("one-off-failure") == ["log", "start", "failure"]
+    assert scheduler.get_job("one-off") is None  # removed by the scheduler, as it should be
+
+
 def _run_once_without_id(client: HeartbeatClient) -> str:
     """A scheduler process's life: the job added without an id, one run, shut down."""
     scheduler = BackgroundScheduler(timezone="UTC")
