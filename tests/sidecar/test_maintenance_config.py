@@ -125,7 +125,10 @@ def test_errors_name_the_window_and_the_field(window: str, message: str) -> None
             "  - {name: a, jobs: [x], schedule: '0 2 * * *', duration: 1h}\n",
             "maintenance[1]: window 'a' is defined twice",
         ),
-        ("windows: []\n", "unknown top-level key(s) windows; accepted: sidecar, jobs, maintenance"),
+        (
+            "windows: []\n",
+            "unknown top-level key(s) windows; accepted: sidecar, jobs, notify, maintenance",
+        ),
     ],
 )
 def test_section_errors(text: str, message: str) -> None:
