@@ -10,7 +10,7 @@ import random
 from dataclasses import dataclass
 from typing import Final
 
-__all__ = ["Backoff"]
+__all__ = ["Backoff", "retry_after_seconds"]
 
 MAX_RETRY_AFTER: Final = 300.0
 
@@ -29,3 +29,15 @@ class Backoff:
             # The sidecar said when: wait at least that long, within reason.
             delay = max(delay, min(retry_after, MAX_RETRY_AFTER))
         return delay
+
+
+def retry_after_seconds(value: str | None) -> float | None:
+    """A ``Retry-After`` header's delay in seconds; None when absent, negative or an HTTP date
+    (the caller's own backoff decides then)."""
+    if value is None:
+        return None
+    try:
+        seconds = float(value)
+    except ValueError:
+        return None
+    return seconds if seconds >= 0 else None

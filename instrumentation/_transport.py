@@ -14,6 +14,8 @@ from dataclasses import dataclass, field
 from typing import Any, Final
 from urllib.parse import urlsplit
 
+from ._backoff import retry_after_seconds
+
 __all__ = ["Reply", "Transport"]
 
 EVENTS_PATH: Final = "/api/v1/events"
@@ -58,7 +60,7 @@ class Transport:
             response = conn.getresponse()
             data = response.read()
             status = response.status
-            retry_after = _retry_after(response.getheader("Retry-After"))
+            retry_after = retry_after_seconds(response.getheader("Retry-After"))
             if response.will_close:
                 self.close()
         except (TimeoutError, OSError, http.client.HTTPException) as exc:
@@ -81,16 +83,6 @@ class Transport:
             cls = http.client.HTTPSConnection if self._https else http.client.HTTPConnection
             self._conn = cls(self._host, self._port, timeout=self._timeout)
         return self._conn
-
-
-def _retry_after(value: str | None) -> float | None:
-    if value is None:
-        return None
-    try:
-        seconds = float(value)
-    except ValueError:
-        return None  # an HTTP date: fall back to our own backoff
-    return seconds if seconds >= 0 else None
 
 
 def _rejections(data: bytes) -> list[dict[str, Any]]:

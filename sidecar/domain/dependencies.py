@@ -46,8 +46,9 @@ from .tables import Job, Run, Slot
 if TYPE_CHECKING:
     from .transaction import Tx
 
-__all__ = ["DEFAULT_EARLY", "UNSCHEDULED_GRACE", "Dependencies"]
+__all__ = ["DEFAULT_EARLY", "UNSCHEDULED_GRACE", "UPSTREAM", "Dependencies"]
 
+UPSTREAM = "upstream"  # the reason of a slot skipped because a job it runs after did not succeed
 UNSCHEDULED_GRACE = 3600.0  # the default grace after a tick of an unscheduled root job
 DEFAULT_EARLY = 60.0  # how long before its upstream's success a dependent's start still counts
 _KEEP_UNDUE = 8  # ticks kept that are not due (waiting on an upstream, or skipped)
@@ -124,7 +125,7 @@ class Dependencies(Slots):
             elif entry["due"] is None and row is None:
                 entry["skip"] = cause or job.name
                 down.ticks = _pruned(entries)
-                self._skip_slot(tx, down, tick, entry["skip"], at)
+                self._record_skipped(tx, down, tick, UPSTREAM, at, upstream=entry["skip"])
                 self._announce(
                     tx, down, tick, ok=False, at=at, cause=entry["skip"], depth=depth + 1
                 )
@@ -253,7 +254,7 @@ class Dependencies(Slots):
         if reason is None and cfg.after and cfg.scheduled:
             cause = self._blocking_upstream(tx, cfg, slot)
             if cause is not None:
-                self._skip_slot(tx, job, slot, cause, at)
+                self._record_skipped(tx, job, slot, UPSTREAM, at, upstream=cause)
                 self._announce(tx, job, slot, ok=False, at=at, cause=cause)
                 return
         super()._record_missed(tx, job, cfg, slot, at, reason=reason, count=count)
@@ -287,21 +288,6 @@ class Dependencies(Slots):
             if run is not None and run.outcome == "cancelled":
                 return name
         return None
-
-    def _skip_slot(self, tx: Tx, job: Job, slot: float, upstream: str, at: float) -> None:
-        tx.add_slot(
-            Slot(
-                job_id=job.id,
-                slot=slot,
-                status="skipped",
-                run_id=None,
-                count=1,
-                reason="upstream",
-                upstream=upstream,
-                recorded_at=at,
-            )
-        )
-        job.changed_at = max(job.changed_at, at)
 
     # ------------------------------------------------------------ what refresh reads
     def _tick_deadlines(self, job: Job) -> list[float]:

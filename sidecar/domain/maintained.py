@@ -87,6 +87,14 @@ class Maintained(EngineBase):
         until = None if cfg.scheduled else at
         if not self._slot_in_maintenance(tx, job, cfg, slot, until):
             return False
+        self._record_skipped(tx, job, slot, MAINTENANCE, at)
+        return True
+
+    def _record_skipped(
+        self, tx: Tx, job: Job, slot: float, reason: str, at: float, upstream: str | None = None
+    ) -> None:
+        """A ``skipped`` slot (``maintenance``, or ``upstream`` naming that job): neither
+        missed nor due."""
         tx.add_slot(
             Slot(
                 job_id=job.id,
@@ -94,12 +102,12 @@ class Maintained(EngineBase):
                 status="skipped",
                 run_id=None,
                 count=1,
-                reason=MAINTENANCE,
+                reason=reason,
+                upstream=upstream,
                 recorded_at=at,
             )
         )
         job.changed_at = max(job.changed_at, at)
-        return True
 
     def _refresh_maintenance(self, tx: Tx, job: Job, now: float) -> float | None:
         """Set ``job.in_maintenance`` as of ``now``; the next instant it may change."""

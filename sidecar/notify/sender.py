@@ -33,7 +33,7 @@ import aiohttp
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from jobpulse.instrumentation._backoff import Backoff
+from jobpulse.instrumentation._backoff import Backoff, retry_after_seconds
 from jobpulse.instrumentation.cli import package_version
 
 from ..domain.clock import Clock
@@ -83,16 +83,6 @@ class Attempt:
     error: str | None = None
     permanent: bool = False
     retry_after: float | None = None
-
-
-def _retry_after(value: str | None) -> float | None:
-    if value is None:
-        return None
-    try:
-        seconds = float(value)
-    except ValueError:
-        return None  # an HTTP date: the backoff decides
-    return seconds if seconds >= 0 else None
 
 
 class Notifier:
@@ -318,7 +308,7 @@ class Notifier:
                     ok=False,
                     error=f"HTTP {resp.status} from {url}: {text}".rstrip(": "),
                     permanent=300 <= resp.status < 500 and resp.status not in _RETRYABLE,
-                    retry_after=_retry_after(resp.headers.get("Retry-After")),
+                    retry_after=retry_after_seconds(resp.headers.get("Retry-After")),
                 )
         except (aiohttp.ClientError, TimeoutError, OSError) as exc:
             detail = str(exc) or "no answer within the timeout"

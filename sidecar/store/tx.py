@@ -232,28 +232,15 @@ class Tx(ReadAhead):
     ) -> bool:
         """Record the event's idempotency key; False if it was already there.
 
-        A key read ahead as not stored is added to the session and written with the batch;
-        otherwise one statement claims it. Either way the unique key decides, so two writers
-        racing on the same event cannot both win (the loser's flush fails and its batch is
-        applied again, when it finds the key)."""
+        A key read ahead as not stored is written with the batch, in one executemany before
+        the flush (:meth:`_write_keys`); otherwise one statement claims it. Either way the
+        unique key decides, so two writers racing on the same event cannot both win (the
+        loser's flush fails and its batch is applied again, when it finds the key)."""
         key = (job_id, run_id, etype, key_ts)
         known = self._keys.get(key)
-        if known is not None:
-            if known:
-                return False
-            self._keys[key] = True
-            self._new_keys.append(
-                {
-                    "job_id": job_id,
-                    "run_id": run_id,
-                    "type": etype,
-                    "key_ts": key_ts,
-                    "received_at": now,
-                    "message": message if etype in ("log", "progress") else None,
-                }
-            )
-            return True
-        statement = _CLAIM_PG if self.locking else _CLAIM_SQLITE
+        if known:
+            return False
+        self._keys[key] = True
         params = {
             "job_id": job_id,
             "run_id": run_id,
@@ -262,9 +249,11 @@ class Tx(ReadAhead):
             "received_at": now,
             "message": message if etype in ("log", "progress") else None,
         }
-        claimed = self.session.connection().execute(statement, params).first() is not None
-        self._keys[key] = True
-        return claimed
+        if known is not None:  # read ahead as not stored
+            self._new_keys.append(params)
+            return True
+        statement = _CLAIM_PG if self.locking else _CLAIM_SQLITE
+        return self.session.connection().execute(statement, params).first() is not None
 
     def _write_keys(self, *_: Any) -> None:
         """Insert the claimed keys read ahead as absent (before a flush, or the commit if no
