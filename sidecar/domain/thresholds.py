@@ -23,7 +23,11 @@ class Thresholds(States):
     ) -> None:
         setattr(job, f"runs_{outcome}", getattr(job, f"runs_{outcome}") + 1)
         roll = tx.rollup(job.id, at)
-        setattr(roll, outcome, getattr(roll, outcome) + 1)
+        # A failure or timeout in a maintenance window is recorded on the run and in the
+        # counters, but left out of the hourly statistics the success ratios come from: the
+        # planned downtime must not page as JobPulseFailureRatioHigh once the window closes.
+        if outcome not in ("failure", "timeout") or not self._maintained(tx, job, at):
+            setattr(roll, outcome, getattr(roll, outcome) + 1)
         if outcome == "success":
             job.last_success_at = max(job.last_success_at or at, at)
         elif outcome in ("failure", "timeout"):

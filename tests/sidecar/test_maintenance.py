@@ -10,10 +10,12 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from sqlalchemy import select
 
 from jobpulse.instrumentation.wire import format_ts
 from jobpulse.sidecar.config import parse_config
 from jobpulse.sidecar.domain.maintenance import Window
+from jobpulse.sidecar.domain.tables import Rollup
 from jobpulse.sidecar.maintenance_config import WindowSpec
 from jobpulse.sidecar.replay import replay
 from jobpulse.sidecar.store.maintenance import close_window, open_window
@@ -142,6 +144,27 @@ def test_a_failure_inside_a_window_is_counted_but_does_not_flip(night: Harness) 
     assert job.runs_failure == 1  # recorded and counted
     assert job.bad_streak == 0  # not toward failure_threshold
     assert night.runs("flaky")[-1].outcome == "failure"
+
+
+def test_failures_inside_a_window_do_not_lower_the_success_ratio(night: Harness) -> None:
+    # Recorded on the runs and in the counters, but not in the hourly statistics that the
+    # success ratios (and JobPulseFailureRatioHigh after the window) are computed from.
+    night.run("flaky", NIGHT + 2 * 3600, 30, "failure")  # 02:00, inside
+    night.send("start", "flaky", ts=NIGHT + 3 * 3600)  # times out at 03:10, inside
+    night.move(NIGHT + 3 * 3600 + 15 * MIN)
+    night.run("flaky", NIGHT + 4 * 3600, 30, "failure")  # 04:00, after: counted in both
+    job = night.job("flaky")
+    assert (job.runs_failure, job.runs_timeout) == (2, 1)
+    with night.sidecar.store.session() as s:
+        rolls = {
+            r.hour: (r.success, r.failure, r.timeout)
+            for r in s.scalars(select(Rollup).where(Rollup.job_id == job.id))
+        }
+    hour = int(NIGHT)  # rollups are keyed by the epoch second their hour starts at
+    assert rolls[hour] == (1, 0, 0)
+    assert rolls.get(hour + 2 * 3600, (0, 0, 0))[1:] == (0, 0)
+    assert rolls.get(hour + 3 * 3600, (0, 0, 0))[1:] == (0, 0)
+    assert rolls[hour + 4 * 3600][1] == 1
 
 
 def test_a_timeout_inside_a_window_is_counted_but_does_not_flip(night: Harness) -> None:
