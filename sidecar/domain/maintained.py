@@ -46,16 +46,19 @@ class Maintained(EngineBase):
     def set_windows(self, windows: Sequence[Window]) -> None:
         """The configuration file's windows (replaced on every load)."""
         self.windows = tuple(windows)
+        self._holding.clear()  # entries for the old windows would never be read again
 
     def windows_for(self, tx: Tx, job: Job) -> list[Window]:
         """The windows that hold ``job``: the file's, then the API's."""
         cfg = self.config(job)
-        cached = self._holding.get(job.id)
-        if cached is None or cached[0] is not cfg or cached[1] is not self.windows:
-            mine = tuple(w for w in self.windows if w.holds(job.name, cfg.labels))
-            cached = (cfg, self.windows, mine)
-            self._holding[job.id] = cached
-        held = [*cached[2]]
+        held: list[Window] = []
+        if self.windows:  # no file windows (the usual case): nothing cached per job
+            cached = self._holding.get(job.id)
+            if cached is None or cached[0] is not cfg or cached[1] is not self.windows:
+                mine = tuple(w for w in self.windows if w.holds(job.name, cfg.labels))
+                cached = (cfg, self.windows, mine)
+                self._holding[job.id] = cached
+            held += cached[2]
         held += [w for w in tx.maintenance_windows() if w.holds(job.name, cfg.labels)]
         return held
 
