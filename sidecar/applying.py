@@ -31,7 +31,9 @@ log = logging.getLogger("jobpulse.sidecar")
 DUE_BATCH = 500
 TICK_PATIENCE = 10.0  # seconds a pass applies the inbox outside the lock before draining it
 YIELD_LAG = 2.5  # the applier gives way to appends only while its backlog is younger than this
-BUSY = 0.05  # appends this recent mean a burst is on
+# Ingest requests in flight at once that mean ingest is saturated (a burst is on). One at a
+# time is a steady flow the applier keeps up with: giving way to it would only add lag.
+BURST = 2
 
 
 class InboxApplier:
@@ -93,21 +95,23 @@ class InboxApplier:
             _, oldest = inbox_lag(conn)
         return self.clock.now() if oldest is None else oldest
 
-    def _busy(self) -> bool:
-        """Appends keep coming: a request in flight, or an append in the last ``BUSY`` s."""
-        return bool(self._ingesting()) or time.monotonic() - self.appender.last_commit < BUSY
+    def busy(self) -> bool:
+        """Ingest is saturated: ``BURST`` requests in flight at once, or appends queued behind
+        the one being committed. A flow that arrives one request at a time is not a burst, so
+        the applier keeps just behind it instead of waiting for its backlog to age."""
+        return self._ingesting() >= BURST or self.appender.waiting()
 
     def _give_way(self, newest_applied: float) -> None:
-        """While appends keep coming, let them have the process until the oldest unapplied
+        """While ingest is saturated, let appends have the process until the oldest unapplied
         event (about the newest one applied in this pass, as events are applied in order; the
         inbox's oldest before the first batch) is ``YIELD_LAG`` old: a burst is acknowledged at
         the speed of the inbox and applied just behind it. Past that lag the applier takes its
         turn. Reads the inbox only when a burst is on."""
-        if not self._busy():
+        if not self.busy():
             return
         oldest = newest_applied or self._oldest_waiting()
         waited = 0.0
-        while waited < YIELD_LAG and self.clock.now() - oldest < YIELD_LAG and self._busy():
+        while waited < YIELD_LAG and self.clock.now() - oldest < YIELD_LAG and self.busy():
             time.sleep(0.005)
             waited += 0.005
 

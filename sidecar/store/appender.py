@@ -75,8 +75,6 @@ class Appender(GroupCommit[_Request]):
         self._clock = clock
         self._job_cap = job_cap
         self._on_commit = on_commit
-        self._committing = False
-        self.last_commit = 0.0  # time.monotonic() of the last append
         self.healthy = True
         dialect = sqlite if store.is_sqlite else postgresql
         self._insert = insert(INBOX).returning(INBOX.c.id, sort_by_parameter_order=True)
@@ -89,10 +87,6 @@ class Appender(GroupCommit[_Request]):
 
     def _future(self, item: _Request) -> Future[Any]:
         return item.future
-
-    def active(self) -> bool:
-        """Whether appends are waiting or being committed (the applier gives way to them)."""
-        return self._committing or super().active()
 
     def submit(
         self,
@@ -112,11 +106,7 @@ class Appender(GroupCommit[_Request]):
         batch = [r for r in batch if r.future.set_running_or_notify_cancel()]
         if not batch:
             return
-        self._committing = True
-        try:
-            self._commit(batch)
-        finally:
-            self._committing = False
+        self._commit(batch)
 
     def _commit(self, batch: list[_Request]) -> None:
         started = time.perf_counter()
@@ -135,7 +125,6 @@ class Appender(GroupCommit[_Request]):
             batch[0].future.set_exception(StoreUnavailable("the store cannot take writes"))
             return
         self.healthy = True
-        self.last_commit = time.monotonic()
         for name in new_names:
             self._registry.add(name)
         if self._on_commit is not None:

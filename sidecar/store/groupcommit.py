@@ -60,8 +60,8 @@ class GroupCommit(ABC, Generic[I]):
             if item is not _STOP:
                 self._future(item).set_exception(StoreUnavailable("the sidecar is stopping"))
 
-    def active(self) -> bool:
-        """Whether items wait to be taken."""
+    def waiting(self) -> bool:
+        """Whether items wait to be taken (besides a batch being committed)."""
         return not self._queue.empty()
 
     def _enqueue(self, item: I) -> None:

@@ -249,3 +249,28 @@ async def test_ping_exit_status_takes_ascii_digits_only(client: TestClient[Any, 
         resp = await client.get(f"/ping/nightly/{status}")
         assert resp.status == 404, status
     assert (await client.get("/ping/nightly/3")).status == 200
+
+
+def test_the_applier_gives_way_only_to_a_saturated_ingest(tmp_path: Path) -> None:
+    """A steady flow of requests, one at a time, is applied just behind (giving way to it would
+    only make every read lag by the applier's patience); a burst of requests in flight at once,
+    or appends queued behind the one committing, gets the process first."""
+    from jobpulse.sidecar.applying import BURST
+    from jobpulse.sidecar.service import Sidecar
+
+    sidecar = Sidecar(Settings(store=f"sqlite:///{tmp_path}/s.db"), clock=ManualClock(T0))
+    try:
+        assert not sidecar.applier.busy()
+        sidecar.ingesting = 1
+        assert not sidecar.applier.busy()
+        sidecar.ingesting = BURST
+        assert sidecar.applier.busy()
+        sidecar.ingesting = 0
+        # The appender's thread is not started: what is submitted waits to be taken.
+        waiting = sidecar.appender.submit(
+            [Event(type="success", job="nightly", run_id="r1", ts=T0)]
+        )
+        assert sidecar.applier.busy()
+    finally:
+        sidecar.stop()
+    assert waiting.exception() is not None  # refused at the stop, never half-taken
