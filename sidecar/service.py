@@ -147,6 +147,7 @@ class Sidecar:
         job = tx.job(name)
         if job is None:
             return False
+        tx.write_pending()
         tx.session.delete(job)
         forget_job(tx, name)
         tx.session.flush()  # later items of the same batch must not see the job

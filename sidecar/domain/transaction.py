@@ -11,8 +11,8 @@ from collections.abc import Iterable, Sequence
 from typing import Protocol
 
 from .maintenance import Window
-from .rollup import Stats
-from .tables import Flip, Job, Rollup, Run, Slot
+from .rollup import HourRollup, Stats
+from .tables import Flip, Job, Run, Slot
 
 __all__ = ["Tx"]
 
@@ -47,7 +47,7 @@ class Tx(Protocol):
 
     # flips and rollups
     def add_flip(self, flip: Flip) -> None: ...
-    def rollup(self, job_id: int, at: float) -> Rollup: ...
+    def rollup(self, job_id: int, at: float) -> HourRollup: ...
 
     # the job's durations over a window of hours, read once per transaction (slow runs)
     def duration_window(self, job_id: int, since_hour: int) -> Stats: ...

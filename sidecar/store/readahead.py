@@ -7,15 +7,21 @@ The loaders only fill the transaction's caches; every read works without them.
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Sequence
-from typing import TypeVar
+from dataclasses import fields
+from typing import TypeVar, cast
 
-from sqlalchemy import select
+from sqlalchemy import Table, select
 from sqlalchemy.orm import Session
 
-from ..domain.rollup import Stats, hour_of, stats_from_rows
+from ..domain.rollup import HourRollup, Stats, hour_of, stats_from_rows
 from ..domain.tables import EventKey, Job, JobUpstream, Rollup, Run, Slot
 
-__all__ = ["ReadAhead"]
+__all__ = ["ROLLUPS", "ROLLUP_FIELDS", "SELECT_ROLLUPS", "ReadAhead"]
+
+ROLLUPS = cast(Table, Rollup.__table__)
+ROLLUP_FIELDS = tuple(field.name for field in fields(HourRollup))
+# A rollup row as the engine counts into it (a plain HourRollup, not an ORM row).
+SELECT_ROLLUPS = select(*(ROLLUPS.c[name] for name in ROLLUP_FIELDS))
 
 T = TypeVar("T")
 _CHUNK = 500  # ids per IN (...) list
@@ -33,7 +39,7 @@ class ReadAhead:
     session: Session
     locking: bool
     _jobs: dict[str, Job | None]
-    _rollups: dict[tuple[int, int], Rollup]
+    _rollups: dict[tuple[int, int], HourRollup]
     _absent_rollups: set[tuple[int, int]]
     _runs: dict[tuple[int, str], Run | None]
     _running: dict[int, list[Run]]
@@ -108,12 +114,13 @@ class ReadAhead:
     def load_rollups(self, keys: Iterable[tuple[int, float]]) -> None:
         wanted = sorted({(job_id, hour_of(at)) for job_id, at in keys} - self._rollups.keys())
         for chunk in _chunks(wanted):
-            query = select(Rollup).where(
-                Rollup.job_id.in_({job_id for job_id, _ in chunk}),
-                Rollup.hour.in_({hour for _, hour in chunk}),
+            query = SELECT_ROLLUPS.where(
+                ROLLUPS.c.job_id.in_({job_id for job_id, _ in chunk}),
+                ROLLUPS.c.hour.in_({hour for _, hour in chunk}),
             )
             with self.session.no_autoflush:
-                for roll in self.session.scalars(query):
+                for row in self.session.execute(query):
+                    roll = HourRollup(*row)
                     self._rollups.setdefault((roll.job_id, roll.hour), roll)
             # Known to be absent: :meth:`Tx.rollup` adds these to the session, no statement.
             self._absent_rollups.update(key for key in chunk if key not in self._rollups)
@@ -142,11 +149,12 @@ class ReadAhead:
         if not todo:
             return
         lo = min(todo.values())
-        rows: dict[int, dict[int, Rollup]] = {job_id: {} for job_id in todo}
+        rows: dict[int, dict[int, HourRollup]] = {job_id: {} for job_id in todo}
         for chunk in _chunks(sorted(todo)):
-            query = select(Rollup).where(Rollup.job_id.in_(chunk), Rollup.hour >= lo)
+            query = SELECT_ROLLUPS.where(ROLLUPS.c.job_id.in_(chunk), ROLLUPS.c.hour >= lo)
             with self.session.no_autoflush:
-                for roll in self.session.scalars(query):
+                for row in self.session.execute(query):
+                    roll = HourRollup(*row)
                     rows[roll.job_id][roll.hour] = self._rollups.setdefault(
                         (roll.job_id, roll.hour), roll
                     )

@@ -136,6 +136,7 @@ class Retention:
         """Delete rows matching ``where`` in writer transactions of at most BATCH rows."""
 
         def work(tx: Tx) -> int:
+            tx.write_pending()  # what an earlier item of the batch counted is not forgotten
             ids = list(tx.session.scalars(select(key).where(*where).order_by(key).limit(BATCH)))
             if not ids:
                 return 0

@@ -11,14 +11,14 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Any, cast
 
-from sqlalchemy import Table, bindparam, delete, event, func, select
+from sqlalchemy import Table, bindparam, delete, event, func, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from ..domain.maintenance import Window
-from ..domain.rollup import Stats, hour_of
-from ..domain.tables import EventKey, Flip, Job, JobUpstream, MaintenanceRow, Rollup, Run, Slot
-from .readahead import ReadAhead
+from ..domain.rollup import HourRollup, Stats, hour_of
+from ..domain.tables import EventKey, Flip, Job, JobUpstream, MaintenanceRow, Run, Slot
+from .readahead import ROLLUP_FIELDS, ROLLUPS, SELECT_ROLLUPS, ReadAhead
 
 __all__ = ["Tx"]
 
@@ -41,8 +41,8 @@ _STARTED_BETWEEN = select(Run).where(
     Run.started_at >= bindparam("lo"),
     Run.started_at <= bindparam("hi"),
 )
-_ROLLUP = select(Rollup).where(
-    Rollup.job_id == bindparam("job_id"), Rollup.hour == bindparam("hour")
+_ROLLUP = SELECT_ROLLUPS.where(
+    ROLLUPS.c.job_id == bindparam("job_id"), ROLLUPS.c.hour == bindparam("hour")
 )
 # The API's maintenance windows that were ever open (one ended before it opened never was).
 _MAINTENANCE = (
@@ -77,8 +77,12 @@ class Tx(ReadAhead):
         # PostgreSQL: lock job rows (SQLite's BEGIN IMMEDIATE already serialises writers).
         self.locking = locking
         self._jobs: dict[str, Job | None] = {}
-        self._rollups: dict[tuple[int, int], Rollup] = {}
+        self._rollups: dict[tuple[int, int], HourRollup] = {}
         self._absent_rollups: set[tuple[int, int]] = set()
+        # Rollups counted into and not yet written (the engine asked for them to count), and
+        # of those the ones not stored yet: written with the keys, before each flush.
+        self._changed_rollups: dict[tuple[int, int], HourRollup] = {}
+        self._new_rollups: set[tuple[int, int]] = set()
         self._job_count: int | None = None
         self._runs: dict[tuple[int, str], Run | None] = {}
         self._running: dict[int, list[Run]] = {}  # running when loaded or added; filtered on read
@@ -92,8 +96,8 @@ class Tx(ReadAhead):
         self._keys: dict[tuple[int, str, str, float], bool] = {}
         # Claimed keys not yet written: one executemany before each flush (no ORM objects).
         self._new_keys: list[dict[str, Any]] = []
-        event.listen(session, "before_flush", self._write_keys)
-        event.listen(session, "before_commit", self._write_keys)
+        event.listen(session, "before_flush", self.write_pending)
+        event.listen(session, "before_commit", self.write_pending)
         # Per job: (first hour, its durations from that hour on) for slow-run detection.
         self._windows: dict[int, tuple[int, Stats]] = {}
         # Per job name: the names of the jobs whose after: names it.
@@ -114,10 +118,13 @@ class Tx(ReadAhead):
 
     def reset_cache(self) -> None:
         """Forget cached rows: after a savepoint rolled back (which discards unwritten rows), or
-        after rows were deleted (flush first: reads that follow see only the store)."""
+        after rows were deleted (:meth:`write_pending` and flush first: reads that follow see
+        only the store)."""
         self._jobs.clear()
         self._rollups.clear()
         self._absent_rollups.clear()
+        self._changed_rollups.clear()
+        self._new_rollups.clear()
         self._windows.clear()
         self._maintenance = None
         self._job_count = None
@@ -233,7 +240,7 @@ class Tx(ReadAhead):
         """Record the event's idempotency key; False if it was already there.
 
         A key read ahead as not stored is written with the batch, in one executemany before
-        the flush (:meth:`_write_keys`); otherwise one statement claims it. Either way the
+        the flush (:meth:`write_pending`); otherwise one statement claims it. Either way the
         unique key decides, so two writers racing on the same event cannot both win (the
         loser's flush fails and its batch is applied again, when it finds the key)."""
         key = (job_id, run_id, etype, key_ts)
@@ -255,13 +262,31 @@ class Tx(ReadAhead):
         statement = _CLAIM_PG if self.locking else _CLAIM_SQLITE
         return self.session.connection().execute(statement, params).first() is not None
 
-    def _write_keys(self, *_: Any) -> None:
-        """Insert the claimed keys read ahead as absent (before a flush, or the commit if no
-        flush comes): one executemany without RETURNING. The unique key still decides: a key
-        another writer stored meanwhile fails the statement like a failed flush would."""
+    def write_pending(self, *_: Any) -> None:
+        """Write what this transaction keeps outside the session (before each flush, before the
+        commit, and at the end of each savepoint of the writer):
+
+        - the claimed keys read ahead as absent: one executemany without RETURNING. The unique
+          key still decides: a key another writer stored meanwhile fails the statement like a
+          failed flush would;
+        - the rollups counted into: one executemany INSERT of the hours not stored (their
+          primary key decides likewise) and one UPDATE of the others, with the values counted
+          here (on PostgreSQL the job's row lock, taken first, serialises them)."""
+        conn = None
         if self._new_keys:
             keys, self._new_keys = self._new_keys, []
-            self.session.connection().execute(_EVENT_KEYS.insert(), keys)
+            conn = self.session.connection()
+            conn.execute(_EVENT_KEYS.insert(), keys)
+        if self._changed_rollups:
+            changed, self._changed_rollups = self._changed_rollups, {}
+            new = [_rollup_row(r) for key, r in changed.items() if key in self._new_rollups]
+            old = [_rollup_change(r) for key, r in changed.items() if key not in self._new_rollups]
+            self._new_rollups.difference_update(changed)
+            conn = conn or self.session.connection()
+            if new:
+                conn.execute(ROLLUPS.insert(), new)
+            if old:
+                conn.execute(_UPDATE_ROLLUP, old)
 
     def slot(self, job_id: int, slot: float) -> Slot | None:
         key = (job_id, slot)
@@ -307,29 +332,32 @@ class Tx(ReadAhead):
         if self.on_flip is not None:
             self.on_flip(self.session, flip)
 
-    def rollup(self, job_id: int, at: float) -> Rollup:
+    def rollup(self, job_id: int, at: float) -> HourRollup:
+        """The job's rollup of ``at``'s hour, to count into: written by :meth:`write_pending`."""
         key = (job_id, hour_of(at))
         roll = self._rollups.get(key)
         if roll is None and key in self._absent_rollups:
-            # Read ahead as not stored: added to the session and inserted with the batch. The
-            # primary key decides, as for idempotency keys: a writer racing to create the same
-            # hour makes the loser's flush fail, and its batch is applied again, finding it.
+            # Read ahead as not stored: inserted with the batch. The primary key decides, as
+            # for idempotency keys: a writer racing to create the same hour makes the loser's
+            # statement fail, and its batch is applied again, finding it.
             self._absent_rollups.discard(key)
-            roll = Rollup(job_id=job_id, hour=key[1], **_ZERO_ROLLUP)
-            self.session.add(roll)
+            roll = HourRollup(job_id, key[1])
+            self._new_rollups.add(key)
             self._rollups[key] = roll
         elif roll is None:
             params = {"job_id": job_id, "hour": key[1]}
             with self.session.no_autoflush:
-                roll = self.session.scalars(_ROLLUP, params).first()
-                if roll is None:
+                row = self.session.execute(_ROLLUP, params).first()
+                if row is None:
                     # Insert-if-absent, then load: two writers creating the same hour never
                     # collide.
                     statement = _NEW_ROLLUP_PG if self.locking else _NEW_ROLLUP_SQLITE
                     self.session.connection().execute(statement, params)
-                    roll = self.session.scalars(_ROLLUP, params).first()
-            assert roll is not None
+                    row = self.session.execute(_ROLLUP, params).first()
+            assert row is not None
+            roll = HourRollup(*row)
             self._rollups[key] = roll
+        self._changed_rollups[key] = roll
         return roll
 
     def duration_window(self, job_id: int, since_hour: int) -> Stats:
@@ -360,7 +388,24 @@ _ZERO_ROLLUP: dict[str, Any] = {
 }
 
 _EVENT_KEYS = cast(Table, EventKey.__table__)
-_ROLLUPS = cast(Table, Rollup.__table__)
+_COUNTERS = ROLLUP_FIELDS[2:]  # after job_id and hour
+_UPDATE_ROLLUP = (
+    update(ROLLUPS)
+    .where(ROLLUPS.c.job_id == bindparam("key_job_id"), ROLLUPS.c.hour == bindparam("key_hour"))
+    .values({name: bindparam(name) for name in _COUNTERS})
+)
+
+
+def _rollup_row(roll: HourRollup) -> dict[str, Any]:
+    return {name: getattr(roll, name) for name in ROLLUP_FIELDS}
+
+
+def _rollup_change(roll: HourRollup) -> dict[str, Any]:
+    row = {name: getattr(roll, name) for name in _COUNTERS}
+    row["key_job_id"], row["key_hour"] = roll.job_id, roll.hour
+    return row
+
+
 _CLAIM_VALUES: dict[str, Any] = {
     name: bindparam(name)
     for name in ("job_id", "run_id", "type", "key_ts", "received_at", "message")
@@ -378,5 +423,5 @@ _CLAIM_PG = (
     .returning(_EVENT_KEYS.c.id)
 )
 _ROLLUP_VALUES = {"job_id": bindparam("job_id"), "hour": bindparam("hour"), **_ZERO_ROLLUP}
-_NEW_ROLLUP_SQLITE = sqlite.insert(_ROLLUPS).values(_ROLLUP_VALUES).on_conflict_do_nothing()
-_NEW_ROLLUP_PG = postgresql.insert(_ROLLUPS).values(_ROLLUP_VALUES).on_conflict_do_nothing()
+_NEW_ROLLUP_SQLITE = sqlite.insert(ROLLUPS).values(_ROLLUP_VALUES).on_conflict_do_nothing()
+_NEW_ROLLUP_PG = postgresql.insert(ROLLUPS).values(_ROLLUP_VALUES).on_conflict_do_nothing()

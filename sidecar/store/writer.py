@@ -149,7 +149,9 @@ class Writer(GroupCommit[tuple[Callable[[Tx], Any], "Future[Any]"]]):
         for attempt in range(RETRIES + 1):
             try:
                 with tx.session.begin_nested():
-                    return True, work(tx)
+                    value = work(tx)
+                    tx.write_pending()  # inside the savepoint: it is this item's
+                    return True, value
             except Exception as exc:  # one item's failure stays with that item
                 tx.reset_cache()
                 if attempt < RETRIES and _retryable(exc):
