@@ -205,6 +205,7 @@ class Dependencies(Slots):
         else:  # skipped, then due at a later success of its upstream: the skip is replaced
             row.status, row.run_id, row.reason, row.upstream = "filled", run.run_id, None, None
             row.recorded_at = now
+            tx.slot_changed(row)
         tx.rollup(job.id, tick).due += 1
         run.slot, run.late = tick, False
         job.ticks = [e for e in job.ticks or [] if e["tick"] != tick] or None
@@ -228,9 +229,11 @@ class Dependencies(Slots):
         # Skipped, then due at a later success of its upstream, and still not run.
         if self._slot_in_maintenance(tx, job, cfg, tick, until=at):
             row.reason, row.upstream, row.recorded_at = "maintenance", None, at
+            tx.slot_changed(row)
             self._announce(tx, job, tick, ok=False, at=at)
             return
         row.status, row.reason, row.upstream, row.recorded_at = "missed", None, None, at
+        tx.slot_changed(row)
         job.missed_total += 1
         roll = tx.rollup(job.id, tick)
         roll.missed += 1

@@ -88,6 +88,12 @@ class Tx(ReadAhead):
         self._running: dict[int, list[Run]] = {}  # running when loaded or added; filtered on read
         self._slots: dict[tuple[int, float], Slot | None] = {}
         self._added_slots: dict[int, dict[float, Slot]] = {}
+        # Slots added here are not session objects (an ORM insert cost the applier more than
+        # the matching): the new ones are inserted by write_pending, and a written one
+        # changed later in the transaction (see slot_changed) is updated there.
+        self._new_slots: list[Slot] = []
+        self._written_slots: set[tuple[int, float]] = set()
+        self._changed_slots: dict[tuple[int, float], Slot] = {}
         self._pending_order: dict[Run, int] = {}
         # Slots of the store loaded in bulk: per job, the range [lo, hi] they cover in full.
         self._slot_cover: dict[int, tuple[float, float]] = {}
@@ -132,6 +138,9 @@ class Tx(ReadAhead):
         self._running.clear()
         self._slots.clear()
         self._added_slots.clear()
+        self._new_slots.clear()
+        self._written_slots.clear()
+        self._changed_slots.clear()
         self._pending_order.clear()
         self._slot_cover.clear()
         self._stored_slots.clear()
@@ -269,6 +278,8 @@ class Tx(ReadAhead):
         - the claimed keys read ahead as absent: one executemany without RETURNING. The unique
           key still decides: a key another writer stored meanwhile fails the statement like a
           failed flush would;
+        - the slots added: one executemany INSERT (the unique key decides likewise), and one
+          UPDATE of those written earlier in the transaction and changed since;
         - the rollups counted into: one executemany INSERT of the hours not stored (their
           primary key decides likewise) and one UPDATE of the others, with the values counted
           here (on PostgreSQL the job's row lock, taken first, serialises them)."""
@@ -277,6 +288,15 @@ class Tx(ReadAhead):
             keys, self._new_keys = self._new_keys, []
             conn = self.session.connection()
             conn.execute(_EVENT_KEYS.insert(), keys)
+        if self._new_slots or self._changed_slots:
+            added, self._new_slots = self._new_slots, []
+            updated, self._changed_slots = self._changed_slots, {}
+            conn = conn or self.session.connection()
+            if updated:
+                conn.execute(_UPDATE_SLOT, [_slot_change(slot) for slot in updated.values()])
+            if added:
+                conn.execute(_SLOTS.insert(), [_slot_row(slot) for slot in added])
+                self._written_slots.update((slot.job_id, slot.slot) for slot in added)
         if self._changed_rollups:
             changed, self._changed_rollups = self._changed_rollups, {}
             new = [_rollup_row(r) for key, r in changed.items() if key in self._new_rollups]
@@ -323,9 +343,18 @@ class Tx(ReadAhead):
         return row
 
     def add_slot(self, slot: Slot) -> None:
-        self.session.add(slot)
+        """Record a new slot (inserted by :meth:`write_pending`, not through the session)."""
+        self._new_slots.append(slot)
         self._slots[(slot.job_id, slot.slot)] = slot
         self._added_slots.setdefault(slot.job_id, {})[slot.slot] = slot
+
+    def slot_changed(self, slot: Slot) -> None:
+        """A slot this transaction read or added was changed: one added and already written is
+        updated by :meth:`write_pending` (a stored one is a session object, and one not written
+        yet is inserted as it is then)."""
+        key = (slot.job_id, slot.slot)
+        if key in self._written_slots:
+            self._changed_slots[key] = slot
 
     def add_flip(self, flip: Flip) -> None:
         self.session.add(flip)
@@ -388,6 +417,27 @@ _ZERO_ROLLUP: dict[str, Any] = {
 }
 
 _EVENT_KEYS = cast(Table, EventKey.__table__)
+_SLOTS = cast(Table, Slot.__table__)
+_SLOT_FIELDS = ("status", "run_id", "count", "reason", "upstream", "recorded_at")
+_UPDATE_SLOT = (
+    update(_SLOTS)
+    .where(_SLOTS.c.job_id == bindparam("key_job_id"), _SLOTS.c.slot == bindparam("key_slot"))
+    .values({name: bindparam(name) for name in _SLOT_FIELDS})
+)
+
+
+def _slot_row(slot: Slot) -> dict[str, Any]:
+    row = {name: getattr(slot, name) for name in _SLOT_FIELDS}
+    row["job_id"], row["slot"] = slot.job_id, slot.slot
+    return row
+
+
+def _slot_change(slot: Slot) -> dict[str, Any]:
+    row = {name: getattr(slot, name) for name in _SLOT_FIELDS}
+    row["key_job_id"], row["key_slot"] = slot.job_id, slot.slot
+    return row
+
+
 _COUNTERS = ROLLUP_FIELDS[2:]  # after job_id and hour
 _UPDATE_ROLLUP = (
     update(ROLLUPS)
