@@ -94,6 +94,7 @@ class Tx(ReadAhead):
         self._new_slots: list[Slot] = []
         self._written_slots: set[tuple[int, float]] = set()
         self._changed_slots: dict[tuple[int, float], Slot] = {}
+        self._new_flips: list[Flip] = []  # likewise: inserted by write_pending
         self._pending_order: dict[Run, int] = {}
         # Slots of the store loaded in bulk: per job, the range [lo, hi] they cover in full.
         self._slot_cover: dict[int, tuple[float, float]] = {}
@@ -141,6 +142,7 @@ class Tx(ReadAhead):
         self._new_slots.clear()
         self._written_slots.clear()
         self._changed_slots.clear()
+        self._new_flips.clear()
         self._pending_order.clear()
         self._slot_cover.clear()
         self._stored_slots.clear()
@@ -280,6 +282,7 @@ class Tx(ReadAhead):
           failed flush would;
         - the slots added: one executemany INSERT (the unique key decides likewise), and one
           UPDATE of those written earlier in the transaction and changed since;
+        - the flips added: one executemany INSERT;
         - the rollups counted into: one executemany INSERT of the hours not stored (their
           primary key decides likewise) and one UPDATE of the others, with the values counted
           here (on PostgreSQL the job's row lock, taken first, serialises them)."""
@@ -297,6 +300,10 @@ class Tx(ReadAhead):
             if added:
                 conn.execute(_SLOTS.insert(), [_slot_row(slot) for slot in added])
                 self._written_slots.update((slot.job_id, slot.slot) for slot in added)
+        if self._new_flips:
+            flips, self._new_flips = self._new_flips, []
+            conn = conn or self.session.connection()
+            conn.execute(_FLIPS.insert(), [_flip_row(flip) for flip in flips])
         if self._changed_rollups:
             changed, self._changed_rollups = self._changed_rollups, {}
             new = [_rollup_row(r) for key, r in changed.items() if key in self._new_rollups]
@@ -357,7 +364,9 @@ class Tx(ReadAhead):
             self._changed_slots[key] = slot
 
     def add_flip(self, flip: Flip) -> None:
-        self.session.add(flip)
+        """Record a flip (inserted by :meth:`write_pending`: flips are never changed) and what
+        it entails (``on_flip``)."""
+        self._new_flips.append(flip)
         if self.on_flip is not None:
             self.on_flip(self.session, flip)
 
@@ -418,12 +427,18 @@ _ZERO_ROLLUP: dict[str, Any] = {
 
 _EVENT_KEYS = cast(Table, EventKey.__table__)
 _SLOTS = cast(Table, Slot.__table__)
+_FLIPS = cast(Table, Flip.__table__)
+_FLIP_FIELDS = ("job_id", "at", "from_state", "to_state", "reason")
 _SLOT_FIELDS = ("status", "run_id", "count", "reason", "upstream", "recorded_at")
 _UPDATE_SLOT = (
     update(_SLOTS)
     .where(_SLOTS.c.job_id == bindparam("key_job_id"), _SLOTS.c.slot == bindparam("key_slot"))
     .values({name: bindparam(name) for name in _SLOT_FIELDS})
 )
+
+
+def _flip_row(flip: Flip) -> dict[str, Any]:
+    return {name: getattr(flip, name) for name in _FLIP_FIELDS}
 
 
 def _slot_row(slot: Slot) -> dict[str, Any]:
