@@ -263,10 +263,9 @@ class Sidecar:
         """Append ``events`` to the inbox; the answer is final once they are durable.
         ``wait_applied`` also waits (up to ``APPLIED_WAIT`` seconds) until they are applied, and
         warns in the result if they were not."""
-        future = self.appender.submit(
+        result = await self.appender.append(
             events, create=create, pair_latest=pair_latest, check_keys=check_keys
         )
-        result = await asyncio.wrap_future(future)
         if wait_applied:
             ids = [i for i in result.ids if i is not None]
             if ids and not await self.wait_applied(ids):

@@ -8,6 +8,8 @@ decided here from the :class:`~.inbox.Registry`, before the answer.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import Callable, Sequence
@@ -48,13 +50,38 @@ _EVENTS = cast(Table, EventKey.__table__)
 _COLUMNS = ("job", "run_id", "type", "key_ts", "ts", "arrived_at", "flags", "body")
 
 
+Answer = IngestResult | Exception
+
+
 @dataclass(slots=True)
 class _Request:
     events: Sequence[Event]
     flags: int
     check_keys: bool  # False when the run ids were made here (a ping without rid)
     at: float | None
-    future: Future[IngestResult]
+    # A thread's request (submit) is answered on its future; an event loop's (append) on an
+    # asyncio future, all of a batch's at once, in one call on that loop.
+    future: Future[IngestResult] | asyncio.Future[IngestResult]
+    loop: asyncio.AbstractEventLoop | None = None
+
+
+def _settle(answers: list[tuple[asyncio.Future[IngestResult], Answer]]) -> None:
+    """On the loop: answer a batch's requests (one that gave up waiting is left alone)."""
+    for future, answer in answers:
+        if future.done():
+            continue
+        if isinstance(answer, Exception):
+            future.set_exception(answer)
+        else:
+            future.set_result(answer)
+
+
+def _wanted(req: _Request) -> bool:
+    """Still waited for: a thread's future not cancelled (and now running), or a loop's not
+    given up (it may still give up; its answer is then dropped on the loop)."""
+    if isinstance(req.future, Future):
+        return req.future.set_running_or_notify_cancel()
+    return not req.future.cancelled()
 
 
 class Appender(GroupCommit[_Request]):
@@ -85,8 +112,8 @@ class Appender(GroupCommit[_Request]):
             .returning(INBOX.c.id)
         )
 
-    def _future(self, item: _Request) -> Future[Any]:
-        return item.future
+    def _fail(self, item: _Request, error: Exception) -> None:
+        self._answer([(item, error)])
 
     def submit(
         self,
@@ -97,18 +124,50 @@ class Appender(GroupCommit[_Request]):
         check_keys: bool = True,
         at: float | None = None,
     ) -> Future[IngestResult]:
+        """Append from a thread: the future is answered once the events are durable."""
         fut: Future[IngestResult] = Future()
         flags = (CREATE if create else 0) | (PAIR_LATEST if pair_latest else 0)
         self._enqueue(_Request(events, flags, check_keys, at, fut))
         return fut
 
-    def _commit_batch(self, batch: list[_Request]) -> None:
-        batch = [r for r in batch if r.future.set_running_or_notify_cancel()]
-        if not batch:
-            return
-        self._commit(batch)
+    async def append(
+        self,
+        events: Sequence[Event],
+        *,
+        create: bool = True,
+        pair_latest: bool = False,
+        check_keys: bool = True,
+    ) -> IngestResult:
+        """Append from the event loop: returns once the events are durable. A batch's answers
+        reach the loop in one call (not a thread-safe wake-up per request)."""
+        loop = asyncio.get_running_loop()
+        fut: asyncio.Future[IngestResult] = loop.create_future()
+        flags = (CREATE if create else 0) | (PAIR_LATEST if pair_latest else 0)
+        self._enqueue(_Request(events, flags, check_keys, None, fut, loop))
+        return await fut
 
-    def _commit(self, batch: list[_Request]) -> None:
+    def _commit_batch(self, batch: list[_Request]) -> None:
+        batch = [r for r in batch if _wanted(r)]
+        if batch:
+            self._answer(self._commit(batch))
+
+    def _answer(self, answers: list[tuple[_Request, Answer]]) -> None:
+        on_loops: dict[asyncio.AbstractEventLoop, list[tuple[asyncio.Future[IngestResult], Answer]]]
+        on_loops = {}
+        for req, answer in answers:
+            future = req.future
+            if isinstance(future, Future):
+                if isinstance(answer, Exception):
+                    future.set_exception(answer)
+                else:
+                    future.set_result(answer)
+            elif req.loop is not None:
+                on_loops.setdefault(req.loop, []).append((future, answer))
+        for loop, settled in on_loops.items():
+            with contextlib.suppress(RuntimeError):  # the loop is closed: nobody waits
+                loop.call_soon_threadsafe(_settle, settled)
+
+    def _commit(self, batch: list[_Request]) -> list[tuple[_Request, Answer]]:
         started = time.perf_counter()
         try:
             results, new_names = self._try(batch)
@@ -117,20 +176,16 @@ class Appender(GroupCommit[_Request]):
                 # Something in one request breaks the batch: each request alone, so one bad
                 # request does not cost the others their answer.
                 log.warning("inbox batch of %d failed; appending request by request", len(batch))
-                for req in batch:
-                    self._commit([req])
-                return
+                return [answer for req in batch for answer in self._commit([req])]
             log.exception("inbox append failed")
             self.healthy = False
-            batch[0].future.set_exception(StoreUnavailable("the store cannot take writes"))
-            return
+            return [(batch[0], StoreUnavailable("the store cannot take writes"))]
         self.healthy = True
         for name in new_names:
             self._registry.add(name)
         if self._on_commit is not None:
             self._on_commit(time.perf_counter() - started, len(batch))
-        for req, result in zip(batch, results, strict=True):
-            req.future.set_result(result)
+        return list(zip(batch, results, strict=True))
 
     def _try(self, batch: list[_Request]) -> tuple[list[IngestResult], set[str]]:
         try:

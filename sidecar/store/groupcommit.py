@@ -10,7 +10,6 @@ from __future__ import annotations
 import queue
 import threading
 from abc import ABC, abstractmethod
-from concurrent.futures import Future
 from typing import Any, Generic, TypeVar
 
 __all__ = ["GroupCommit", "StoreUnavailable"]
@@ -37,8 +36,8 @@ class GroupCommit(ABC, Generic[I]):
         """Commit ``batch`` and answer each item's future."""
 
     @abstractmethod
-    def _future(self, item: I) -> Future[Any]:
-        """The future that answers ``item``."""
+    def _fail(self, item: I, error: Exception) -> None:
+        """Answer ``item`` with ``error``."""
 
     def start(self) -> None:
         self._thread = threading.Thread(target=self._loop, name=self._name, daemon=True)
@@ -58,7 +57,7 @@ class GroupCommit(ABC, Generic[I]):
             except queue.Empty:
                 return
             if item is not _STOP:
-                self._future(item).set_exception(StoreUnavailable("the sidecar is stopping"))
+                self._fail(item, StoreUnavailable("the sidecar is stopping"))
 
     def waiting(self) -> bool:
         """Whether items wait to be taken (besides a batch being committed)."""
@@ -68,7 +67,7 @@ class GroupCommit(ABC, Generic[I]):
         """Queue ``item``, or fail its future when the thread is stopping."""
         with self._lock:
             if self._stopped:
-                self._future(item).set_exception(StoreUnavailable("the sidecar is stopping"))
+                self._fail(item, StoreUnavailable("the sidecar is stopping"))
                 return
             self._queue.put(item)
 

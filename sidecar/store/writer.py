@@ -72,8 +72,8 @@ class Writer(GroupCommit[tuple[Callable[[Tx], Any], "Future[Any]"]]):
         # that lost a race with another replica.
         self.rollbacks = 0
 
-    def _future(self, item: tuple[Callable[[Tx], Any], Future[Any]]) -> Future[Any]:
-        return item[1]
+    def _fail(self, item: tuple[Callable[[Tx], Any], Future[Any]], error: Exception) -> None:
+        item[1].set_exception(error)
 
     def submit(self, work: Callable[[Tx], T]) -> Future[T]:
         fut: Future[T] = Future()

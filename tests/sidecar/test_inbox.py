@@ -3,6 +3,7 @@ applied just behind, exactly once, in order, whatever commits when."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 from pathlib import Path
 from typing import Any
@@ -274,3 +275,27 @@ def test_the_applier_gives_way_only_to_a_saturated_ingest(tmp_path: Path) -> Non
     finally:
         sidecar.stop()
     assert waiting.exception() is not None  # refused at the stop, never half-taken
+
+
+async def test_appends_from_the_loop_each_get_their_own_answer(tmp_path: Path) -> None:
+    """Requests appended together from the event loop are committed as one batch and answered
+    together, each with its own result; after the stop an append is refused, not left
+    waiting."""
+    from jobpulse.sidecar.store.writer import StoreUnavailable
+
+    h = Harness(f"sqlite:///{tmp_path}/s.db", CONFIG)
+    try:
+        appender = h.sidecar.appender
+        events = [Event(type="success", job="nightly", run_id=f"r{i}", ts=T0) for i in range(40)]
+        answers = await asyncio.gather(*(appender.append([ev]) for ev in events))
+        assert [a.run_ids for a in answers] == [[ev.run_id] for ev in events]
+        assert all((a.accepted, a.duplicates) == (1, 0) for a in answers)
+        ids = [a.ids[0] for a in answers]
+        assert len(set(ids)) == 40 and None not in ids
+        again = await asyncio.gather(*(appender.append([ev]) for ev in events[:3]))
+        assert [(a.accepted, a.duplicates) for a in again] == [(0, 1)] * 3
+        assert pending(h) == 40
+    finally:
+        h.close()
+    with pytest.raises(StoreUnavailable):
+        await h.sidecar.appender.append([events[0]])
