@@ -75,9 +75,17 @@ class Leadership:
         return self._held
 
     def release(self) -> None:
-        """Give up the lead (on shutdown): closing the session releases the lock."""
-        if not self._store.is_sqlite:
-            self._drop()
+        """Give up the lead (on shutdown). The lock is unlocked before the session closes:
+        the server ends a closed session when it gets to it, and until then a follower's try
+        would still fail, so the hand-over waited for the follower's next pass."""
+        if self._store.is_sqlite:
+            return
+        if self._held and self._conn is not None:
+            try:
+                self._conn.execute("SELECT pg_advisory_unlock(%s)", (self._key,))
+            except Exception:
+                log.debug("unlocking the leader lock failed; closing releases it", exc_info=True)
+        self._drop()
 
     def _connect(self) -> Any:
         import psycopg
