@@ -147,9 +147,14 @@ async def _peak(url: str, seconds: float) -> float:
         started = time.perf_counter()
         await asyncio.gather(*(worker(w) for w in range(4)))
         rate = sent / (time.perf_counter() - started)
-        while (await _inbox(session, url)).get("pending"):
-            await asyncio.sleep(0.05)
+        await _drained(session, url)
         return rate
+
+
+async def _drained(session: Any, url: str) -> None:
+    """Wait until the inbox is empty, so the next phase starts from rest."""
+    while (await _inbox(session, url)).get("pending"):
+        await asyncio.sleep(0.05)
 
 
 def _batch(tag: str) -> bytes:
@@ -196,6 +201,8 @@ async def _lag_at(url: str, rate: float, seconds: float) -> list[float]:
                 await asyncio.sleep(0.02)
 
         await asyncio.gather(sender(), sampler())
+        # A backlog left behind would make the next round's peak the applier's pace.
+        await _drained(session, url)
     return samples
 
 
