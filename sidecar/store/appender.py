@@ -76,6 +76,10 @@ def _settle(answers: list[tuple[asyncio.Future[IngestResult], Answer]]) -> None:
             future.set_result(answer)
 
 
+def _flags(create: bool, pair_latest: bool) -> int:
+    return (CREATE if create else 0) | (PAIR_LATEST if pair_latest else 0)
+
+
 def _wanted(req: _Request) -> bool:
     """Still waited for: a thread's future not cancelled (and now running), or a loop's not
     given up (it may still give up; its answer is then dropped on the loop)."""
@@ -126,8 +130,7 @@ class Appender(GroupCommit[_Request]):
     ) -> Future[IngestResult]:
         """Append from a thread: the future is answered once the events are durable."""
         fut: Future[IngestResult] = Future()
-        flags = (CREATE if create else 0) | (PAIR_LATEST if pair_latest else 0)
-        self._enqueue(_Request(events, flags, check_keys, at, fut))
+        self._enqueue(_Request(events, _flags(create, pair_latest), check_keys, at, fut))
         return fut
 
     async def append(
@@ -142,8 +145,7 @@ class Appender(GroupCommit[_Request]):
         reach the loop in one call (not a thread-safe wake-up per request)."""
         loop = asyncio.get_running_loop()
         fut: asyncio.Future[IngestResult] = loop.create_future()
-        flags = (CREATE if create else 0) | (PAIR_LATEST if pair_latest else 0)
-        self._enqueue(_Request(events, flags, check_keys, None, fut, loop))
+        self._enqueue(_Request(events, _flags(create, pair_latest), check_keys, None, fut, loop))
         return await fut
 
     def _commit_batch(self, batch: list[_Request]) -> None:

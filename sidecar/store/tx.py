@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Any, cast
 
-from sqlalchemy import Table, bindparam, delete, event, func, select, update
+from sqlalchemy import Table, Update, bindparam, delete, event, func, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
@@ -296,18 +296,26 @@ class Tx(ReadAhead):
             updated, self._changed_slots = self._changed_slots, {}
             conn = conn or self.session.connection()
             if updated:
-                conn.execute(_UPDATE_SLOT, [_slot_change(slot) for slot in updated.values()])
+                conn.execute(
+                    _UPDATE_SLOT, [_values(s, _SLOT_FIELDS, _SLOT_KEY) for s in updated.values()]
+                )
             if added:
-                conn.execute(_SLOTS.insert(), [_slot_row(slot) for slot in added])
+                conn.execute(_SLOTS.insert(), [_values(s, _SLOT_KEY + _SLOT_FIELDS) for s in added])
                 self._written_slots.update((slot.job_id, slot.slot) for slot in added)
         if self._new_flips:
             flips, self._new_flips = self._new_flips, []
             conn = conn or self.session.connection()
-            conn.execute(_FLIPS.insert(), [_flip_row(flip) for flip in flips])
+            conn.execute(_FLIPS.insert(), [_values(flip, _FLIP_FIELDS) for flip in flips])
         if self._changed_rollups:
             changed, self._changed_rollups = self._changed_rollups, {}
-            new = [_rollup_row(r) for key, r in changed.items() if key in self._new_rollups]
-            old = [_rollup_change(r) for key, r in changed.items() if key not in self._new_rollups]
+            new = [
+                _values(r, ROLLUP_FIELDS) for key, r in changed.items() if key in self._new_rollups
+            ]
+            old = [
+                _values(r, _COUNTERS, _ROLLUP_KEY)
+                for key, r in changed.items()
+                if key not in self._new_rollups
+            ]
             self._new_rollups.difference_update(changed)
             conn = conn or self.session.connection()
             if new:
@@ -429,47 +437,32 @@ _EVENT_KEYS = cast(Table, EventKey.__table__)
 _SLOTS = cast(Table, Slot.__table__)
 _FLIPS = cast(Table, Flip.__table__)
 _FLIP_FIELDS = ("job_id", "at", "from_state", "to_state", "reason")
+_SLOT_KEY = ("job_id", "slot")
 _SLOT_FIELDS = ("status", "run_id", "count", "reason", "upstream", "recorded_at")
-_UPDATE_SLOT = (
-    update(_SLOTS)
-    .where(_SLOTS.c.job_id == bindparam("key_job_id"), _SLOTS.c.slot == bindparam("key_slot"))
-    .values({name: bindparam(name) for name in _SLOT_FIELDS})
-)
-
-
-def _flip_row(flip: Flip) -> dict[str, Any]:
-    return {name: getattr(flip, name) for name in _FLIP_FIELDS}
-
-
-def _slot_row(slot: Slot) -> dict[str, Any]:
-    row = {name: getattr(slot, name) for name in _SLOT_FIELDS}
-    row["job_id"], row["slot"] = slot.job_id, slot.slot
-    return row
-
-
-def _slot_change(slot: Slot) -> dict[str, Any]:
-    row = {name: getattr(slot, name) for name in _SLOT_FIELDS}
-    row["key_job_id"], row["key_slot"] = slot.job_id, slot.slot
-    return row
-
-
+_ROLLUP_KEY = ("job_id", "hour")
 _COUNTERS = ROLLUP_FIELDS[2:]  # after job_id and hour
-_UPDATE_ROLLUP = (
-    update(ROLLUPS)
-    .where(ROLLUPS.c.job_id == bindparam("key_job_id"), ROLLUPS.c.hour == bindparam("key_hour"))
-    .values({name: bindparam(name) for name in _COUNTERS})
-)
 
 
-def _rollup_row(roll: HourRollup) -> dict[str, Any]:
-    return {name: getattr(roll, name) for name in ROLLUP_FIELDS}
+def _update_by_key(table: Table, key: tuple[str, ...], fields: Sequence[str]) -> Update:
+    """UPDATE ``table`` SET ``fields`` for the row whose ``key`` columns are ``key_<column>``
+    (for executemany over :func:`_values` rows)."""
+    return (
+        update(table)
+        .where(*(table.c[name] == bindparam(f"key_{name}") for name in key))
+        .values({name: bindparam(name) for name in fields})
+    )
 
 
-def _rollup_change(roll: HourRollup) -> dict[str, Any]:
-    row = {name: getattr(roll, name) for name in _COUNTERS}
-    row["key_job_id"], row["key_hour"] = roll.job_id, roll.hour
-    return row
+def _values(row: Any, fields: Sequence[str], key: Sequence[str] = ()) -> dict[str, Any]:
+    """``row``'s ``fields`` as statement parameters, and its ``key`` as ``key_<column>``."""
+    values = {name: getattr(row, name) for name in fields}
+    for name in key:
+        values[f"key_{name}"] = getattr(row, name)
+    return values
 
+
+_UPDATE_SLOT = _update_by_key(_SLOTS, _SLOT_KEY, _SLOT_FIELDS)
+_UPDATE_ROLLUP = _update_by_key(ROLLUPS, _ROLLUP_KEY, _COUNTERS)
 
 _CLAIM_VALUES: dict[str, Any] = {
     name: bindparam(name)
