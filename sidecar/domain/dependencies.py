@@ -234,11 +234,7 @@ class Dependencies(Slots):
             return
         row.status, row.reason, row.upstream, row.recorded_at = "missed", None, None, at
         tx.slot_changed(row)
-        job.missed_total += 1
-        roll = tx.rollup(job.id, tick)
-        roll.missed += 1
-        roll.due += 1
-        self._bad(tx, job, cfg, "missed", at)
+        self._count_missed(tx, job, cfg, tick, at)
         self._announce(tx, job, tick, ok=False, at=at)
 
     def _record_missed(

@@ -102,11 +102,18 @@ class Slots(Thresholds):
                 recorded_at=at,
             )
         )
+        job.changed_at = max(job.changed_at, at)
+        self._count_missed(tx, job, cfg, slot, at, count=count)
+
+    def _count_missed(
+        self, tx: Tx, job: Job, cfg: JobConfig, slot: float, at: float, *, count: int = 1
+    ) -> None:
+        """Count ``count`` missed slots from ``slot`` on: on the job, in the slot's hourly
+        rollup (missed and due), and toward the job's bad streak."""
         job.missed_total += count
         roll = tx.rollup(job.id, slot)
         roll.missed += count
         roll.due += count
-        job.changed_at = max(job.changed_at, at)
         self._bad(tx, job, cfg, "missed", at, count=count)
 
     def _next_slot(self, cfg: JobConfig, s: float) -> float | None:

@@ -60,20 +60,22 @@ class _Request:
     check_keys: bool  # False when the run ids were made here (a ping without rid)
     at: float | None
     # A thread's request (submit) is answered on its future; an event loop's (append) on an
-    # asyncio future, all of a batch's at once, in one call on that loop.
+    # asyncio future, all of a batch's at once, in one call on that future's loop.
     future: Future[IngestResult] | asyncio.Future[IngestResult]
-    loop: asyncio.AbstractEventLoop | None = None
+
+
+def _resolve(future: Future[IngestResult] | asyncio.Future[IngestResult], answer: Answer) -> None:
+    if isinstance(answer, Exception):
+        future.set_exception(answer)
+    else:
+        future.set_result(answer)
 
 
 def _settle(answers: list[tuple[asyncio.Future[IngestResult], Answer]]) -> None:
     """On the loop: answer a batch's requests (one that gave up waiting is left alone)."""
     for future, answer in answers:
-        if future.done():
-            continue
-        if isinstance(answer, Exception):
-            future.set_exception(answer)
-        else:
-            future.set_result(answer)
+        if not future.done():
+            _resolve(future, answer)
 
 
 def _flags(create: bool, pair_latest: bool) -> int:
@@ -143,9 +145,8 @@ class Appender(GroupCommit[_Request]):
     ) -> IngestResult:
         """Append from the event loop: returns once the events are durable. A batch's answers
         reach the loop in one call (not a thread-safe wake-up per request)."""
-        loop = asyncio.get_running_loop()
-        fut: asyncio.Future[IngestResult] = loop.create_future()
-        self._enqueue(_Request(events, _flags(create, pair_latest), check_keys, None, fut, loop))
+        fut: asyncio.Future[IngestResult] = asyncio.get_running_loop().create_future()
+        self._enqueue(_Request(events, _flags(create, pair_latest), check_keys, None, fut))
         return await fut
 
     def _commit_batch(self, batch: list[_Request]) -> None:
@@ -159,12 +160,9 @@ class Appender(GroupCommit[_Request]):
         for req, answer in answers:
             future = req.future
             if isinstance(future, Future):
-                if isinstance(answer, Exception):
-                    future.set_exception(answer)
-                else:
-                    future.set_result(answer)
-            elif req.loop is not None:
-                on_loops.setdefault(req.loop, []).append((future, answer))
+                _resolve(future, answer)
+            else:
+                on_loops.setdefault(future.get_loop(), []).append((future, answer))
         for loop, settled in on_loops.items():
             with contextlib.suppress(RuntimeError):  # the loop is closed: nobody waits
                 loop.call_soon_threadsafe(_settle, settled)

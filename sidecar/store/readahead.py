@@ -122,7 +122,7 @@ class ReadAhead:
                 for row in self.session.execute(query):
                     roll = HourRollup(*row)
                     self._rollups.setdefault((roll.job_id, roll.hour), roll)
-            # Known to be absent: :meth:`Tx.rollup` adds these to the session, no statement.
+            # Known to be absent: :meth:`Tx.rollup` starts these from zero, no statement.
             self._absent_rollups.update(key for key in chunk if key not in self._rollups)
 
     def load_event_keys(self, keys: Iterable[tuple[int, str, str, float]]) -> None:

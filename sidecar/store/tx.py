@@ -398,7 +398,8 @@ class Tx(ReadAhead):
                     # Insert-if-absent, then load: two writers creating the same hour never
                     # collide.
                     statement = _NEW_ROLLUP_PG if self.locking else _NEW_ROLLUP_SQLITE
-                    self.session.connection().execute(statement, params)
+                    zero = _values(HourRollup(job_id, key[1]), ROLLUP_FIELDS)
+                    self.session.connection().execute(statement, zero)
                     row = self.session.execute(_ROLLUP, params).first()
             assert row is not None
             roll = HourRollup(*row)
@@ -420,18 +421,6 @@ class Tx(ReadAhead):
         if cached is not None and hour_of(at) >= cached[0]:
             cached[1].add_duration(duration)
 
-
-_ZERO_ROLLUP: dict[str, Any] = {
-    "success": 0,
-    "failure": 0,
-    "timeout": 0,
-    "cancelled": 0,
-    "retry": 0,
-    "missed": 0,
-    "due": 0,
-    "dur_count": 0,
-    "dur_sum": 0.0,
-}
 
 _EVENT_KEYS = cast(Table, EventKey.__table__)
 _SLOTS = cast(Table, Slot.__table__)
@@ -480,6 +469,6 @@ _CLAIM_PG = (
     .on_conflict_do_nothing()
     .returning(_EVENT_KEYS.c.id)
 )
-_ROLLUP_VALUES = {"job_id": bindparam("job_id"), "hour": bindparam("hour"), **_ZERO_ROLLUP}
-_NEW_ROLLUP_SQLITE = sqlite.insert(ROLLUPS).values(_ROLLUP_VALUES).on_conflict_do_nothing()
-_NEW_ROLLUP_PG = postgresql.insert(ROLLUPS).values(_ROLLUP_VALUES).on_conflict_do_nothing()
+# Executed with a new HourRollup's values (zero counts), so its defaults are the only ones.
+_NEW_ROLLUP_SQLITE = sqlite.insert(ROLLUPS).on_conflict_do_nothing()
+_NEW_ROLLUP_PG = postgresql.insert(ROLLUPS).on_conflict_do_nothing()
