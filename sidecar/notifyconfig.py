@@ -9,7 +9,7 @@ every key; the parser accepts exactly those and docs/configuration.md is generat
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final
@@ -184,12 +184,7 @@ def _receiver(where: str, kind: str, section: str, raw: object, base: Path | Non
             f"{where}: name {name!r} is not a receiver name; expected [a-z0-9][a-z0-9._-]{{0,63}}"
         )
     where = f"{where} ({name})"
-    unknown = set(raw) - set(FIELDS[section])
-    if unknown:
-        raise ConfigError(
-            f"{where}: unknown key(s) {', '.join(sorted(map(str, unknown)))}; "
-            f"accepted: {', '.join(FIELDS[section])}"
-        )
+    _reject_unknown(where, raw, FIELDS[section])
     if "url" not in raw:
         raise ConfigError(f"{where} has no url")
     url = _url(where, raw["url"])
@@ -249,15 +244,21 @@ def _secret(where: str, raw: Mapping[str, Any], base: Path | None) -> str | None
     return None
 
 
-def _retry(where: str, raw: object) -> Retry:
-    if not isinstance(raw, Mapping):
-        raise ConfigError(f"{where} must be a mapping; accepted keys: {', '.join(FIELDS['retry'])}")
-    unknown = set(raw) - set(FIELDS["retry"])
+def _reject_unknown(where: str, raw: Mapping[Any, Any], accepted: Iterable[str]) -> None:
+    """A ConfigError naming the keys of ``raw`` not ``accepted``, and the accepted ones."""
+    accepted = tuple(accepted)
+    unknown = set(raw) - set(accepted)
     if unknown:
         raise ConfigError(
             f"{where}: unknown key(s) {', '.join(sorted(map(str, unknown)))}; "
-            f"accepted: {', '.join(FIELDS['retry'])}"
+            f"accepted: {', '.join(accepted)}"
         )
+
+
+def _retry(where: str, raw: object) -> Retry:
+    if not isinstance(raw, Mapping):
+        raise ConfigError(f"{where} must be a mapping; accepted keys: {', '.join(FIELDS['retry'])}")
+    _reject_unknown(where, raw, FIELDS["retry"])
     attempts = raw.get("max_attempts", 100)
     if isinstance(attempts, bool) or not isinstance(attempts, int) or not 1 <= attempts <= 10_000:
         raise ConfigError(
@@ -290,12 +291,7 @@ def parse_notify(
         raise ConfigError(
             f"{source}: notify must be a mapping with alertmanagers:, webhooks: and retry:"
         )
-    unknown = set(raw) - {*KINDS, "retry"}
-    if unknown:
-        raise ConfigError(
-            f"{source}: notify: unknown key(s) {', '.join(sorted(map(str, unknown)))}; "
-            "accepted: alertmanagers, webhooks, retry"
-        )
+    _reject_unknown(f"{source}: notify", raw, (*KINDS, "retry"))
     receivers: list[Receiver] = []
     for section, kind in KINDS.items():
         entries = raw.get(section) or []
