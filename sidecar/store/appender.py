@@ -48,6 +48,7 @@ log = logging.getLogger("jobpulse.sidecar.inbox")
 MAX_BATCH = 256  # requests per append transaction
 _EVENTS = cast(Table, EventKey.__table__)
 _COLUMNS = ("job", "run_id", "type", "key_ts", "ts", "arrived_at", "flags", "body")
+_KEY = (INBOX.c.job, INBOX.c.run_id, INBOX.c.type, INBOX.c.key_ts)
 
 
 Answer = IngestResult | Exception
@@ -110,7 +111,10 @@ class Appender(GroupCommit[_Request]):
         self._on_commit = on_commit
         self.healthy = True
         dialect = sqlite if store.is_sqlite else postgresql
-        self._insert = insert(INBOX).returning(INBOX.c.id, sort_by_parameter_order=True)
+        # Rows are matched to their ids by their key (unique in a batch), not by the order of
+        # RETURNING: so the batch is one multi-row INSERT, not one statement per row (which
+        # is what asking SQLite for ordered RETURNING costs: a GIL release and re-take each).
+        self._insert = insert(INBOX).returning(INBOX.c.id, *_KEY)
         self._insert_one = (
             dialect.insert(INBOX)
             .values({c: bindparam(c) for c in _COLUMNS})
@@ -272,7 +276,11 @@ class Appender(GroupCommit[_Request]):
         self, conn: Connection, rows: list[dict[str, Any]], *, careful: bool
     ) -> list[int | None]:
         if not careful:
-            return [row_id for (row_id,) in conn.execute(self._insert, rows)]
+            ids = {
+                (job, run_id, etype, float(kts)): row_id
+                for row_id, job, run_id, etype, kts in conn.execute(self._insert, rows)
+            }
+            return [ids[(r["job"], r["run_id"], r["type"], r["key_ts"])] for r in rows]
         return [conn.execute(self._insert_one, row).scalar() for row in rows]
 
     def _stored_keys(
