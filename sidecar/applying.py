@@ -34,6 +34,8 @@ YIELD_LAG = 2.5  # the applier gives way to appends only while its backlog is yo
 # Ingest requests in flight at once that mean ingest is saturated (a burst is on). One at a
 # time is a steady flow the applier keeps up with: giving way to it would only add lag.
 BURST = 2
+QUIET = 0.05  # seconds unsaturated that end a burst
+PAUSE = 0.005  # the applier's step while it gives way
 
 
 class InboxApplier:
@@ -48,6 +50,7 @@ class InboxApplier:
         metrics: SelfMetrics,
         ingesting: Callable[[], int],
         on_applied: Callable[[], None],
+        sleep: Callable[[float], None] = time.sleep,
     ) -> None:
         self.store = store
         self.writer = writer
@@ -57,6 +60,7 @@ class InboxApplier:
         self.metrics = metrics
         self._ingesting = ingesting
         self._on_applied = on_applied
+        self._sleep = sleep
         # Inbox rows of every: jobs held back during the catch-up delay (see apply_rows).
         self._held: set[int] = set()
 
@@ -65,9 +69,10 @@ class InboxApplier:
     ) -> dict[int, Outcome]:
         """Apply what waits in the inbox, in transactions of ``APPLY_BATCH`` events.
 
-        ``yield_to_appends`` (the evaluator's background passes): between batches, let waiting
-        appends go first while the backlog is younger than ``YIELD_LAG``, so a burst is
-        acknowledged at the speed of the inbox and applied just behind it."""
+        ``yield_to_appends`` (the evaluator's background passes): between batches, let a burst
+        of appends go first while the backlog is younger than ``YIELD_LAG``, so a burst is
+        acknowledged at the speed of the inbox and applied just behind it; past that, take
+        turns with it (see :meth:`_give_way`)."""
         at = self.clock.now() if now is None else now
         outcomes: dict[int, Outcome] = {}
         if self._held and at >= self.engine.judge_from:
@@ -80,10 +85,13 @@ class InboxApplier:
             self._held.clear()
         after = 0
         newest = 0.0  # the arrival of the newest event applied in this pass
+        turn = 0.0  # how long the last batch held the process
         while True:
             if yield_to_appends:
-                self._give_way(newest)
+                self.give_way(newest, turn)
+            started = time.monotonic()
             done, after, read = self._apply_batch(after=after, now=at)
+            turn = time.monotonic() - started
             outcomes.update(done)
             if done:
                 newest = max(newest, *(o.arrived_at for o in done.values()))
@@ -101,19 +109,30 @@ class InboxApplier:
         the applier keeps just behind it instead of waiting for its backlog to age."""
         return self._ingesting() >= BURST or self.appender.waiting()
 
-    def _give_way(self, newest_applied: float) -> None:
+    def give_way(self, newest_applied: float, turn: float) -> None:
         """While ingest is saturated, let appends have the process until the oldest unapplied
         event (about the newest one applied in this pass, as events are applied in order; the
         inbox's oldest before the first batch) is ``YIELD_LAG`` old: a burst is acknowledged at
-        the speed of the inbox and applied just behind it. Past that lag the applier takes its
-        turn. Reads the inbox only when a burst is on."""
+        the speed of the inbox and applied just behind it. Past that lag the two take turns:
+        at ``YIELD_LAG`` the applier gives way for as long as its last batch (``turn``
+        seconds) held the process, less as the lag grows, and not at all from twice
+        ``YIELD_LAG``. So a burst a little longer than the lag is still acknowledged at about
+        half its pace (not at one group commit per batch applied), while a sustained overload
+        is slowed to the applier's pace with a bounded lag. The burst is over once ingest has been
+        unsaturated for ``QUIET``: between two group commits all requests in flight can be
+        answered at one instant, before their clients send the next. Reads the inbox only when
+        a burst is on."""
         if not self.busy():
             return
         oldest = newest_applied or self._oldest_waiting()
-        waited = 0.0
-        while waited < YIELD_LAG and self.clock.now() - oldest < YIELD_LAG and self.busy():
-            time.sleep(0.005)
-            waited += 0.005
+        waited = quiet = 0.0
+        while waited < YIELD_LAG and quiet < QUIET:
+            lag = self.clock.now() - oldest
+            if lag >= YIELD_LAG and waited >= turn * (2.0 - lag / YIELD_LAG):
+                return
+            self._sleep(PAUSE)
+            waited += PAUSE
+            quiet = 0.0 if self.busy() else quiet + PAUSE
 
     def _apply_batch(
         self, *, after: int, now: float, only: Sequence[int] | None = None

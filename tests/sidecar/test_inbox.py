@@ -277,6 +277,47 @@ def test_the_applier_gives_way_only_to_a_saturated_ingest(tmp_path: Path) -> Non
     assert waiting.exception() is not None  # refused at the stop, never half-taken
 
 
+def test_past_its_patience_the_applier_takes_turns_with_a_burst(tmp_path: Path) -> None:
+    """While the backlog is younger than YIELD_LAG a burst has the process; past that, the
+    applier gives way for as long as its last batch took, less as the lag grows and not at all
+    from twice YIELD_LAG (a sustained overload is slowed to the applier's pace, its lag
+    bounded); a burst is over once ingest has been quiet for QUIET."""
+    from jobpulse.sidecar.applying import BURST, PAUSE, QUIET, YIELD_LAG
+    from jobpulse.sidecar.service import Sidecar
+
+    sidecar = Sidecar(Settings(store=f"sqlite:///{tmp_path}/s.db"), clock=ManualClock(T0))
+    applier = sidecar.applier
+    pauses: list[float] = []
+    ingest_after: dict[int, int] = {}  # after that many pauses, that many requests in flight
+
+    def sleep(seconds: float) -> None:
+        pauses.append(seconds)
+        sidecar.ingesting = ingest_after.get(len(pauses), sidecar.ingesting)
+
+    applier._sleep = sleep
+    try:
+        sidecar.ingesting = BURST
+        applier.give_way(T0 - 1.0, turn=0.2)  # a young backlog: the burst goes first
+        assert sum(pauses) == pytest.approx(YIELD_LAG, abs=PAUSE)
+        pauses.clear()
+        applier.give_way(T0 - YIELD_LAG, turn=0.2)  # an old one: a turn as long as the batch
+        assert sum(pauses) == pytest.approx(0.2, abs=PAUSE)
+        pauses.clear()
+        applier.give_way(T0 - 1.5 * YIELD_LAG, turn=0.2)  # older: a shorter turn
+        assert sum(pauses) == pytest.approx(0.1, abs=PAUSE)
+        pauses.clear()
+        applier.give_way(T0 - 2 * YIELD_LAG, turn=0.2)  # twice the patience: no turn at all
+        assert pauses == []
+        ingest_after[4] = 1  # the burst ends after 4 pauses: quiet for QUIET, then apply
+        applier.give_way(T0 - 1.0, turn=0.2)
+        assert sum(pauses) == pytest.approx(4 * PAUSE + QUIET, abs=PAUSE)
+        pauses.clear()
+        applier.give_way(T0 - YIELD_LAG, turn=0.2)  # one request at a time: no burst at all
+        assert pauses == []
+    finally:
+        sidecar.stop()
+
+
 async def test_appends_from_the_loop_each_get_their_own_answer(tmp_path: Path) -> None:
     """Requests appended together from the event loop are committed as one batch and answered
     together, each with its own result; after the stop an append is refused, not left
