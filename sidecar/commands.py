@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import ipaddress
 import logging
 import os
@@ -165,6 +166,11 @@ async def _serve(app: web.Application, settings: Settings, sockets: list[socket.
         raise
     for sock in sockets:
         await web.SockSite(runner, sock).start()
+    # What startup loaded (the configuration, the job registry, caches) lives as long as the
+    # process: frozen out of the collector's generations, it is no longer walked by every
+    # full collection (each one a pause of every request in flight).
+    gc.collect()
+    gc.freeze()
     sidecar = app[SIDECAR]
     host = f"[{settings.host}]" if ":" in settings.host else settings.host
     base = f"http://{host}:{settings.port}"
