@@ -9,11 +9,11 @@ from __future__ import annotations
 
 import json
 import time
-import uuid
 from typing import Any
 
 from aiohttp import web
 
+from jobpulse.instrumentation._ids import new_run_id
 from jobpulse.instrumentation.errors import InvalidEvent, InvalidName
 from jobpulse.instrumentation.spec import parse_job_name
 from jobpulse.instrumentation.wire import Event, Limits, parse_event
@@ -214,7 +214,7 @@ async def ping_handler(request: web.Request) -> web.StreamResponse:
     event = Event(
         type=etype,
         job=job,
-        run_id=rid or uuid.uuid4().hex,
+        run_id=rid or new_run_id(),  # no system call (and GIL release) per ping
         ts=now,
         exit_code=exit_code,
         message=message,
