@@ -49,6 +49,18 @@ MAX_BATCH = 256  # requests per append transaction
 _EVENTS = cast(Table, EventKey.__table__)
 _COLUMNS = ("job", "run_id", "type", "key_ts", "ts", "arrived_at", "flags", "body")
 _KEY = (INBOX.c.job, INBOX.c.run_id, INBOX.c.type, INBOX.c.key_ts)
+# Keys among a batch's (job, run_id) pairs already stored: waiting in the inbox, or applied
+# (the engine's ``events`` table). Both read through the unique keys' indexes, (job, run_id,
+# ...) and (job_id, ...). Built once, with expanding parameters: an IN list of literal values
+# would be coerced value by value on every batch.
+_JOBS = bindparam("jobs", expanding=True)
+_RUN_IDS = bindparam("run_ids", expanding=True)
+_KEYS_STORED = (
+    select(*_KEY).where(INBOX.c.job.in_(_JOBS), INBOX.c.run_id.in_(_RUN_IDS)),
+    select(Job.name, _EVENTS.c.run_id, _EVENTS.c.type, _EVENTS.c.key_ts)
+    .join(Job, Job.id == _EVENTS.c.job_id)
+    .where(Job.name.in_(_JOBS), _EVENTS.c.run_id.in_(_RUN_IDS)),
+)
 
 
 Answer = IngestResult | Exception
@@ -293,18 +305,11 @@ class Appender(GroupCommit[_Request]):
         pairs = sorted(keyed)
         for i in range(0, len(pairs), CHUNK):
             chunk = pairs[i : i + CHUNK]
-            jobs = {job for job, _ in chunk}
-            run_ids = {run_id for _, run_id in chunk}
-            # Both read through the unique keys' indexes: (job, run_id, ...) and (job_id, ...).
-            inbox = select(INBOX.c.job, INBOX.c.run_id, INBOX.c.type, INBOX.c.key_ts).where(
-                INBOX.c.job.in_(jobs), INBOX.c.run_id.in_(run_ids)
-            )
-            applied = (
-                select(Job.name, _EVENTS.c.run_id, _EVENTS.c.type, _EVENTS.c.key_ts)
-                .join(Job, Job.id == _EVENTS.c.job_id)
-                .where(Job.name.in_(jobs), _EVENTS.c.run_id.in_(run_ids))
-            )
-            for query in (inbox, applied):
-                for job, run_id, etype, kts in conn.execute(query):
+            values = {
+                "jobs": list({job for job, _ in chunk}),
+                "run_ids": list({run_id for _, run_id in chunk}),
+            }
+            for query in _KEYS_STORED:
+                for job, run_id, etype, kts in conn.execute(query, values):
                     found.add((job, run_id, etype, float(kts)))
         return found

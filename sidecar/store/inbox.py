@@ -81,9 +81,13 @@ class IngestResult:
     ids: list[int | None] = field(default_factory=list)
 
 
+# One encoder for every row: json.dumps with any option builds a new encoder per call.
+_ENCODE = json.JSONEncoder(separators=(",", ":")).encode
+
+
 def encode(ev: Event) -> str:
     """An event's fields as compact JSON (floats round-trip exactly)."""
-    return json.dumps([getattr(ev, name) for name in _FIELDS], separators=(",", ":"))
+    return _ENCODE([getattr(ev, name) for name in _FIELDS])
 
 
 def decode(body: str) -> Event:
