@@ -17,7 +17,7 @@ from concurrent.futures import Future
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, cast
 
-from sqlalchemy import Connection, Table, bindparam, insert, select
+from sqlalchemy import BindParameter, Connection, Table, bindparam, insert, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 
@@ -53,8 +53,8 @@ _KEY = (INBOX.c.job, INBOX.c.run_id, INBOX.c.type, INBOX.c.key_ts)
 # (the engine's ``events`` table). Both read through the unique keys' indexes, (job, run_id,
 # ...) and (job_id, ...). Built once, with expanding parameters: an IN list of literal values
 # would be coerced value by value on every batch.
-_JOBS = bindparam("jobs", expanding=True)
-_RUN_IDS = bindparam("run_ids", expanding=True)
+_JOBS: BindParameter[str] = bindparam("jobs", expanding=True)
+_RUN_IDS: BindParameter[str] = bindparam("run_ids", expanding=True)
 _KEYS_STORED = (
     select(*_KEY).where(INBOX.c.job.in_(_JOBS), INBOX.c.run_id.in_(_RUN_IDS)),
     select(Job.name, _EVENTS.c.run_id, _EVENTS.c.type, _EVENTS.c.key_ts)
