@@ -102,21 +102,27 @@ def test_soak_mixed_traffic_memory_flat_and_nothing_lost(tmp_path: Path) -> None
                 totals["malformed"] += 1
 
     threads = [threading.Thread(target=worker, args=(k,)) for k in range(3)]
-    started = time.monotonic()
-    for t in threads:
-        t.start()
-    time.sleep(WARMUP)
-    baseline = rss_kib(pid)
-    peak = baseline
-    while time.monotonic() - started < DURATION:
-        time.sleep(0.5)
-        peak = max(peak, rss_kib(pid))
-    stop.set()
-    for t in threads:
-        t.join()
-    final = rss_kib(pid)
-    _, metrics = served.get("/metrics")
-    served.stop()
+    try:  # a failure must not leave the sidecar or the senders running
+        started = time.monotonic()
+        for t in threads:
+            t.start()
+        time.sleep(WARMUP)
+        baseline = rss_kib(pid)
+        peak = baseline
+        while time.monotonic() - started < DURATION:
+            time.sleep(0.5)
+            peak = max(peak, rss_kib(pid))
+        stop.set()
+        for t in threads:
+            t.join()
+        final = rss_kib(pid)
+        _, metrics = served.get("/metrics")
+    finally:
+        stop.set()
+        for t in threads:
+            if t.ident is not None:  # started
+                t.join()
+        served.stop()
     assert failures == []
     print(f"soak: {totals}, RSS {baseline} -> peak {peak} -> {final} KiB")
     assert totals["valid"] > 5000
