@@ -72,7 +72,7 @@ class InboxApplier:
         ``yield_to_appends`` (the evaluator's background passes): between batches, let a burst
         of appends go first while the backlog is younger than ``YIELD_LAG``, so a burst is
         acknowledged at the speed of the inbox and applied just behind it; past that, take
-        turns with it (see :meth:`_give_way`)."""
+        turns with it (see :meth:`give_way`)."""
         at = self.clock.now() if now is None else now
         outcomes: dict[int, Outcome] = {}
         if self._held and at >= self.engine.judge_from:
