@@ -7,7 +7,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from .maintained import Maintained
-from .tables import Flip, Job
+from .tables import FlipRecord, Job
 
 if TYPE_CHECKING:
     from .transaction import Tx
@@ -31,9 +31,7 @@ class States(Maintained):
             # Flips are a timeline: never stamped before the previous one (a catch-up judges
             # deadlines that passed before a state change it already recorded).
             at = max(at, job.state_since)
-            tx.add_flip(
-                Flip(job_id=job.id, at=at, from_state=before, to_state=after, reason=reason)
-            )
+            tx.add_flip(FlipRecord(job.id, at, before, after, reason))
             job.state_since = at
         job.state = state
         job.reason = reason

@@ -20,6 +20,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import (
@@ -40,6 +41,7 @@ __all__ = [
     "Base",
     "EventKey",
     "Flip",
+    "FlipRecord",
     "InboxRow",
     "Job",
     "JobUpstream",
@@ -48,6 +50,11 @@ __all__ = [
     "Run",
     "Slot",
 ]
+
+
+# None is stored as SQL NULL, not as the JSON text ``null``: a NULL is read back without a
+# decode, and every job row read carries several of these columns, mostly empty.
+_JSON = JSON(none_as_null=True)
 
 
 class Base(DeclarativeBase):
@@ -61,8 +68,8 @@ class Job(Base):
     name: Mapped[str] = mapped_column(String(128), unique=True)
     # Configuration layers: fields from the config file win over fields declared by clients
     # (job_config) or set through the API.
-    file_fields: Mapped[dict[str, Any] | None] = mapped_column(JSON, default=None)
-    declared_fields: Mapped[dict[str, Any] | None] = mapped_column(JSON, default=None)
+    file_fields: Mapped[dict[str, Any] | None] = mapped_column(_JSON, default=None)
+    declared_fields: Mapped[dict[str, Any] | None] = mapped_column(_JSON, default=None)
     in_file: Mapped[bool] = mapped_column(Boolean, default=False)
     removed: Mapped[bool] = mapped_column(Boolean, default=False)
     created_at: Mapped[float] = mapped_column(Float)
@@ -91,7 +98,7 @@ class Job(Base):
     last_failure_at: Mapped[float | None] = mapped_column(Float, default=None)
     last_start_at: Mapped[float | None] = mapped_column(Float, default=None)
     last_duration: Mapped[float | None] = mapped_column(Float, default=None)
-    duration_buckets: Mapped[list[int] | None] = mapped_column(JSON, default=None)
+    duration_buckets: Mapped[list[int] | None] = mapped_column(_JSON, default=None)
     duration_sum: Mapped[float] = mapped_column(Float, default=0.0)
     duration_count: Mapped[int] = mapped_column(Integer, default=0)
     running: Mapped[int] = mapped_column(Integer, default=0)
@@ -101,7 +108,7 @@ class Job(Base):
     in_maintenance: Mapped[bool] = mapped_column(Boolean, default=False)
     # A job with after: and no schedule of its own: the ticks of its upstreams it is waiting
     # on, due for, or was skipped for (see domain/dependencies.py).
-    ticks: Mapped[list[dict[str, Any]] | None] = mapped_column(JSON, default=None)
+    ticks: Mapped[list[dict[str, Any]] | None] = mapped_column(_JSON, default=None)
 
 
 class JobUpstream(Base):
@@ -144,7 +151,7 @@ class Run(Base):
     trace_id: Mapped[str | None] = mapped_column(String(32), default=None)
     span_id: Mapped[str | None] = mapped_column(String(16), default=None)
     count: Mapped[int | None] = mapped_column(Integer, default=None)
-    meta: Mapped[dict[str, Any] | None] = mapped_column("metadata", JSON, default=None)
+    meta: Mapped[dict[str, Any] | None] = mapped_column("metadata", _JSON, default=None)
     log: Mapped[str | None] = mapped_column(Text, default=None)
     late: Mapped[bool] = mapped_column(Boolean, default=False)
     clock_skew: Mapped[bool] = mapped_column(Boolean, default=False)
@@ -198,6 +205,19 @@ class Flip(Base):
     reason: Mapped[str | None] = mapped_column(String(16), default=None)
 
 
+@dataclass(frozen=True, slots=True)
+class FlipRecord:
+    """A flip the engine records: inserted into ``flips`` with its transaction's others (one
+    ``executemany``) and never read back or changed before that, so a plain record, not an
+    ORM instance (whose construction costs as much as the engine's work on a finish event)."""
+
+    job_id: int
+    at: float
+    from_state: str
+    to_state: str
+    reason: str | None
+
+
 class Rollup(Base):
     __tablename__ = "rollups"
 
@@ -213,7 +233,7 @@ class Rollup(Base):
     dur_count: Mapped[int] = mapped_column(Integer, default=0)
     dur_sum: Mapped[float] = mapped_column(Float, default=0.0)
     dur_max: Mapped[float | None] = mapped_column(Float, default=None)
-    dur_hist: Mapped[dict[str, int] | None] = mapped_column(JSON, default=None)
+    dur_hist: Mapped[dict[str, int] | None] = mapped_column(_JSON, default=None)
 
 
 class MaintenanceRow(Base):
@@ -224,8 +244,8 @@ class MaintenanceRow(Base):
     __tablename__ = "maintenance"
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
-    jobs: Mapped[list[str] | None] = mapped_column(JSON, default=None)
-    match: Mapped[dict[str, str] | None] = mapped_column(JSON, default=None)
+    jobs: Mapped[list[str] | None] = mapped_column(_JSON, default=None)
+    match: Mapped[dict[str, str] | None] = mapped_column(_JSON, default=None)
     starts_at: Mapped[float] = mapped_column(Float)
     ends_at: Mapped[float] = mapped_column(Float, index=True)
     reason: Mapped[str | None] = mapped_column(Text, default=None)

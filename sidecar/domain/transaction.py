@@ -12,7 +12,7 @@ from typing import Protocol
 
 from .maintenance import Window
 from .rollup import HourRollup, Stats
-from .tables import Flip, Job, Run, Slot
+from .tables import FlipRecord, Job, Run, Slot
 
 __all__ = ["Tx"]
 
@@ -48,7 +48,7 @@ class Tx(Protocol):
     def set_upstreams(self, job_id: int, names: Sequence[str]) -> None: ...
 
     # flips and rollups
-    def add_flip(self, flip: Flip) -> None: ...
+    def add_flip(self, flip: FlipRecord) -> None: ...
     def rollup(self, job_id: int, at: float) -> HourRollup: ...
 
     # the job's durations over a window of hours, read once per transaction (slow runs)

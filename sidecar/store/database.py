@@ -24,7 +24,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from jobpulse.instrumentation.errors import ConfigError
 
-from ..domain.tables import Flip
+from ..domain.tables import FlipRecord
 from .migrate import upgrade
 from .tx import Tx
 
@@ -141,7 +141,7 @@ class Store:
             threading.RLock() if self.is_sqlite else contextlib.nullcontext()
         )
         # Called for every flip a transaction adds, in that transaction (the outbox).
-        self.on_flip: Callable[[Session, Flip], None] | None = None
+        self.on_flip: Callable[[Session, FlipRecord], None] | None = None
 
     @property
     def display_url(self) -> str:

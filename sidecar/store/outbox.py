@@ -40,7 +40,7 @@ from sqlalchemy import (
 from sqlalchemy.orm import Mapped, Session, aliased, mapped_column
 
 from ..domain.clock import Clock
-from ..domain.tables import Base, Flip, Job
+from ..domain.tables import Base, FlipRecord, Job
 
 __all__ = [
     "GAVE_UP_KEPT",
@@ -112,7 +112,7 @@ class Outbox:
         self.receivers: tuple[str, ...] = ()
         self.added = False
 
-    def on_flip(self, session: Session, flip: Flip) -> None:
+    def on_flip(self, session: Session, flip: FlipRecord) -> None:
         alert = alert_of(flip.from_state, flip.to_state)
         if alert is None or not self.receivers:
             return

@@ -17,7 +17,7 @@ from sqlalchemy.orm import Session
 
 from ..domain.maintenance import Window
 from ..domain.rollup import HourRollup, Stats, hour_of
-from ..domain.tables import EventKey, Flip, Job, JobUpstream, MaintenanceRow, Run, Slot
+from ..domain.tables import EventKey, Flip, FlipRecord, Job, JobUpstream, MaintenanceRow, Run, Slot
 from .readahead import ROLLUP_FIELDS, ROLLUPS, SELECT_ROLLUPS, ReadAhead
 
 __all__ = ["Tx"]
@@ -69,7 +69,7 @@ class Tx(ReadAhead):
         session: Session,
         *,
         locking: bool = False,
-        on_flip: Callable[[Session, Flip], None] | None = None,
+        on_flip: Callable[[Session, FlipRecord], None] | None = None,
     ) -> None:
         self.session = session
         # Adds what a flip entails to the same transaction (the notification outbox).
@@ -94,7 +94,7 @@ class Tx(ReadAhead):
         self._new_slots: list[Slot] = []
         self._written_slots: set[tuple[int, float]] = set()
         self._changed_slots: dict[tuple[int, float], Slot] = {}
-        self._new_flips: list[Flip] = []  # likewise: inserted by write_pending
+        self._new_flips: list[FlipRecord] = []  # likewise: inserted by write_pending
         self._pending_order: dict[Run, int] = {}
         # Slots of the store loaded in bulk: per job, the range [lo, hi] they cover in full.
         self._slot_cover: dict[int, tuple[float, float]] = {}
@@ -371,7 +371,7 @@ class Tx(ReadAhead):
         if key in self._written_slots:
             self._changed_slots[key] = slot
 
-    def add_flip(self, flip: Flip) -> None:
+    def add_flip(self, flip: FlipRecord) -> None:
         """Record a flip (inserted by :meth:`write_pending`: flips are never changed) and what
         it entails (``on_flip``)."""
         self._new_flips.append(flip)
