@@ -86,11 +86,16 @@ class EngineBase:
         self._configs: dict[int, tuple[Any, JobConfig]] = {}
 
     def config(self, job: Job) -> JobConfig:
-        key = (job.file_fields, job.declared_fields)
+        layers = job.file_fields, job.declared_fields
         cached = self._configs.get(job.id)
-        if cached is not None and cached[0] == key:
-            return cached[1]
-        fields, _ = merge_fields(job.file_fields, job.declared_fields)
+        if cached is not None:
+            (file_fields, declared), cfg = cached
+            if file_fields is layers[0] and declared is layers[1]:
+                return cfg  # the same row's layers: asked several times per event applied
+            if (file_fields, declared) == layers:
+                self._configs[job.id] = (layers, cfg)  # the row was read again
+                return cfg
+        fields, _ = merge_fields(*layers)
         cfg = JobConfig.from_fields(job.name, fields)
-        self._configs[job.id] = (key, cfg)
+        self._configs[job.id] = (layers, cfg)
         return cfg

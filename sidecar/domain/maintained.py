@@ -50,6 +50,9 @@ class Maintained(EngineBase):
 
     def windows_for(self, tx: Tx, job: Job) -> list[Window]:
         """The windows that hold ``job``: the file's, then the API's."""
+        api = tx.maintenance_windows()
+        if not self.windows and not api:
+            return []  # no window at all (the usual case): asked for every event applied
         cfg = self.config(job)
         held: list[Window] = []
         if self.windows:  # no file windows (the usual case): nothing cached per job
@@ -59,7 +62,7 @@ class Maintained(EngineBase):
                 cached = (cfg, self.windows, mine)
                 self._holding[job.id] = cached
             held += cached[2]
-        held += [w for w in tx.maintenance_windows() if w.holds(job.name, cfg.labels)]
+        held += [w for w in api if w.holds(job.name, cfg.labels)]
         return held
 
     def _maintained(self, tx: Tx, job: Job, at: float) -> bool:
