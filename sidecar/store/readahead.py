@@ -10,7 +10,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import fields
 from typing import TypeVar, cast
 
-from sqlalchemy import Table, select
+from sqlalchemy import BindParameter, Table, bindparam, select
 from sqlalchemy.orm import Session
 
 from ..domain.rollup import HourRollup, Stats, hour_of, stats_from_rows
@@ -25,6 +25,32 @@ SELECT_ROLLUPS = select(*(ROLLUPS.c[name] for name in ROLLUP_FIELDS))
 
 T = TypeVar("T")
 _CHUNK = 500  # ids per IN (...) list
+
+# The loaders' statements, built once with expanding parameters: an IN list of literal values
+# would be built, coerced value by value and given a cache key anew for every batch applied.
+_IDS: BindParameter[int] = bindparam("ids", expanding=True)
+_NAMES: BindParameter[str] = bindparam("names", expanding=True)
+_RUN_IDS: BindParameter[str] = bindparam("run_ids", expanding=True)
+_HOURS: BindParameter[int] = bindparam("hours", expanding=True)
+# Sorted by name: PostgreSQL replicas lock a batch's jobs in one order.
+_JOBS = select(Job).where(Job.name.in_(_NAMES)).order_by(Job.name)
+_JOBS_LOCKED = _JOBS.with_for_update()
+_RUNNING = select(Run).where(Run.job_id.in_(_IDS), Run.outcome == "running")
+_RUNS = select(Run).where(Run.job_id.in_(_IDS), Run.run_id.in_(_RUN_IDS))
+_SLOTS = select(Slot).where(
+    Slot.job_id.in_(_IDS), Slot.slot >= bindparam("lo"), Slot.slot <= bindparam("hi")
+)
+_ROLLUPS_AT = SELECT_ROLLUPS.where(ROLLUPS.c.job_id.in_(_IDS), ROLLUPS.c.hour.in_(_HOURS))
+_ROLLUPS_SINCE = SELECT_ROLLUPS.where(ROLLUPS.c.job_id.in_(_IDS), ROLLUPS.c.hour >= bindparam("lo"))
+_EVENT_KEYS = select(EventKey.job_id, EventKey.run_id, EventKey.type, EventKey.key_ts).where(
+    EventKey.job_id.in_(_IDS), EventKey.run_id.in_(_RUN_IDS)
+)
+_DOWNSTREAMS = (
+    select(JobUpstream.upstream, Job.name)
+    .join(Job, Job.id == JobUpstream.job_id)
+    .where(JobUpstream.upstream.in_(_NAMES))
+    .order_by(Job.name)
+)
 
 
 def _chunks(items: Sequence[T]) -> Iterator[Sequence[T]]:
@@ -58,13 +84,11 @@ class ReadAhead:
     def load_jobs(self, names: Iterable[str]) -> None:
         """Jobs by name (locked on PostgreSQL, in name order)."""
         wanted = sorted(set(names) - self._jobs.keys())
+        query = _JOBS_LOCKED if self.locking else _JOBS
         for chunk in _chunks(wanted):
-            # Sorted by name: PostgreSQL replicas lock a batch's jobs in one order.
-            query = select(Job).where(Job.name.in_(chunk)).order_by(Job.name)
-            if self.locking:
-                query = query.with_for_update()
             with self.session.no_autoflush:
-                found = {job.name: job for job in self.session.scalars(query)}
+                rows = self.session.scalars(query, {"names": chunk})
+                found = {job.name: job for job in rows}
             for name in chunk:
                 self._jobs[name] = found.get(name)
 
@@ -75,17 +99,17 @@ class ReadAhead:
         with self.session.no_autoflush:
             for chunk in _chunks(sorted(job_ids - self._running.keys())):
                 running: dict[int, list[Run]] = {job_id: [] for job_id in chunk}
-                query = select(Run).where(Run.job_id.in_(chunk), Run.outcome == "running")
-                for run in self.session.scalars(query):
+                for run in self.session.scalars(_RUNNING, {"ids": chunk}):
                     running[run.job_id].append(run)
                     self._runs[(run.job_id, run.run_id)] = run
                 self._running.update(running)
             for part in _chunks(sorted(keys - self._runs.keys())):
-                query = select(Run).where(
-                    Run.job_id.in_({job_id for job_id, _ in part}),
-                    Run.run_id.in_({run_id for _, run_id in part}),
-                )
-                found = {(run.job_id, run.run_id): run for run in self.session.scalars(query)}
+                params = {
+                    "ids": list({job_id for job_id, _ in part}),
+                    "run_ids": list({run_id for _, run_id in part}),
+                }
+                rows = self.session.scalars(_RUNS, params)
+                found = {(run.job_id, run.run_id): run for run in rows}
                 for key in part:
                     self._runs[key] = found.get(key)
 
@@ -102,9 +126,8 @@ class ReadAhead:
         hi = max(window[1] for window in todo.values())
         for chunk in _chunks(sorted(todo)):
             stored: dict[int, dict[float, Slot]] = {job_id: {} for job_id in chunk}
-            query = select(Slot).where(Slot.job_id.in_(chunk), Slot.slot >= lo, Slot.slot <= hi)
             with self.session.no_autoflush:
-                for row in self.session.scalars(query):
+                for row in self.session.scalars(_SLOTS, {"ids": chunk, "lo": lo, "hi": hi}):
                     stored[row.job_id][row.slot] = row
             for job_id in chunk:
                 # Slots this transaction added are in _added_slots; reads merge them in.
@@ -114,12 +137,12 @@ class ReadAhead:
     def load_rollups(self, keys: Iterable[tuple[int, float]]) -> None:
         wanted = sorted({(job_id, hour_of(at)) for job_id, at in keys} - self._rollups.keys())
         for chunk in _chunks(wanted):
-            query = SELECT_ROLLUPS.where(
-                ROLLUPS.c.job_id.in_({job_id for job_id, _ in chunk}),
-                ROLLUPS.c.hour.in_({hour for _, hour in chunk}),
-            )
+            params = {
+                "ids": list({job_id for job_id, _ in chunk}),
+                "hours": list({hour for _, hour in chunk}),
+            }
             with self.session.no_autoflush:
-                for row in self.session.execute(query):
+                for row in self.session.execute(_ROLLUPS_AT, params):
                     roll = HourRollup(*row)
                     self._rollups.setdefault((roll.job_id, roll.hour), roll)
             # Known to be absent: :meth:`Tx.rollup` starts these from zero, no statement.
@@ -128,12 +151,12 @@ class ReadAhead:
     def load_event_keys(self, keys: Iterable[tuple[int, str, str, float]]) -> None:
         wanted = sorted(set(keys) - self._keys.keys())
         for chunk in _chunks(wanted):
-            query = select(EventKey.job_id, EventKey.run_id, EventKey.type, EventKey.key_ts).where(
-                EventKey.job_id.in_({key[0] for key in chunk}),
-                EventKey.run_id.in_({key[1] for key in chunk}),
-            )
+            params = {
+                "ids": list({key[0] for key in chunk}),
+                "run_ids": list({key[1] for key in chunk}),
+            }
             with self.session.no_autoflush:
-                stored = {tuple(row) for row in self.session.execute(query)}
+                stored = {tuple(row) for row in self.session.execute(_EVENT_KEYS, params)}
             for key in chunk:
                 self._keys[key] = key in stored
 
@@ -151,9 +174,8 @@ class ReadAhead:
         lo = min(todo.values())
         rows: dict[int, dict[int, HourRollup]] = {job_id: {} for job_id in todo}
         for chunk in _chunks(sorted(todo)):
-            query = SELECT_ROLLUPS.where(ROLLUPS.c.job_id.in_(chunk), ROLLUPS.c.hour >= lo)
             with self.session.no_autoflush:
-                for row in self.session.execute(query):
+                for row in self.session.execute(_ROLLUPS_SINCE, {"ids": chunk, "lo": lo}):
                     roll = HourRollup(*row)
                     rows[roll.job_id][roll.hour] = self._rollups.setdefault(
                         (roll.job_id, roll.hour), roll
@@ -171,14 +193,8 @@ class ReadAhead:
         wanted = sorted(set(names) - self._downstream.keys())
         for chunk in _chunks(wanted):
             found: dict[str, list[str]] = {name: [] for name in chunk}
-            query = (
-                select(JobUpstream.upstream, Job.name)
-                .join(Job, Job.id == JobUpstream.job_id)
-                .where(JobUpstream.upstream.in_(chunk))
-                .order_by(Job.name)
-            )
             with self.session.no_autoflush:
-                for upstream, name in self.session.execute(query):
+                for upstream, name in self.session.execute(_DOWNSTREAMS, {"names": chunk}):
                     found[upstream].append(name)
             self._downstream.update(found)
             self.load_jobs(name for names in found.values() for name in names)
