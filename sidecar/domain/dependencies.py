@@ -41,7 +41,7 @@ from typing import TYPE_CHECKING, Any
 from .base import EPS
 from .jobconfig import JobConfig
 from .slots import Slots
-from .tables import Job, Run, Slot
+from .tables import Job, Run, Slot, new_row
 
 if TYPE_CHECKING:
     from .transaction import Tx
@@ -193,13 +193,16 @@ class Dependencies(Slots):
         row = tx.slot(job.id, tick)
         if row is None:
             tx.add_slot(
-                Slot(
-                    job_id=job.id,
-                    slot=tick,
-                    status="filled",
-                    run_id=run.run_id,
-                    count=1,
-                    recorded_at=now,
+                new_row(
+                    Slot,
+                    {
+                        "job_id": job.id,
+                        "slot": tick,
+                        "status": "filled",
+                        "run_id": run.run_id,
+                        "count": 1,
+                        "recorded_at": now,
+                    },
                 )
             )
         else:  # skipped, then due at a later success of its upstream: the skip is replaced

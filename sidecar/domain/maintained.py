@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING
 from .base import EngineBase, EngineSettings
 from .jobconfig import JobConfig
 from .maintenance import Window, is_open, next_change, open_until, overlapping
-from .tables import Job, Slot
+from .tables import Job, Slot, new_row
 
 if TYPE_CHECKING:
     from .transaction import Tx
@@ -102,15 +102,18 @@ class Maintained(EngineBase):
         """A ``skipped`` slot (``maintenance``, or ``upstream`` naming that job): neither
         missed nor due."""
         tx.add_slot(
-            Slot(
-                job_id=job.id,
-                slot=slot,
-                status="skipped",
-                run_id=None,
-                count=1,
-                reason=reason,
-                upstream=upstream,
-                recorded_at=at,
+            new_row(
+                Slot,
+                {
+                    "job_id": job.id,
+                    "slot": slot,
+                    "status": "skipped",
+                    "run_id": None,
+                    "count": 1,
+                    "reason": reason,
+                    "upstream": upstream,
+                    "recorded_at": at,
+                },
             )
         )
         job.changed_at = max(job.changed_at, at)

@@ -19,7 +19,7 @@ from .anomaly import is_slow
 from .base import DELIVERY_ALLOWANCE, Arrival
 from .dependencies import Dependencies
 from .jobconfig import JobConfig
-from .tables import Job, Run
+from .tables import Job, Run, new_row
 
 if TYPE_CHECKING:
     from .transaction import Tx
@@ -67,18 +67,21 @@ class Runs(Dependencies):
         run.log = log
 
     def _new_run(self, job: Job, run_id: str, started_at: float, now: float) -> Run:
-        return Run(
-            job_id=job.id,
-            run_id=run_id,
-            started_at=started_at,
-            received_at=now,
-            outcome="running",
-            has_start=False,
-            late=False,
-            clock_skew=False,
-            overlap=False,
-            stale=False,
-            slow=False,
+        return new_row(
+            Run,
+            {
+                "job_id": job.id,
+                "run_id": run_id,
+                "started_at": started_at,
+                "received_at": now,
+                "outcome": "running",
+                "has_start": False,
+                "late": False,
+                "clock_skew": False,
+                "overlap": False,
+                "stale": False,
+                "slow": False,
+            },
         )
 
     def _abandon_at(self, run: Run) -> float | None:

@@ -9,7 +9,7 @@ import math
 from typing import TYPE_CHECKING
 
 from .jobconfig import JobConfig
-from .tables import Job, Run, Slot
+from .tables import Job, Run, Slot, new_row
 from .thresholds import Thresholds
 
 if TYPE_CHECKING:
@@ -53,13 +53,16 @@ class Slots(Thresholds):
         slot = self._find_slot(tx, job, cfg, t, earliest=earliest)
         if slot is not None:
             tx.add_slot(
-                Slot(
-                    job_id=job.id,
-                    slot=slot,
-                    status="filled",
-                    run_id=run.run_id,
-                    count=1,
-                    recorded_at=now,
+                new_row(
+                    Slot,
+                    {
+                        "job_id": job.id,
+                        "slot": slot,
+                        "status": "filled",
+                        "run_id": run.run_id,
+                        "count": 1,
+                        "recorded_at": now,
+                    },
                 )
             )
             tx.rollup(job.id, slot).due += 1
@@ -92,14 +95,17 @@ class Slots(Thresholds):
         if count == 1 and self._skip_in_maintenance(tx, job, cfg, slot, at):
             return
         tx.add_slot(
-            Slot(
-                job_id=job.id,
-                slot=slot,
-                status="gap" if count > 1 else "missed",
-                run_id=None,
-                count=count,
-                reason=reason,
-                recorded_at=at,
+            new_row(
+                Slot,
+                {
+                    "job_id": job.id,
+                    "slot": slot,
+                    "status": "gap" if count > 1 else "missed",
+                    "run_id": None,
+                    "count": count,
+                    "reason": reason,
+                    "recorded_at": at,
+                },
             )
         )
         job.changed_at = max(job.changed_at, at)
