@@ -126,7 +126,7 @@ def stack(tmp_path: Path) -> Iterator[tuple[Served, Receiver, list[Path], str]]:
     receiver = Receiver()
     rules = tmp_path / "rules.yml"
     rules.write_text(render_rules("test", 'job="jobpulse"'))
-    am_port, am_cluster, prom_port = free_port(), free_port(), free_port()
+    am_port, prom_port = free_port(), free_port()
     (tmp_path / "alertmanager.yml").write_text(yaml.safe_dump(alertmanager_config(receiver.url)))
     (tmp_path / "prometheus.yml").write_text(
         yaml.safe_dump(
@@ -153,7 +153,8 @@ def stack(tmp_path: Path) -> Iterator[tuple[Served, Receiver, list[Path], str]]:
                 f"--config.file={tmp_path / 'alertmanager.yml'}",
                 f"--storage.path={tmp_path / 'am'}",
                 f"--web.listen-address=127.0.0.1:{am_port}",
-                f"--cluster.listen-address=127.0.0.1:{am_cluster}",
+                # One Alertmanager, no HA: no gossip to wait for before it notifies.
+                "--cluster.listen-address=",
             ],
             stdout=open(logs[0], "wb"),
             stderr=subprocess.STDOUT,

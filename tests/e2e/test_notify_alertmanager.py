@@ -71,7 +71,7 @@ class Stack:
                 f"--config.file={config}",
                 f"--storage.path={self.tmp / 'am'}",
                 f"--web.listen-address=127.0.0.1:{self.am_port}",
-                f"--cluster.listen-address=127.0.0.1:{free_port()}",
+                "--cluster.listen-address=",  # one Alertmanager, no HA: no gossip to wait for
             ],
         )
         _wait(
