@@ -88,13 +88,11 @@ class EngineBase:
     def config(self, job: Job) -> JobConfig:
         layers = job.file_fields, job.declared_fields
         cached = self._configs.get(job.id)
-        if cached is not None:
-            (file_fields, declared), cfg = cached
-            if file_fields is layers[0] and declared is layers[1]:
-                return cfg  # the same row's layers: asked several times per event applied
-            if (file_fields, declared) == layers:
-                self._configs[job.id] = (layers, cfg)  # the row was read again
-                return cfg
+        if cached is not None and cached[0] == layers:
+            # Kept as this row's own objects: asked several times per event applied, the
+            # tuples then compare item by identity, not dict by dict.
+            self._configs[job.id] = (layers, cached[1])
+            return cached[1]
         fields, _ = merge_fields(*layers)
         cfg = JobConfig.from_fields(job.name, fields)
         self._configs[job.id] = (layers, cfg)
