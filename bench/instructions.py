@@ -33,8 +33,8 @@ from pathlib import Path
 
 tree, jobs, what = sys.argv[1], int(sys.argv[2]), sys.argv[3]
 sys.meta_path = [f for f in sys.meta_path if "editable" not in getattr(f, "__module__", "")]
-pkg = Path(tempfile.mkdtemp())
-(pkg / "jobpulse").mkdir()
+pkg = Path.cwd() / "pkg"  # the parent's temporary directory: removed with it
+(pkg / "jobpulse").mkdir(parents=True)
 for part in ("instrumentation", "sidecar"):
     os.symlink(Path(tree, part), pkg / "jobpulse" / part)
 sys.path[:0] = [tree, str(pkg)]
