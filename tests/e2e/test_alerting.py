@@ -7,13 +7,14 @@ from __future__ import annotations
 
 import json
 import re
+import signal
 import subprocess
 import threading
 import time
 import urllib.parse
 import urllib.request
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -32,11 +33,6 @@ CONFIG = """
 sidecar:
   catchup_delay: 0
 jobs:
-  - name: e2e-silent
-    schedule: "*/4 * * * * *"
-    grace: 1s
-    failure_threshold: 3
-    labels: {team: payments, severity: critical, owner: "pay-oncall"}
   - name: e2e-failing
     every: 1h
     failure_threshold: 3
@@ -48,6 +44,14 @@ jobs:
     labels: {team: data}
   - name: e2e-steady
     labels: {team: data}
+"""
+# Deployed once Prometheus scrapes the sidecar (see test_missed_and_failed_runs_page_and_resolve).
+SILENT = """
+  - name: e2e-silent
+    schedule: "*/4 * * * * *"
+    grace: 1s
+    failure_threshold: 3
+    labels: {team: payments, severity: critical, owner: "pay-oncall"}
 """
 REPO = Path(__file__).resolve().parents[2]
 SHIPPED_RECEIVER = "http://alert-receiver:5001"
@@ -107,19 +111,83 @@ class Receiver:
         return None
 
 
-def _wait(what: str, check: Any, timeout: float, logs: list[Path]) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
+# What a timed-out wait prints: a log file's tail, or a view taken at that moment.
+Log = Path | Callable[[], str]
+
+
+def _tail(log: Log) -> str:
+    if isinstance(log, Path):
+        return f"--- {log.name}\n{log.read_text()[-1500:]}" if log.exists() else ""
+    try:
+        return log()
+    except Exception as exc:  # a view of a process that is gone says so
+        return f"--- view failed: {exc!r}"
+
+
+def _wait(what: str, check: Any, timeout: float, logs: list[Log]) -> Any:
+    started = time.monotonic()
+    while time.monotonic() < started + timeout:
         found = check()
         if found:
             return found
         time.sleep(0.5)
-    tails = "\n".join(f"--- {p.name}\n{p.read_text()[-1500:]}" for p in logs if p.exists())
-    raise AssertionError(f"timed out waiting for {what}\n{tails}")
+    tails = "\n".join(_tail(log) for log in logs)
+    raise AssertionError(f"timed out waiting for {what} ({timeout:.0f} s)\n{tails}")
+
+
+def _sidecar_view(served: Served) -> str:
+    """The sidecar's own view of the jobs and of its evaluator, from its /metrics."""
+    _, body = served.get("/metrics", applied=False)
+    wanted = re.compile(
+        r"^jobpulse_(job_missed_runs_total|job_runs_total|job_state|job_next_deadline|"
+        r"evaluator_last_run|inbox_pending|inbox_lag|leader)\S*( |\{)"
+    )
+    lines = [ln for ln in body.decode().splitlines() if wanted.match(ln)]
+    return "--- sidecar /metrics (at the timeout)\n" + "\n".join(
+        ln for ln in lines if "state=" not in ln or ln.endswith(" 1.0")
+    )
+
+
+def _prometheus_view(prometheus: str) -> str:
+    """What Prometheus has: its targets' health, the missed-run increase and ALERTS."""
+    out = ["--- Prometheus (at the timeout)"]
+    for query in ("up", "increase(jobpulse_job_missed_runs_total[1m])", "ALERTS"):
+        url = f"{prometheus}/api/v1/query?query={urllib.parse.quote(query)}"
+        with urllib.request.urlopen(url, timeout=2) as resp:
+            result = json.loads(resp.read())["data"]["result"]
+        out += [f"{query}: {r['metric']} = {r['value'][1]}" for r in result] or [f"{query}: none"]
+    with urllib.request.urlopen(f"{prometheus}/api/v1/alerts", timeout=2) as resp:
+        alerts = json.loads(resp.read())["data"]["alerts"]
+    out += [
+        f"alert {a['labels']['alertname']} {a['labels'].get('job_name')}: {a['state']} "
+        f"since {a['activeAt']}"
+        for a in alerts
+    ]
+    for query in (
+        'jobpulse_job_missed_runs_total{job_name="e2e-silent"}[2m]',
+        'jobpulse_job_state{job_name="e2e-silent",state="down"}[2m]',
+    ):
+        url = f"{prometheus}/api/v1/query?query={urllib.parse.quote(query)}"
+        with urllib.request.urlopen(url, timeout=2) as resp:
+            result = json.loads(resp.read())["data"]["result"]
+        for r in result:
+            out.append(f"{query}: " + " ".join(f"{t:.1f}={v}" for t, v in r["values"]))
+    return "\n".join(out)
+
+
+def _alertmanager_view(alertmanager: str) -> str:
+    """What Alertmanager holds: each alert's state and what inhibits or silences it."""
+    with urllib.request.urlopen(f"{alertmanager}/api/v2/alerts", timeout=2) as resp:
+        alerts = json.loads(resp.read())
+    return "--- Alertmanager (at the timeout)\n" + "\n".join(
+        f"{a['labels']['alertname']} {a['labels'].get('job_name')}: {a['status']} "
+        f"since {a['startsAt']}, updated {a['updatedAt']}"
+        for a in alerts
+    )
 
 
 @pytest.fixture
-def stack(tmp_path: Path) -> Iterator[tuple[Served, Receiver, list[Path], str]]:
+def stack(tmp_path: Path) -> Iterator[tuple[Served, Receiver, list[Log], str]]:
     prometheus = need_binary("prometheus")
     alertmanager = need_binary("prometheus-alertmanager")
     served = Served(tmp_path, CONFIG).start()
@@ -145,7 +213,14 @@ def stack(tmp_path: Path) -> Iterator[tuple[Served, Receiver, list[Path], str]]:
             }
         )
     )
-    logs = [tmp_path / "alertmanager.log", tmp_path / "prometheus.log", served.log]
+    files = [tmp_path / "alertmanager.log", tmp_path / "prometheus.log", served.log]
+    prometheus_url = f"http://127.0.0.1:{prom_port}"
+    logs: list[Log] = [
+        *files,
+        lambda: _sidecar_view(served),
+        lambda: _prometheus_view(prometheus_url),
+        lambda: _alertmanager_view(f"http://127.0.0.1:{am_port}"),
+    ]
     procs = [
         subprocess.Popen(
             [
@@ -156,7 +231,7 @@ def stack(tmp_path: Path) -> Iterator[tuple[Served, Receiver, list[Path], str]]:
                 # One Alertmanager, no HA: no gossip to wait for before it notifies.
                 "--cluster.listen-address=",
             ],
-            stdout=open(logs[0], "wb"),
+            stdout=open(files[0], "wb"),
             stderr=subprocess.STDOUT,
         ),
         subprocess.Popen(
@@ -166,12 +241,12 @@ def stack(tmp_path: Path) -> Iterator[tuple[Served, Receiver, list[Path], str]]:
                 f"--storage.tsdb.path={tmp_path / 'prom'}",
                 f"--web.listen-address=127.0.0.1:{prom_port}",
             ],
-            stdout=open(logs[1], "wb"),
+            stdout=open(files[1], "wb"),
             stderr=subprocess.STDOUT,
         ),
     ]
     try:
-        yield served, receiver, logs, f"http://127.0.0.1:{prom_port}"
+        yield served, receiver, logs, prometheus_url
     finally:
         for proc in procs:
             proc.terminate()
@@ -183,8 +258,8 @@ def stack(tmp_path: Path) -> Iterator[tuple[Served, Receiver, list[Path], str]]:
         receiver.server.shutdown()
 
 
-def _scraped(prometheus: str, job: str) -> bool:
-    query = urllib.parse.quote(f'jobpulse_job_runs_total{{job_name="{job}"}}')
+def _scraped(prometheus: str, job: str, metric: str = "jobpulse_job_runs_total") -> bool:
+    query = urllib.parse.quote(f'{metric}{{job_name="{job}"}}')
     try:
         with urllib.request.urlopen(f"{prometheus}/api/v1/query?query={query}", timeout=2) as resp:
             return bool(json.loads(resp.read())["data"]["result"])
@@ -200,7 +275,7 @@ def _firing(prometheus: str, job: str) -> set[str]:
 
 
 def test_missed_and_failed_runs_page_and_resolve(
-    stack: tuple[Served, Receiver, list[Path], str],
+    stack: tuple[Served, Receiver, list[Log], str],
 ) -> None:
     served, receiver, logs, prometheus = stack
 
@@ -209,6 +284,19 @@ def test_missed_and_failed_runs_page_and_resolve(
 
     # counters must be seen at 0 before they move, as in any long-running setup
     _wait("Prometheus to scrape the sidecar", scraped, 30, logs)
+    # e2e-silent is deployed now, into a steady scrape, as a new job is: Prometheus sees its
+    # missed-run counter at 0 (or at 1) before its third miss takes it down. Had its first
+    # scrape come after two misses (a slow start), the first increase() would coincide with
+    # JobDown, which inhibits JobPulseRunMissed in the shipped Alertmanager routes.
+    served.config.write_text(CONFIG + SILENT)
+    assert served.proc is not None
+    served.proc.send_signal(signal.SIGHUP)
+    _wait(
+        "Prometheus to scrape the new job",
+        lambda: _scraped(prometheus, "e2e-silent", "jobpulse_job_missed_runs_total"),
+        30,
+        logs,
+    )
     # e2e-failing reports one failed run; e2e-silent never reports at all
     served.get("/ping/e2e-failing/start")
     served.get("/ping/e2e-failing/fail")
@@ -271,7 +359,7 @@ def test_missed_and_failed_runs_page_and_resolve(
 
 
 def test_one_failure_of_a_warning_job_is_one_notification(
-    stack: tuple[Served, Receiver, list[Path], str],
+    stack: tuple[Served, Receiver, list[Log], str],
 ) -> None:
     """A failed run takes e2e-warning down (failure_threshold 1): JobDown, RunFailed and then
     FailureRatioHigh fire in Prometheus, and the receiver hears of it once."""
@@ -309,7 +397,7 @@ def _finish(job: str, ts: float, duration: float) -> dict[str, Any]:
 
 
 def test_a_run_five_times_slower_than_its_history_pages_and_one_and_a_half_does_not(
-    stack: tuple[Served, Receiver, list[Path], str],
+    stack: tuple[Served, Receiver, list[Log], str],
 ) -> None:
     """Two jobs with the same history (20 runs of 10 s in the last half hour: the default
     anomaly needs 20): a 50 s run of e2e-slow pages JobPulseRunSlow; a 15 s run of e2e-steady
@@ -361,7 +449,7 @@ def _used_metric_names() -> set[str]:
 
 
 def test_every_metric_the_rules_and_dashboards_use_is_in_a_live_scrape(tmp_path: Path) -> None:
-    served = Served(tmp_path, CONFIG).start()
+    served = Served(tmp_path, CONFIG + SILENT).start()
     try:
         served.get("/ping/e2e-failing/start")
         served.get("/ping/e2e-failing/fail")
