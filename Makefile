@@ -33,8 +33,9 @@ typecheck: $(STAMP)
 	cd .build/typecheck && ../../$(BIN)/mypy --config-file ../../pyproject.toml \
 		--explicit-package-bases -p jobpulse.instrumentation -p jobpulse.sidecar
 
+# --durations: a slow run says where its time went.
 unit: $(STAMP)
-	$(BIN)/pytest -q -p no:cacheprovider
+	$(BIN)/pytest -q -p no:cacheprovider --durations=15
 
 # The whole suite: lint, types, then every test.
 test: lint typecheck unit
