@@ -139,25 +139,35 @@ def _sidecar_view(served: Served) -> str:
     """The sidecar's own view of the jobs and of its evaluator, from its /metrics."""
     _, body = served.get("/metrics", applied=False)
     wanted = re.compile(
-        r"^jobpulse_(job_missed_runs_total|job_runs_total|job_state|job_next_deadline|"
-        r"evaluator_last_run|inbox_pending|inbox_lag|leader)\S*( |\{)"
+        r"^jobpulse_(job_missed_runs_total|job_runs_total|job_state|job_next_expected_run|"
+        r"evaluator_last_run|inbox_pending|inbox_apply_lag|leader)\S*( |\{)"
     )
     lines = [ln for ln in body.decode().splitlines() if wanted.match(ln)]
     return "--- sidecar /metrics (at the timeout)\n" + "\n".join(
-        ln for ln in lines if "state=" not in ln or ln.endswith(" 1.0")
+        ln for ln in lines if "state=" not in ln or float(ln.rsplit(" ", 1)[1]) == 1
     )
 
 
+def _get_json(url: str) -> Any:
+    with urllib.request.urlopen(url, timeout=2) as resp:
+        return json.loads(resp.read())
+
+
+def _query(prometheus: str, query: str) -> list[dict[str, Any]]:
+    """The result of an instant query (a range selector gives each series' samples)."""
+    url = f"{prometheus}/api/v1/query?query={urllib.parse.quote(query)}"
+    result: list[dict[str, Any]] = _get_json(url)["data"]["result"]
+    return result
+
+
 def _prometheus_view(prometheus: str) -> str:
-    """What Prometheus has: its targets' health, the missed-run increase and ALERTS."""
+    """What Prometheus has: its targets' health, the missed-run increase, ALERTS, each
+    alert's activeAt, and e2e-silent's samples of its missed runs and its down state."""
     out = ["--- Prometheus (at the timeout)"]
     for query in ("up", "increase(jobpulse_job_missed_runs_total[1m])", "ALERTS"):
-        url = f"{prometheus}/api/v1/query?query={urllib.parse.quote(query)}"
-        with urllib.request.urlopen(url, timeout=2) as resp:
-            result = json.loads(resp.read())["data"]["result"]
+        result = _query(prometheus, query)
         out += [f"{query}: {r['metric']} = {r['value'][1]}" for r in result] or [f"{query}: none"]
-    with urllib.request.urlopen(f"{prometheus}/api/v1/alerts", timeout=2) as resp:
-        alerts = json.loads(resp.read())["data"]["alerts"]
+    alerts = _get_json(f"{prometheus}/api/v1/alerts")["data"]["alerts"]
     out += [
         f"alert {a['labels']['alertname']} {a['labels'].get('job_name')}: {a['state']} "
         f"since {a['activeAt']}"
@@ -167,18 +177,14 @@ def _prometheus_view(prometheus: str) -> str:
         'jobpulse_job_missed_runs_total{job_name="e2e-silent"}[2m]',
         'jobpulse_job_state{job_name="e2e-silent",state="down"}[2m]',
     ):
-        url = f"{prometheus}/api/v1/query?query={urllib.parse.quote(query)}"
-        with urllib.request.urlopen(url, timeout=2) as resp:
-            result = json.loads(resp.read())["data"]["result"]
-        for r in result:
+        for r in _query(prometheus, query):
             out.append(f"{query}: " + " ".join(f"{t:.1f}={v}" for t, v in r["values"]))
     return "\n".join(out)
 
 
 def _alertmanager_view(alertmanager: str) -> str:
     """What Alertmanager holds: each alert's state and what inhibits or silences it."""
-    with urllib.request.urlopen(f"{alertmanager}/api/v2/alerts", timeout=2) as resp:
-        alerts = json.loads(resp.read())
+    alerts = _get_json(f"{alertmanager}/api/v2/alerts")
     return "--- Alertmanager (at the timeout)\n" + "\n".join(
         f"{a['labels']['alertname']} {a['labels'].get('job_name')}: {a['status']} "
         f"since {a['startsAt']}, updated {a['updatedAt']}"
@@ -259,18 +265,14 @@ def stack(tmp_path: Path) -> Iterator[tuple[Served, Receiver, list[Log], str]]:
 
 
 def _scraped(prometheus: str, job: str, metric: str = "jobpulse_job_runs_total") -> bool:
-    query = urllib.parse.quote(f'{metric}{{job_name="{job}"}}')
     try:
-        with urllib.request.urlopen(f"{prometheus}/api/v1/query?query={query}", timeout=2) as resp:
-            return bool(json.loads(resp.read())["data"]["result"])
+        return bool(_query(prometheus, f'{metric}{{job_name="{job}"}}'))
     except OSError:
         return False
 
 
 def _firing(prometheus: str, job: str) -> set[str]:
-    query = urllib.parse.quote(f'ALERTS{{job_name="{job}", alertstate="firing"}}')
-    with urllib.request.urlopen(f"{prometheus}/api/v1/query?query={query}", timeout=2) as resp:
-        result = json.loads(resp.read())["data"]["result"]
+    result = _query(prometheus, f'ALERTS{{job_name="{job}", alertstate="firing"}}')
     return {r["metric"]["alertname"] for r in result}
 
 
