@@ -17,7 +17,7 @@ from concurrent.futures import Future
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, cast
 
-from sqlalchemy import BindParameter, Connection, Table, bindparam, insert, select
+from sqlalchemy import Connection, Table, bindparam, insert
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 
@@ -26,7 +26,6 @@ from jobpulse.instrumentation.wire import Event
 from ..domain.tables import EventKey, Job
 from .groupcommit import GroupCommit, StoreUnavailable
 from .inbox import (
-    CHUNK,
     CREATE,
     INBOX,
     PAIR_LATEST,
@@ -36,6 +35,7 @@ from .inbox import (
     key_ts,
     lock_for_pass,
 )
+from .pairs import MAX_PAIRS, pairs_params, pairs_statement
 
 if TYPE_CHECKING:
     from ..domain.clock import Clock
@@ -51,15 +51,15 @@ _COLUMNS = ("job", "run_id", "type", "key_ts", "ts", "arrived_at", "flags", "bod
 _KEY = (INBOX.c.job, INBOX.c.run_id, INBOX.c.type, INBOX.c.key_ts)
 # Keys among a batch's (job, run_id) pairs already stored: waiting in the inbox, or applied
 # (the engine's ``events`` table). Both read through the unique keys' indexes, (job, run_id,
-# ...) and (job_id, ...). Built once, with expanding parameters: an IN list of literal values
-# would be coerced value by value on every batch.
-_JOBS: BindParameter[str] = bindparam("jobs", expanding=True)
-_RUN_IDS: BindParameter[str] = bindparam("run_ids", expanding=True)
+# ...) and (job_id, ...), one probe per pair (see ``pairs.py``).
 _KEYS_STORED = (
-    select(*_KEY).where(INBOX.c.job.in_(_JOBS), INBOX.c.run_id.in_(_RUN_IDS)),
-    select(Job.name, _EVENTS.c.run_id, _EVENTS.c.type, _EVENTS.c.key_ts)
-    .join(Job, Job.id == _EVENTS.c.job_id)
-    .where(Job.name.in_(_JOBS), _EVENTS.c.run_id.in_(_RUN_IDS)),
+    f"WITH k(job, run_id) AS ({{pairs}}) "
+    f"SELECT i.job, i.run_id, i.type, i.key_ts FROM k "
+    f"JOIN {INBOX.name} i ON i.job = k.job AND i.run_id = k.run_id",
+    f"WITH k(job, run_id) AS ({{pairs}}) "
+    f"SELECT j.name, e.run_id, e.type, e.key_ts FROM k "
+    f"JOIN {Job.__tablename__} j ON j.name = k.job "
+    f"JOIN {_EVENTS.name} e ON e.job_id = j.id AND e.run_id = k.run_id",
 )
 
 
@@ -303,13 +303,11 @@ class Appender(GroupCommit[_Request]):
         keyed = {(ev.job, ev.run_id) for req in batch if req.check_keys for ev in req.events}
         found: set[tuple[str, str, str, float]] = set()
         pairs = sorted(keyed)
-        for i in range(0, len(pairs), CHUNK):
-            chunk = pairs[i : i + CHUNK]
-            values = {
-                "jobs": list({job for job, _ in chunk}),
-                "run_ids": list({run_id for _, run_id in chunk}),
-            }
-            for query in _KEYS_STORED:
-                for job, run_id, etype, kts in conn.execute(query, values):
+        for i in range(0, len(pairs), MAX_PAIRS):
+            chunk = pairs[i : i + MAX_PAIRS]
+            params = pairs_params(chunk)
+            for template in _KEYS_STORED:
+                query = pairs_statement(template, len(chunk))
+                for job, run_id, etype, kts in conn.execute(query, params):
                     found.add((job, run_id, etype, float(kts)))
         return found

@@ -8,13 +8,16 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import fields
+from functools import cache
 from typing import TypeVar, cast
 
 from sqlalchemy import BindParameter, Table, bindparam, select
 from sqlalchemy.orm import Session
+from sqlalchemy.sql.selectable import ExecutableReturnsRows
 
 from ..domain.rollup import HourRollup, Stats, hour_of, stats_from_rows
 from ..domain.tables import EventKey, Job, JobUpstream, Rollup, Run, Slot
+from .pairs import pairs_params, pairs_statement
 
 __all__ = ["ROLLUPS", "ROLLUP_FIELDS", "SELECT_ROLLUPS", "ReadAhead"]
 
@@ -24,26 +27,32 @@ ROLLUP_FIELDS = tuple(field.name for field in fields(HourRollup))
 SELECT_ROLLUPS = select(*(ROLLUPS.c[name] for name in ROLLUP_FIELDS))
 
 T = TypeVar("T")
-_CHUNK = 500  # ids per IN (...) list
+_CHUNK = 500  # ids (or pairs) per statement
 
 # The loaders' statements, built once with expanding parameters: an IN list of literal values
 # would be built, coerced value by value and given a cache key anew for every batch applied.
 _IDS: BindParameter[int] = bindparam("ids", expanding=True)
 _NAMES: BindParameter[str] = bindparam("names", expanding=True)
-_RUN_IDS: BindParameter[str] = bindparam("run_ids", expanding=True)
 _HOURS: BindParameter[int] = bindparam("hours", expanding=True)
 # Sorted by name: PostgreSQL replicas lock a batch's jobs in one order.
 _JOBS = select(Job).where(Job.name.in_(_NAMES)).order_by(Job.name)
 _JOBS_LOCKED = _JOBS.with_for_update()
 _RUNNING = select(Run).where(Run.job_id.in_(_IDS), Run.outcome == "running")
-_RUNS = select(Run).where(Run.job_id.in_(_IDS), Run.run_id.in_(_RUN_IDS))
+_RUN_COLUMNS = cast(Table, Run.__table__).c
+_RUNS = (  # by (job id, run id) pairs, one index probe each (see pairs.py)
+    f"WITH k(job_id, run_id) AS ({{pairs}}) "
+    f"SELECT {', '.join(f'r.{c.name}' for c in _RUN_COLUMNS)} FROM k "
+    f"JOIN {Run.__tablename__} r ON r.job_id = k.job_id AND r.run_id = k.run_id"
+)
 _SLOTS = select(Slot).where(
     Slot.job_id.in_(_IDS), Slot.slot >= bindparam("lo"), Slot.slot <= bindparam("hi")
 )
 _ROLLUPS_AT = SELECT_ROLLUPS.where(ROLLUPS.c.job_id.in_(_IDS), ROLLUPS.c.hour.in_(_HOURS))
 _ROLLUPS_SINCE = SELECT_ROLLUPS.where(ROLLUPS.c.job_id.in_(_IDS), ROLLUPS.c.hour >= bindparam("lo"))
-_EVENT_KEYS = select(EventKey.job_id, EventKey.run_id, EventKey.type, EventKey.key_ts).where(
-    EventKey.job_id.in_(_IDS), EventKey.run_id.in_(_RUN_IDS)
+_EVENT_KEYS = (
+    "WITH k(job_id, run_id) AS ({pairs}) "
+    f"SELECT e.job_id, e.run_id, e.type, e.key_ts FROM k "
+    f"JOIN {EventKey.__tablename__} e ON e.job_id = k.job_id AND e.run_id = k.run_id"
 )
 _DOWNSTREAMS = (
     select(JobUpstream.upstream, Job.name)
@@ -51,6 +60,11 @@ _DOWNSTREAMS = (
     .where(JobUpstream.upstream.in_(_NAMES))
     .order_by(Job.name)
 )
+
+
+@cache
+def _runs_query(count: int) -> ExecutableReturnsRows:
+    return select(Run).from_statement(pairs_statement(_RUNS, count).columns(*_RUN_COLUMNS))
 
 
 def _chunks(items: Sequence[T]) -> Iterator[Sequence[T]]:
@@ -104,11 +118,8 @@ class ReadAhead:
                     self._runs[(run.job_id, run.run_id)] = run
                 self._running.update(running)
             for part in _chunks(sorted(keys - self._runs.keys())):
-                params = {
-                    "ids": list({job_id for job_id, _ in part}),
-                    "run_ids": list({run_id for _, run_id in part}),
-                }
-                rows = self.session.scalars(_RUNS, params)
+                query = _runs_query(len(part))
+                rows: Iterable[Run] = self.session.scalars(query, pairs_params(part))
                 found = {(run.job_id, run.run_id): run for run in rows}
                 for key in part:
                     self._runs[key] = found.get(key)
@@ -151,12 +162,15 @@ class ReadAhead:
     def load_event_keys(self, keys: Iterable[tuple[int, str, str, float]]) -> None:
         wanted = sorted(set(keys) - self._keys.keys())
         for chunk in _chunks(wanted):
-            params = {
-                "ids": list({key[0] for key in chunk}),
-                "run_ids": list({key[1] for key in chunk}),
-            }
+            pairs = sorted({key[:2] for key in chunk})
+            query = pairs_statement(_EVENT_KEYS, len(pairs))
             with self.session.no_autoflush:
-                stored = {tuple(row) for row in self.session.execute(_EVENT_KEYS, params)}
+                stored = {
+                    (job_id, run_id, etype, float(kts))
+                    for job_id, run_id, etype, kts in self.session.execute(
+                        query, pairs_params(pairs)
+                    )
+                }
             for key in chunk:
                 self._keys[key] = key in stored
 
