@@ -11,7 +11,7 @@ from dataclasses import fields
 from functools import cache
 from typing import TypeVar, cast
 
-from sqlalchemy import BindParameter, Table, bindparam, select
+from sqlalchemy import BindParameter, Table, TextClause, bindparam, select
 from sqlalchemy.orm import Session
 from sqlalchemy.sql.selectable import ExecutableReturnsRows
 
@@ -63,8 +63,9 @@ _DOWNSTREAMS = (
 
 
 @cache
-def _runs_query(count: int) -> ExecutableReturnsRows:
-    return select(Run).from_statement(pairs_statement(_RUNS, count).columns(*_RUN_COLUMNS))
+def _runs_query(pairs: TextClause) -> ExecutableReturnsRows:
+    """The ORM query over one of ``pairs_statement(_RUNS, n)``'s few padded statements."""
+    return select(Run).from_statement(pairs.columns(*_RUN_COLUMNS))
 
 
 def _chunks(items: Sequence[T]) -> Iterator[Sequence[T]]:
@@ -118,7 +119,7 @@ class ReadAhead:
                     self._runs[(run.job_id, run.run_id)] = run
                 self._running.update(running)
             for part in _chunks(sorted(keys - self._runs.keys())):
-                query = _runs_query(len(part))
+                query = _runs_query(pairs_statement(_RUNS, len(part)))
                 rows: Iterable[Run] = self.session.scalars(query, pairs_params(part))
                 found = {(run.job_id, run.run_id): run for run in rows}
                 for key in part:
