@@ -179,7 +179,7 @@ class Engine(Runs):
             t = ev.scheduled_for if ev.scheduled_for is not None else ev.ts
             first = min(t, ev.ts - ev.duration) if ev.duration is not None else t
             if kind == "cron":
-                lo, hi = first - cfg.grace_bound, t + cfg.early_bound
+                lo, hi = cfg.match_window(first)[0], cfg.match_window(t)[1]
             else:
                 lo, hi = first, t
             if job.cursor is not None:

@@ -33,7 +33,6 @@ DEFAULT_BUCKETS: tuple[float, ...] = (
     28800,
     86400,
 )
-_MAX_DEFAULT_GRACE = 3600.0
 _MAX_DEFAULT_EARLY = 60.0
 
 
@@ -136,10 +135,15 @@ class JobConfig:
         return default_max_runtime(self.schedule.period(slot))
 
     @property
-    def grace_bound(self) -> float:
-        """No slot's grace exceeds this: bounds the search for a run's candidate slots."""
-        return self.grace if self.grace is not None else _MAX_DEFAULT_GRACE
-
-    @property
     def early_bound(self) -> float:
         return self.early_tolerance if self.early_tolerance is not None else _MAX_DEFAULT_EARLY
+
+    def match_window(self, t: float) -> tuple[float, float]:
+        """Bounds on the cron slots whose window (early tolerance before, grace after) can
+        hold time ``t``. A default grace is under half its slot's period, so of the slots at
+        or before ``t`` only the latest can still hold ``t``: the search starts there rather
+        than the longest default grace (an hour) back, where a five-minute job has a dozen."""
+        if self.grace is not None:
+            return t - self.grace, t + self.early_bound
+        latest = self.schedule.at_or_before(t)
+        return (t if latest is None else latest), t + self.early_bound

@@ -24,7 +24,7 @@ class Slots(Thresholds):
     ) -> float | None:
         sched = cfg.schedule
         if sched.kind == "cron":
-            lo, hi = t - cfg.grace_bound, t + cfg.early_bound
+            lo, hi = cfg.match_window(t)
             taken = tx.slots_between(job.id, lo, hi)
             candidates = [
                 s

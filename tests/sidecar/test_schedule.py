@@ -10,6 +10,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from jobpulse.instrumentation.errors import InvalidSchedule, InvalidTimezone
+from jobpulse.sidecar.domain.jobconfig import JobConfig
 from jobpulse.sidecar.domain.schedule import Schedule, default_grace
 from tests.sidecar.harness import Harness, at
 
@@ -244,3 +245,24 @@ def test_slots_are_strictly_increasing_and_consistent(
     if seq:
         assert sched.at_or_after(t) == seq[0]
         assert sched.at_or_before(seq[0]) == seq[0]
+
+
+@given(exprs, starts, zones, st.floats(0, 2 * 86400), st.sampled_from([None, 30.0, 5400.0]))
+def test_a_runs_match_window_holds_every_slot_whose_window_holds_it(
+    parts: tuple[str, ...], start: int, tz: str, offset: float, grace: float | None
+) -> None:
+    """A run is matched among the slots of ``match_window``; with the default grace that
+    starts at the latest slot before the run, not an hour back. The narrow search must find
+    exactly the slots the hour-wide one finds, whatever the schedule, zone and time."""
+    cfg = JobConfig(name="j", schedule=Schedule.of(" ".join(parts), None, tz), grace=grace)
+    t = start + offset
+
+    def holding(lo: float, hi: float) -> list[float]:
+        return [
+            s
+            for s in cfg.schedule.between(lo, hi)
+            if s - cfg.early_at(s) <= t <= s + cfg.grace_at(s)
+        ]
+
+    widest = 3600.0 if grace is None else grace  # the longest default grace, or the set one
+    assert holding(*cfg.match_window(t)) == holding(t - widest, t + 60.0)
