@@ -263,7 +263,7 @@ async def _post(session: Any, url: str, body: bytes) -> None:
 
 
 def apply_lag(quick: bool) -> Result:
-    seconds = 3 if quick else 8
+    seconds = 1 if quick else 8
     rounds = 1 if quick else 3
     lags: list[float] = []
     peaks: list[float] = []

@@ -136,7 +136,7 @@ def _pushgateway(tmp: Path) -> Iterator[str | None]:
 
 
 def single_ingest(quick: bool) -> Result:
-    seconds = 2 if quick else 5
+    seconds = 1 if quick else 5
     rounds = 1 if quick else 3
     if not have("wrk"):
         reason = "wrk is not installed (apt-get install -y wrk)"
@@ -306,7 +306,7 @@ def _jobpulse_batch_rate(sidecar: Sidecar, seconds: float, rounds: int) -> tuple
 
 
 def batched_ingest(quick: bool) -> Result:
-    seconds = 3 if quick else 8
+    seconds = 1 if quick else 8
     rounds = 1 if quick else 3
     title = "Batched durable ingest (100 events per request)"
     if not have("wrk"):
