@@ -110,6 +110,7 @@ class Sidecar:
         # the notifier sends them after commit, on the leader.
         self.outbox = Outbox(self.clock, lambda job: self.engine.config(job).labels)
         self.store.on_flip = self.outbox.on_flip
+        self.store.on_relabel = self.outbox.on_relabel
         self.notifier = Notifier(
             store=self.store,
             writer=self.writer,
@@ -147,6 +148,7 @@ class Sidecar:
         job = tx.job(name)
         if job is None:
             return False
+        self.outbox.on_gone(tx.session, job, "deleted", self.clock.now())
         tx.write_pending()
         tx.session.delete(job)
         forget_job(tx, name)
@@ -166,6 +168,9 @@ class Sidecar:
         self.file_config = cfg
         # Before the jobs: flips of this very change notify the new receivers.
         self.outbox.receivers = tuple(r.name for r in cfg.notify.receivers)
+        self.outbox.alertmanagers = tuple(
+            r.name for r in cfg.notify.receivers if r.kind == "alertmanager"
+        )
         self.notifier.configure(cfg.notify)
         windows = tuple(Window.from_spec(spec) for spec in cfg.maintenance)
         windows_changed = windows != self.engine.windows
@@ -186,15 +191,21 @@ class Sidecar:
                     self.engine.create_job(tx, name, now, file_fields=fields)
                     report["added"].append(name)
                     continue
-                if job.removed:
-                    job.removed = False
-                    self.engine._restart_cursor(job, self.engine.config(job), now)
+                back = job.removed
                 if job.file_fields != fields or not job.in_file:
+                    # A job coming back is reconfigured while still removed: its alert was
+                    # resolved when it left, so new labels resolve nothing.
                     self.engine.reconfigure(tx, job, now, file_fields=fields)
                     report["updated"].append(name)
+                if back:
+                    job.removed = False
+                    self.engine._restart_cursor(job, self.engine.config(job), now)
+                    self.engine.refresh(tx, job, now)
+                    self.outbox.on_back(tx.session, job)
             for job in tx.session.scalars(select(Job).where(Job.in_file.is_(True))):
                 if job.name not in cfg.jobs and not job.removed:
                     # Stops being evaluated; keeps its last configuration and its history.
+                    self.outbox.on_gone(tx.session, job, "removed", now)
                     job.removed = True
                     job.changed_at = now
                     self.engine.refresh(tx, job, now)

@@ -113,6 +113,8 @@ class Engine(Runs):
             self._resume(tx, job, now)
         job.changed_at = now
         self.refresh(tx, job, now)
+        if new.labels != old.labels:
+            tx.relabelled(job, old.labels)
 
     def _restart_cursor(self, job: Job, cfg: JobConfig, start: float) -> None:
         job.ticks = None  # a dependent's ticks are heard of again from its upstreams

@@ -7,7 +7,7 @@ ORM session, and anything with these methods (a fake in a test) will do.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Protocol
 
 from .maintenance import Window
@@ -49,6 +49,7 @@ class Tx(Protocol):
 
     # flips and rollups
     def add_flip(self, flip: FlipRecord) -> None: ...
+    def relabelled(self, job: Job, old: Mapping[str, str]) -> None: ...
     def rollup(self, job_id: int, at: float) -> HourRollup: ...
 
     # the job's durations over a window of hours, read once per transaction (slow runs)

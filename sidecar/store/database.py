@@ -11,7 +11,7 @@ from __future__ import annotations
 import contextlib
 import re
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -24,7 +24,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from jobpulse.instrumentation.errors import ConfigError
 
-from ..domain.tables import FlipRecord
+from ..domain.tables import FlipRecord, Job
 from .migrate import upgrade
 from .tx import Tx
 
@@ -142,6 +142,7 @@ class Store:
         )
         # Called for every flip a transaction adds, in that transaction (the outbox).
         self.on_flip: Callable[[Session, FlipRecord], None] | None = None
+        self.on_relabel: Callable[[Session, Job, Mapping[str, str]], None] | None = None
 
     @property
     def display_url(self) -> str:
@@ -176,7 +177,12 @@ class Store:
     @contextmanager
     def transaction(self) -> Iterator[Tx]:
         with self.write_lock, self._write_sessions.begin() as session:
-            yield Tx(session, locking=not self.is_sqlite, on_flip=self.on_flip)
+            yield Tx(
+                session,
+                locking=not self.is_sqlite,
+                on_flip=self.on_flip,
+                on_relabel=self.on_relabel,
+            )
 
     @contextmanager
     def append_transaction(self) -> Iterator[Connection]:

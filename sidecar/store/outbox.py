@@ -9,7 +9,9 @@ and the delivery delays a notification but never loses it.
 
 Which flips notify: a job going ``down`` fires; leaving ``down`` (``up``, ``paused``, ``new``)
 resolves. Other flips (``new``→``up``, ``up``→``paused``, a new reason while ``down``) send
-nothing.
+nothing. Besides flips, a down job that is deleted or removed from the file resolves
+(:meth:`Outbox.on_gone`), one back in the file fires again (:meth:`Outbox.on_back`), and one
+whose labels change is, to an Alertmanager, a new alert (:meth:`Outbox.on_relabel`).
 
 Rows of one (receiver, job) are delivered in order: a row waits while an older one of the same
 pair is pending, so a receiver never sees a job resolve before it fired. ``delivery`` is
@@ -102,7 +104,8 @@ def alert_of(from_state: str, to_state: str) -> str | None:
 class Outbox:
     """Adds the outbox rows of a flip to the flip's own transaction.
 
-    ``receivers`` is replaced when the configuration is (re)loaded; ``labels_of`` gives a job's
+    ``receivers`` is replaced when the configuration is (re)loaded, and ``alertmanagers`` with
+    it (the names of those receivers that are Alertmanagers); ``labels_of`` gives a job's
     effective labels. ``added`` is set when rows were added (the sender is woken after the
     commit)."""
 
@@ -110,6 +113,7 @@ class Outbox:
         self.clock = clock
         self.labels_of = labels_of
         self.receivers: tuple[str, ...] = ()
+        self.alertmanagers: tuple[str, ...] = ()
         self.added = False
 
     def on_flip(self, session: Session, flip: FlipRecord) -> None:
@@ -120,27 +124,93 @@ class Outbox:
             job = session.get(Job, flip.job_id)
         if job is None:
             return
-        labels = dict(self.labels_of(job))
+        self._add(
+            session,
+            self.receivers,
+            job.name,
+            alert,
+            (flip.from_state, flip.to_state),
+            flip.reason,
+            flip.at,
+            self.labels_of(job),
+        )
+
+    def on_gone(self, session: Session, job: Job, to_state: str, at: float) -> None:
+        """``job`` is deleted (``to_state`` ``deleted``) or removed from the configuration file
+        (``removed``): if it was down, its alert resolves now rather than when the last
+        re-sent ``endsAt`` runs out."""
+        if job.state != "down" or job.removed:
+            return
+        labels = self.labels_of(job)
+        self._add(
+            session, self.receivers, job.name, "resolved", ("down", to_state), None, at, labels
+        )
+
+    def on_back(self, session: Session, job: Job) -> None:
+        """A job removed from the file while down is back in it: its alert fires again."""
+        if job.state == "down":
+            self._add(
+                session,
+                self.receivers,
+                job.name,
+                "firing",
+                ("removed", "down"),
+                job.reason,
+                job.state_since,
+                self.labels_of(job),
+            )
+
+    def on_relabel(self, session: Session, job: Job, old: Mapping[str, str]) -> None:
+        """A down job's labels changed: an Alertmanager identifies an alert by its labels, so
+        the alert under the old ones resolves now and the one under the new ones fires (from
+        when the job went down). Webhooks name the job, so they are told nothing new."""
+        new = self.labels_of(job)
+        if job.state != "down" or job.removed or dict(new) == dict(old):
+            return
+        at, receivers = self.clock.now(), self.alertmanagers
+        self._add(session, receivers, job.name, "resolved", ("down", "down"), None, at, old)
+        self._add(
+            session,
+            receivers,
+            job.name,
+            "firing",
+            ("down", "down"),
+            job.reason,
+            job.state_since,
+            new,
+        )
+
+    def _add(
+        self,
+        session: Session,
+        receivers: Iterable[str],
+        job: str,
+        alert: str,
+        states: tuple[str, str],
+        reason: str | None,
+        at: float,
+        labels: Mapping[str, str],
+    ) -> None:
         now = self.clock.now()
-        for receiver in self.receivers:
+        for receiver in receivers:
             session.add(
                 OutboxRow(
                     key=uuid.uuid4().hex,
                     receiver=receiver,
-                    job=job.name,
+                    job=job,
                     alert=alert,
-                    from_state=flip.from_state,
-                    to_state=flip.to_state,
-                    reason=flip.reason,
-                    at=flip.at,
-                    labels=labels,
+                    from_state=states[0],
+                    to_state=states[1],
+                    reason=reason,
+                    at=at,
+                    labels=dict(labels),
                     created_at=now,
                     delivery="pending",
                     attempts=0,
                     next_attempt_at=now,
                 )
             )
-        self.added = True
+            self.added = True
 
 
 def due_rows(session: Session, now: float, limit: int) -> list[OutboxRow]:

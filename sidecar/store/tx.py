@@ -8,7 +8,7 @@ takes due rows with ``SKIP LOCKED``; hourly rollups are created with ``ON CONFLI
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, cast
 
 from sqlalchemy import Table, Update, bindparam, delete, event, func, select, update
@@ -70,10 +70,13 @@ class Tx(ReadAhead):
         *,
         locking: bool = False,
         on_flip: Callable[[Session, FlipRecord], None] | None = None,
+        on_relabel: Callable[[Session, Job, Mapping[str, str]], None] | None = None,
     ) -> None:
         self.session = session
-        # Adds what a flip entails to the same transaction (the notification outbox).
+        # Adds what a flip, or a down job's new labels, entails to the same transaction (the
+        # notification outbox).
         self.on_flip = on_flip
+        self.on_relabel = on_relabel
         # PostgreSQL: lock job rows (SQLite's BEGIN IMMEDIATE already serialises writers).
         self.locking = locking
         self._jobs: dict[str, Job | None] = {}
@@ -377,6 +380,11 @@ class Tx(ReadAhead):
         self._new_flips.append(flip)
         if self.on_flip is not None:
             self.on_flip(self.session, flip)
+
+    def relabelled(self, job: Job, old: Mapping[str, str]) -> None:
+        """``job``'s effective labels changed from ``old`` (what that entails: ``on_relabel``)."""
+        if self.on_relabel is not None:
+            self.on_relabel(self.session, job, old)
 
     def rollup(self, job_id: int, at: float) -> HourRollup:
         """The job's rollup of ``at``'s hour, to count into: written by :meth:`write_pending`."""

@@ -360,3 +360,72 @@ async def test_alertmanager_gets_the_rules_alert_and_it_is_re_sent_while_down(
     h.clock.advance(61)
     await notifier.run_once()
     assert len(hook.bodies("/am/api/v2/alerts")) == 4  # up: nothing to keep firing
+
+
+async def test_a_down_jobs_alert_resolves_at_once_when_it_is_relabelled_removed_or_deleted(
+    make: Callable[[str], Harness], hook: Hook
+) -> None:
+    """An Alertmanager knows an alert by its labels and keeps a re-sent one firing until its
+    ``endsAt`` (four re-send intervals ahead): a down job that is relabelled, removed from the
+    file or deleted must resolve its alert at once, not page for minutes about what no
+    longer exists (or twice, under its old labels and its new ones)."""
+    text = config(hook, am=True)
+    h = make(text)
+    h.move(DOWN_AT + 1)
+    notifier = h.sidecar.notifier
+    await notifier.run_once()
+    am = lambda: [a for body in hook.bodies("/am/api/v2/alerts") for a in body]  # noqa: E731
+    (first, _resent) = am()
+    assert first["labels"]["team"] == "data" and len(hook.bodies("/hook")) == 1
+
+    def ended(alert: dict[str, Any]) -> bool:
+        return parse_ts(alert["endsAt"]) <= h.clock.now()
+
+    # Relabelled while down: the old labels' alert resolves, the new labels' fires from when
+    # the job went down; a webhook names the job and hears nothing new.
+    h.clock.advance(5)
+    h.sidecar.apply_config(parse_config(text.replace("team: data", "team: ops")))
+    await notifier.run_once()
+    resolved, fired = am()[2:]
+    assert resolved["labels"] == first["labels"] and ended(resolved)
+    assert fired["labels"] == {**first["labels"], "team": "ops"} and not ended(fired)
+    assert fired["startsAt"] == first["startsAt"]
+    assert len(hook.bodies("/hook")) == 1
+
+    # Removed from the file: resolved everywhere, the webhook told why.
+    h.clock.advance(5)
+    h.sidecar.apply_config(
+        parse_config(
+            text.replace("team: data", "team: ops").replace(
+                "  - name: nightly", "  - name: other\n    every: 1h\n  - name: unused"
+            )
+        )
+    )
+    await notifier.run_once()
+    (gone,) = am()[4:]
+    assert gone["labels"] == fired["labels"] and ended(gone)
+    (removed,) = hook.bodies("/hook")[1:]
+    assert (removed["status"], removed["state"], removed["previous_state"]) == (
+        "resolved",
+        "removed",
+        "down",
+    )
+
+    # Back in the file, still down: it fires again.
+    h.clock.advance(5)
+    h.sidecar.apply_config(parse_config(text))
+    await notifier.run_once()
+    (back,) = am()[5:6]
+    assert back["labels"] == first["labels"] and not ended(back)
+    assert hook.bodies("/hook")[2]["status"] == "firing"
+
+    # Deleted: resolved everywhere at once.
+    h.clock.advance(5)
+    assert h.sidecar.writer.run_sync(lambda tx: h.sidecar.delete_job(tx, "nightly"))
+    await notifier.run_once()
+    assert [a["labels"] == first["labels"] and ended(a) for a in am()[6:]] == [True]
+    (deleted,) = hook.bodies("/hook")[3:]
+    assert (deleted["status"], deleted["state"]) == ("resolved", "deleted")
+    h.clock.advance(61)
+    await notifier.run_once()
+    assert len(am()) == 7  # nothing left to keep firing
