@@ -262,3 +262,34 @@ def test_the_push_beside_the_generated_rules_is_one_alert_not_two(
         )
     finally:
         served.stop()
+
+
+def test_a_down_job_deleted_is_resolved_at_once_not_when_its_alert_expires(
+    stack: Stack, tmp_path: Path
+) -> None:
+    """Re-sent every hour, the pushed alert's endsAt lies four hours ahead: only the
+    resolution the deletion sends can end it, and Alertmanager tells the team at once."""
+    job = "e2e-gone"
+    stack.start_alertmanager()
+    served = Served(tmp_path, _config(job, stack.am_port, "1h")).start()
+    stack.logs.append(served.log)
+    try:
+        firing = _wait(
+            "the pushed JobPulseJobDown",
+            lambda: stack.receiver.find("JobPulseJobDown", job, "firing"),
+            60,
+            stack.logs,
+        )
+        req = urllib.request.Request(f"{served.url}/api/v1/jobs/{job}", method="DELETE")
+        with urllib.request.urlopen(req, timeout=10) as resp:
+            assert resp.status == 204
+        resolved = _wait(
+            "the resolution of the deleted job",
+            lambda: stack.receiver.find("JobPulseJobDown", job, "resolved"),
+            60,
+            stack.logs,
+        )
+        assert resolved["fingerprint"] == firing["fingerprint"]
+        assert not [a for a in stack.am_alerts(job) if a["status"]["state"] == "active"]
+    finally:
+        served.stop()
