@@ -91,6 +91,11 @@ FAMILIES: tuple[tuple[str, str, str], ...] = (
         "Finished runs slower than the job's anomaly factor times its p95 duration.",
     ),
     ("jobpulse_job_in_maintenance", "gauge", "1 while a maintenance window holds the job."),
+    (
+        "jobpulse_job_created_timestamp_seconds",
+        "gauge",
+        "When the job was created: its counters started at 0 then.",
+    ),
 )
 # Text format 0.0.4 names a counter family by its sample name, with _total; OpenMetrics by
 # its name.
@@ -532,6 +537,9 @@ class MetricsCache:
         out.append(f"jobpulse_job_slow_runs_total{{{jl}}} {fmt(job.slow_total)}\n".encode())
         held = 1 if job.in_maintenance else 0
         out.append(f"jobpulse_job_in_maintenance{{{jl}}} {held}\n".encode())
+        out.append(
+            f"jobpulse_job_created_timestamp_seconds{{{jl}}} {fmt(job.created_at)}\n".encode()
+        )
         return out, (om if om is not None and any(om) else None)
 
     def render(self) -> bytes:

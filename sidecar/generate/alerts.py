@@ -68,6 +68,14 @@ PROFILES: dict[str, Profile] = {
 }
 
 
+_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def _seconds(window: str) -> int:
+    """A profile's window (``15m``) in seconds."""
+    return int(window[:-1]) * _UNITS[window[-1]]
+
+
 def _job_rules(p: Profile, sel: Selector, s: RuleSettings) -> tuple[AlertRule, ...]:
     def per_job(expr: str) -> str:
         return f"max by ({s.by('job_name')}) ({expr})"
@@ -83,8 +91,19 @@ def _job_rules(p: Profile, sel: Selector, s: RuleSettings) -> tuple[AlertRule, .
         return f"unless on ({s.by('job_name')}) {per_job(series)} == 1"
 
     def counted(metric: str, **labels: str) -> str:
-        increase = f"increase({sel(metric, **labels)}[{p.event_window}])"
-        return joined(f"{per_job(increase)} > 0\n{held(p.event_window)}")
+        """Counted in the window. ``increase()`` takes nothing from a series' first sample, so
+        a job created within the window counts its whole counter, which started at 0 then: a
+        miss before Prometheus first scraped the job still pages, and a series that is only
+        new to Prometheus (it or the sidecar restarted) pages for nothing old."""
+        counter = sel(metric, **labels)
+        increase = f"increase({counter}[{p.event_window}])"
+        age = f"time() - {per_job(sel('jobpulse_job_created_timestamp_seconds'))}"
+        young = (
+            f"{per_job(counter)} > 0\n    and on ({s.by('job_name')}) {age} < "
+            f"{_seconds(p.event_window)}"
+        )
+        either = f"(\n    {young}\n  or\n    {per_job(increase)} > 0\n  )"
+        return joined(f"{either}\n{held(p.event_window)}")
 
     cluster = "&var-cluster={{ $labels.cluster }}" if "cluster" in s.group_by else ""
     url = s.dashboard(JOB_DASHBOARD, "?var-job_name={{ $labels.job_name }}" + cluster)

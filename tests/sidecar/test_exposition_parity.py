@@ -37,10 +37,11 @@ jobs:
 
 
 class TailCollector:
-    """``jobpulse_job_slow_runs_total`` and ``jobpulse_job_in_maintenance``, the families after
-    the benchmark's reference ones."""
+    """``jobpulse_job_slow_runs_total``, ``jobpulse_job_in_maintenance`` and
+    ``jobpulse_job_created_timestamp_seconds``, the families after the benchmark's reference
+    ones."""
 
-    def __init__(self, rows: list[tuple[str, int, bool]]) -> None:
+    def __init__(self, rows: list[tuple[str, int, bool, float]]) -> None:
         self.rows = rows
 
     def collect(self) -> Any:
@@ -49,11 +50,15 @@ class TailCollector:
         counter = CounterMetricFamily(slow, helps[slow], labels=["job_name"])
         held = "jobpulse_job_in_maintenance"
         gauge = GaugeMetricFamily(held, helps[held], labels=["job_name"])
-        for job_name, slow_total, in_maintenance in self.rows:
+        born = "jobpulse_job_created_timestamp_seconds"
+        created = GaugeMetricFamily(born, helps[born], labels=["job_name"])
+        for job_name, slow_total, in_maintenance, created_at in self.rows:
             counter.add_metric([job_name], slow_total)
             gauge.add_metric([job_name], 1 if in_maintenance else 0)
+            created.add_metric([job_name], created_at)
         yield counter
         yield gauge
+        yield created
 
 
 def _samples(text: str) -> dict[tuple[str, str, tuple[tuple[str, str], ...]], float]:
@@ -79,10 +84,13 @@ def test_cached_rendering_parses_like_prometheus_client(tmp_path: Any) -> None:
         registry = CollectorRegistry(auto_describe=False)
         registry.register(ReferenceCollector(snapshot(h.sidecar, h.clock.now())))
         with h.sidecar.store.session() as session:
-            live = select(Job.name, Job.slow_total, Job.in_maintenance).where(
+            live = select(Job.name, Job.slow_total, Job.in_maintenance, Job.created_at).where(
                 Job.removed.is_(False)
             )
-            rows = [(name, slow, bool(held)) for name, slow, held in session.execute(live)]
+            rows = [
+                (name, slow, bool(held), created)
+                for name, slow, held, created in session.execute(live)
+            ]
             registry.register(TailCollector(rows))
         theirs = generate_latest(registry).decode()
     finally:
