@@ -276,8 +276,10 @@ def render() -> str:
         "timeouts are counted but take the job neither down nor toward `failure_threshold`, "
         "`stale` and `silent` wait for the window to close, `jobpulse_job_in_maintenance` is 1 "
         'and the generated alert rules stay silent (docs/concepts.md, "Maintenance windows"). '
-        "`jobpulse generate alertmanager --config jobpulse.yaml` writes matching Alertmanager "
-        "`time_intervals` and a muting route.",
+        "`jobpulse generate alertmanager --config jobpulse.yaml --base alertmanager.yml` "
+        "writes your Alertmanager configuration with matching `time_intervals` and muting "
+        "routes merged in, each alert still reaching the receiver your own routes give it "
+        "(without `--base`: the intervals and routes alone, to merge by hand).",
         "",
         "```yaml",
         "maintenance:",

@@ -130,6 +130,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--config", help="jobpulse.yaml whose maintenance windows to translate (alertmanager)"
     )
+    p.add_argument(
+        "--base",
+        help="your alertmanager.yml: write it whole with the maintenance intervals and muting "
+        "routes merged in, each team's routes kept (alertmanager)",
+    )
     p.add_argument("--profile", choices=["default", "test"], default="default")
     p.add_argument("--selector", default="", help='extra PromQL matchers, e.g. job="jobpulse"')
     p.add_argument(

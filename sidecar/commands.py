@@ -19,8 +19,9 @@ import socket
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
+import yaml
 from aiohttp import web
 
 from jobpulse.instrumentation.errors import ConfigError
@@ -234,12 +235,20 @@ def generate_alertmanager(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return 2
+    base_path = getattr(args, "base", None)
     try:
         windows = [spec.as_dict() for spec in load_config(path).maintenance]
-        text = alertmanager_yaml(windows)
+        base = None if base_path is None else _alertmanager_base(base_path)
+        text = alertmanager_yaml(windows) if base is None else ""
     except ConfigError as exc:
         print(f"jobpulse generate alertmanager: {exc}", file=sys.stderr)
         return 2
+    if base is not None:
+        try:
+            text = alertmanager_yaml(windows, base=base, base_name=base_path or "")
+        except ConfigError as exc:
+            print(f"jobpulse generate alertmanager: --base {base_path}: {exc}", file=sys.stderr)
+            return 2
     if not windows:
         print(f"jobpulse generate alertmanager: {path} has no maintenance windows", file=sys.stderr)
     if args.output is None:
@@ -247,6 +256,20 @@ def generate_alertmanager(args: argparse.Namespace) -> int:
     else:
         Path(args.output).write_text(text, encoding="utf-8")
     return 0
+
+
+def _alertmanager_base(path: str) -> dict[str, Any]:
+    """The Alertmanager configuration at ``path``, as a mapping (ConfigError naming the file)."""
+    try:
+        with open(path, encoding="utf-8") as fh:
+            data = yaml.safe_load(fh)
+    except OSError as exc:
+        raise ConfigError(f"--base {path}: cannot be read: {exc.strerror or exc}") from None
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"--base {path}: not valid YAML: {exc}") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"--base {path}: expected an Alertmanager configuration (a mapping)")
+    return data
 
 
 def migrate(args: argparse.Namespace) -> int:

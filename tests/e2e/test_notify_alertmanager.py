@@ -11,12 +11,14 @@ import time
 import urllib.parse
 import urllib.request
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
 
+from jobpulse.instrumentation.cli import main as cli_main
 from jobpulse.instrumentation.wire import parse_ts
 from jobpulse.sidecar.generate import render_rules
 from tests.conftest import free_port, need_binary
@@ -60,10 +62,12 @@ class Stack:
         with open(log, "wb") as out:
             self.procs.append(subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT))
 
-    def start_alertmanager(self) -> None:
+    def start_alertmanager(self, text: str | None = None) -> None:
+        """Alertmanager with ``text`` as its configuration (default: the shipped one, with test
+        timings and its webhooks sent to the receiver)."""
         binary = need_binary("prometheus-alertmanager")
         config = self.tmp / "alertmanager.yml"
-        config.write_text(yaml.safe_dump(alertmanager_config(self.receiver.url)))
+        config.write_text(text or yaml.safe_dump(alertmanager_config(self.receiver.url)))
         self._spawn(
             "alertmanager",
             [
@@ -293,3 +297,65 @@ def test_a_down_job_deleted_is_resolved_at_once_not_when_its_alert_expires(
         assert not [a for a in stack.am_alerts(job) if a["status"]["state"] == "active"]
     finally:
         served.stop()
+
+
+def _post_alerts(port: int, labels: list[dict[str, str]]) -> None:
+    body = json.dumps([{"labels": {"alertname": "JobPulseRunFailed", **x}} for x in labels])
+    req = urllib.request.Request(
+        f"http://127.0.0.1:{port}/api/v2/alerts",
+        data=body.encode(),
+        headers={"Content-Type": "application/json"},
+        method="POST",
+    )
+    with urllib.request.urlopen(req, timeout=10) as resp:
+        assert resp.status == 200
+
+
+def test_maintenance_merged_into_the_teams_config_mutes_held_jobs_and_routes_the_rest(
+    stack: Stack, tmp_path: Path
+) -> None:
+    """`jobpulse generate alertmanager --base` on the shipped configuration, in a real
+    Alertmanager: a job held by an open window is muted, and so is one held by an open window
+    after a closed one that also names it; a job whose only window is closed still reaches its
+    team's receiver (the hand-merged snippet sent it to the root's)."""
+    closed_hour = (datetime.now(UTC).hour + 12) % 24
+    config = tmp_path / "jobpulse.yaml"
+    config.write_text(
+        f"""
+maintenance:
+  - name: a-closed
+    jobs: [routed, twice]
+    schedule: "0 {closed_hour} * * *"
+    duration: 1h
+  - name: b-held
+    jobs: [held]
+    schedule: "0 0 * * *"
+    duration: 24h
+  - name: c-ops
+    match: {{team: ops}}
+    schedule: "0 0 * * *"
+    duration: 24h
+""",
+        encoding="utf-8",
+    )
+    base = tmp_path / "base.yml"
+    base.write_text(yaml.safe_dump(alertmanager_config(stack.receiver.url)), encoding="utf-8")
+    merged = tmp_path / "merged.yml"
+    args = ["generate", "alertmanager", "--config", str(config), "--base", str(base)]
+    assert cli_main([*args, "-o", str(merged)]) == 0
+    stack.start_alertmanager(merged.read_text(encoding="utf-8"))
+    _post_alerts(
+        stack.am_port,
+        [
+            {"job_name": "held", "team": "data", "severity": "warning"},
+            {"job_name": "twice", "team": "ops", "severity": "warning"},
+            {"job_name": "routed", "team": "data", "severity": "warning"},
+            {"job_name": "free", "team": "data", "severity": "warning"},
+        ],
+    )
+    for job in ("routed", "free"):
+        _wait(f"the notification of {job}", lambda j=job: stack.receiver.of_job(j), 30, stack.logs)
+    # Three more group intervals (1s each in the test timings) for the muted ones to show up.
+    time.sleep(3)
+    receivers = {n["groupLabels"]["job_name"]: n["receiver"] for n in stack.receiver.notifications}
+    assert receivers == {"routed": "data-chat", "free": "data-chat"}
