@@ -40,6 +40,7 @@ from typing import TYPE_CHECKING, Any
 
 from .base import EPS
 from .jobconfig import JobConfig
+from .maintained import MAINTENANCE
 from .slots import Slots
 from .tables import Job, Run, Slot, new_row
 
@@ -231,8 +232,9 @@ class Dependencies(Slots):
             return
         # Skipped, then due at a later success of its upstream, and still not run.
         if self._slot_in_maintenance(tx, job, cfg, tick, until=at):
-            row.reason, row.upstream, row.recorded_at = "maintenance", None, at
+            row.reason, row.upstream, row.recorded_at = MAINTENANCE, None, at
             tx.slot_changed(row)
+            self._count_skipped(job, MAINTENANCE)
             self._announce(tx, job, tick, ok=False, at=at)
             return
         row.status, row.reason, row.upstream, row.recorded_at = "missed", None, None, at

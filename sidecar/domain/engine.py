@@ -70,6 +70,8 @@ class Engine(Runs):
             missed_total=0,
             overlap_total=0,
             slow_total=0,
+            skipped_maintenance=0,
+            skipped_upstream=0,
             duration_sum=0.0,
             duration_count=0,
             running=0,

@@ -100,7 +100,8 @@ class Maintained(EngineBase):
         self, tx: Tx, job: Job, slot: float, reason: str, at: float, upstream: str | None = None
     ) -> None:
         """A ``skipped`` slot (``maintenance``, or ``upstream`` naming that job): neither
-        missed nor due."""
+        missed nor due; counted on the job by reason."""
+        self._count_skipped(job, reason)
         tx.add_slot(
             new_row(
                 Slot,
@@ -117,6 +118,16 @@ class Maintained(EngineBase):
             )
         )
         job.changed_at = max(job.changed_at, at)
+
+    @staticmethod
+    def _count_skipped(job: Job, reason: str) -> None:
+        """One more slot skipped for ``reason`` (``jobpulse_job_skipped_runs_total``). A skip
+        that is later replaced (its upstream succeeded late for that tick) stays counted: the
+        counter counts the decisions, as they were made."""
+        if reason == MAINTENANCE:
+            job.skipped_maintenance += 1
+        else:
+            job.skipped_upstream += 1
 
     def _refresh_maintenance(self, tx: Tx, job: Job, now: float) -> float | None:
         """Set ``job.in_maintenance`` as of ``now``; the next instant it may change."""

@@ -109,6 +109,9 @@ class Job(Base):
     missed_total: Mapped[int] = mapped_column(Integer, default=0)
     overlap_total: Mapped[int] = mapped_column(Integer, default=0)
     slow_total: Mapped[int] = mapped_column(Integer, default=0)
+    # Slots recorded skipped, by reason (see domain/maintained.py and domain/dependencies.py).
+    skipped_maintenance: Mapped[int] = mapped_column(Integer, default=0)
+    skipped_upstream: Mapped[int] = mapped_column(Integer, default=0)
     last_success_at: Mapped[float | None] = mapped_column(Float, default=None)
     last_failure_at: Mapped[float | None] = mapped_column(Float, default=None)
     last_start_at: Mapped[float | None] = mapped_column(Float, default=None)

@@ -96,6 +96,11 @@ FAMILIES: tuple[tuple[str, str, str], ...] = (
         "gauge",
         "When the job was created: its counters started at 0 then.",
     ),
+    (
+        "jobpulse_job_skipped_runs",
+        "counter",
+        "Slots recorded skipped, by reason: maintenance, or upstream (a job it runs after failed).",
+    ),
 )
 # Text format 0.0.4 names a counter family by its sample name, with _total; OpenMetrics by
 # its name.
@@ -539,6 +544,14 @@ class MetricsCache:
         out.append(f"jobpulse_job_in_maintenance{{{jl}}} {held}\n".encode())
         out.append(
             f"jobpulse_job_created_timestamp_seconds{{{jl}}} {fmt(job.created_at)}\n".encode()
+        )
+        out.append(
+            (
+                f'jobpulse_job_skipped_runs_total{{{jl},reason="maintenance"}} '
+                f"{fmt(job.skipped_maintenance)}\n"
+                f'jobpulse_job_skipped_runs_total{{{jl},reason="upstream"}} '
+                f"{fmt(job.skipped_upstream)}\n"
+            ).encode()
         )
         return out, (om if om is not None and any(om) else None)
 

@@ -152,12 +152,19 @@ def _history(sel: Selector) -> list[PanelBuilder]:
             ],
         ),
         bars(
-            "Missed slots and overlaps",
-            "Slots no run filled, and runs started while another was in flight.",
+            "Missed and skipped slots, overlaps",
+            "Slots no run filled; slots skipped, by reason (a maintenance window held them, or "
+            "a job this one runs after did not succeed); runs started while another was in "
+            "flight.",
             [
                 (
                     f"max(increase({job('jobpulse_job_missed_runs_total')}[$__rate_interval]))",
                     "missed",
+                ),
+                (
+                    "max by (reason) "
+                    f"(increase({job('jobpulse_job_skipped_runs_total')}[$__rate_interval]))",
+                    "skipped ({{reason}})",
                 ),
                 (
                     f"max(increase({job('jobpulse_job_overlapping_runs_total')}[$__rate_interval]))",

@@ -167,6 +167,7 @@ _JOB = obj(
     missed=INT,
     overlaps=INT,
     slow_runs=INT,
+    skipped=obj(["maintenance", "upstream"], maintenance=INT, upstream=INT),
     after={"type": "array", "items": STRING},
     downstream={"type": "array", "items": STRING},
     in_maintenance={"type": "boolean"},

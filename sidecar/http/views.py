@@ -85,6 +85,7 @@ def job_view(
         "missed": job.missed_total,
         "overlaps": job.overlap_total,
         "slow_runs": job.slow_total,
+        "skipped": {"maintenance": job.skipped_maintenance, "upstream": job.skipped_upstream},
         "after": list(cfg.after),
         "downstream": downstream or [],
         "in_maintenance": is_open(held, now) if maintenance is not None else job.in_maintenance,

@@ -17,6 +17,7 @@ JOB_METRICS = {
     "jobpulse_job_slow_runs_total",
     "jobpulse_job_in_maintenance",
     "jobpulse_job_created_timestamp_seconds",
+    "jobpulse_job_skipped_runs_total",
     "jobpulse_job_run_duration_seconds_bucket",
     "jobpulse_job_run_duration_seconds_sum",
     "jobpulse_job_run_duration_seconds_count",

@@ -76,6 +76,9 @@ class Case:
     slots: dict[str, list[tuple[float, str, str | None]]]
     # job -> (state, reason)
     states: dict[str, tuple[str, str | None]] = field(default_factory=dict)
+    # job -> slots counted skipped (jobpulse_job_skipped_runs_total), where a skip was later
+    # replaced (default: the rows left skipped)
+    skips: dict[str, int] = field(default_factory=dict)
 
 
 CASES = [
@@ -120,18 +123,21 @@ CASES = [
         [move(GRACE + 1), run("extract", 600, 60), run("load", 700), move(HOUR - 1)],
         {"extract": [(0, "missed", None)], "load": [(0, "filled", None)]},
         {"load": ("up", None)},
+        skips={"load": 1},
     ),
     Case(
         "late-upstream-success-then-no-start-is-missed",
         [move(GRACE + 1), run("extract", 600, 60), move(660 + GRACE + 1)],
         {"load": [(0, "missed", None)]},
         {"load": ("down", "missed")},
+        skips={"load": 1},
     ),
     Case(
         "re-run-after-a-failure-makes-it-due",
         [run("extract", 5, 10, "failure"), run("extract", 1200, 60), run("load", 1300)],
         {"load": [(0, "filled", None)]},
         {"load": ("up", None), "extract": ("up", None)},
+        skips={"load": 1},
     ),
     Case(
         "a-start-applied-before-the-upstream-success-fills-the-tick",
@@ -187,6 +193,7 @@ CASES = [
         ],
         {"publish": [(0, "filled", None)]},
         {"publish": ("up", None)},
+        skips={"publish": 1},
     ),
     Case(
         "multiple-upstreams-skipped-naming-the-first-that-failed",
@@ -283,6 +290,8 @@ def test_dependencies(harness: Callable[[str], Harness], case: Case) -> None:
     for name, rows in case.slots.items():
         job = h.job(name)
         assert job.missed_total == sum(1 for _, status, _ in rows if status == "missed"), name
+        skips = case.skips.get(name, sum(1 for _, status, _ in rows if status == "skipped"))
+        assert (job.skipped_upstream, job.skipped_maintenance) == (skips, 0), name
         if all(status == "skipped" for _, status, _ in rows):
             # A skip is neither a miss nor a bad outcome: the job does not flip down.
             assert job.bad_streak == 0, name
@@ -689,3 +698,6 @@ def test_maintenance_windows_and_dependencies_page_nobody(
         job = h.job(name)
         assert job.missed_total == 0, name
         assert all(to != "down" for _, to, _ in h.flips(name)), name
+    names = ("extract", "load", "report")
+    counted = {n: (h.job(n).skipped_maintenance, h.job(n).skipped_upstream) for n in names}
+    assert counted == {"extract": (1, 0), "load": (1, 1), "report": (0, 2)}

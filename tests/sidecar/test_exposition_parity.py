@@ -41,7 +41,7 @@ class TailCollector:
     ``jobpulse_job_created_timestamp_seconds``, the families after the benchmark's reference
     ones."""
 
-    def __init__(self, rows: list[tuple[str, int, bool, float]]) -> None:
+    def __init__(self, rows: list[tuple[str, int, bool, float, int, int]]) -> None:
         self.rows = rows
 
     def collect(self) -> Any:
@@ -52,13 +52,18 @@ class TailCollector:
         gauge = GaugeMetricFamily(held, helps[held], labels=["job_name"])
         born = "jobpulse_job_created_timestamp_seconds"
         created = GaugeMetricFamily(born, helps[born], labels=["job_name"])
-        for job_name, slow_total, in_maintenance, created_at in self.rows:
+        skip = "jobpulse_job_skipped_runs"
+        skipped = CounterMetricFamily(skip, helps[skip], labels=["job_name", "reason"])
+        for job_name, slow_total, in_maintenance, created_at, by_window, by_upstream in self.rows:
             counter.add_metric([job_name], slow_total)
             gauge.add_metric([job_name], 1 if in_maintenance else 0)
             created.add_metric([job_name], created_at)
+            skipped.add_metric([job_name, "maintenance"], by_window)
+            skipped.add_metric([job_name, "upstream"], by_upstream)
         yield counter
         yield gauge
         yield created
+        yield skipped
 
 
 def _samples(text: str) -> dict[tuple[str, str, tuple[tuple[str, str], ...]], float]:
@@ -84,12 +89,17 @@ def test_cached_rendering_parses_like_prometheus_client(tmp_path: Any) -> None:
         registry = CollectorRegistry(auto_describe=False)
         registry.register(ReferenceCollector(snapshot(h.sidecar, h.clock.now())))
         with h.sidecar.store.session() as session:
-            live = select(Job.name, Job.slow_total, Job.in_maintenance, Job.created_at).where(
-                Job.removed.is_(False)
-            )
+            live = select(
+                Job.name,
+                Job.slow_total,
+                Job.in_maintenance,
+                Job.created_at,
+                Job.skipped_maintenance,
+                Job.skipped_upstream,
+            ).where(Job.removed.is_(False))
             rows = [
-                (name, slow, bool(held), created)
-                for name, slow, held, created in session.execute(live)
+                (name, slow, bool(held), created, by_window, by_upstream)
+                for name, slow, held, created, by_window, by_upstream in session.execute(live)
             ]
             registry.register(TailCollector(rows))
         theirs = generate_latest(registry).decode()

@@ -87,6 +87,13 @@ def test_skipped_slots_are_neither_missed_nor_due(win: Harness) -> None:
         stats = stats_from_rows(session.query(Rollup).filter(Rollup.job_id == job.id))
     assert stats.missed == len(missed)
     assert stats.due == len(missed)
+    # Counted by reason, and exported as a counter with both reasons present.
+    assert (job.skipped_maintenance, job.skipped_upstream) == (3, 0)
+    win.sidecar.cache.refresh()
+    text = win.sidecar.cache.render().decode()
+    assert 'jobpulse_job_skipped_runs_total{job_name="five",reason="maintenance"} 3.0' in text
+    assert 'jobpulse_job_skipped_runs_total{job_name="five",reason="upstream"} 0.0' in text
+    assert 'jobpulse_job_skipped_runs_total{job_name="other",reason="maintenance"} 0.0' in text
 
 
 def test_a_run_inside_a_window_still_fills_its_slot(win: Harness) -> None:
