@@ -5,6 +5,7 @@ rules against the same sidecar, the team still gets one alert, not two."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import subprocess
 import time
@@ -167,12 +168,14 @@ def _sent(served: Served) -> float:
     raise AssertionError("jobpulse_notifications_total for receiver am is not exposed")
 
 
-def test_a_missed_run_is_pushed_routed_by_team_and_resolved_at_the_recovery(
-    stack: Stack, tmp_path: Path
-) -> None:
-    job = "e2e-push"
+@contextlib.contextmanager
+def _down(
+    stack: Stack, tmp_path: Path, job: str, resend: str
+) -> Iterator[tuple[Served, dict[str, Any]]]:
+    """Alertmanager, and a sidecar pushing to it whose job ``job`` goes down (it never runs):
+    yields the sidecar and the JobPulseJobDown the receiver got; stops the sidecar after."""
     stack.start_alertmanager()
-    served = Served(tmp_path, _config(job, stack.am_port, "1m")).start()
+    served = Served(tmp_path, _config(job, stack.am_port, resend)).start()
     stack.logs.append(served.log)
     try:
         firing = _wait(
@@ -181,6 +184,16 @@ def test_a_missed_run_is_pushed_routed_by_team_and_resolved_at_the_recovery(
             60,
             stack.logs,
         )
+        yield served, firing
+    finally:
+        served.stop()
+
+
+def test_a_missed_run_is_pushed_routed_by_team_and_resolved_at_the_recovery(
+    stack: Stack, tmp_path: Path
+) -> None:
+    job = "e2e-push"
+    with _down(stack, tmp_path, job, "1m") as (served, firing):
         assert firing["labels"] == {
             "alertname": "JobPulseJobDown",
             "job_name": job,
@@ -212,8 +225,6 @@ def test_a_missed_run_is_pushed_routed_by_team_and_resolved_at_the_recovery(
         assert parse_ts(resolved["endsAt"]) == pytest.approx(parse_ts(up["at"]), abs=1e-3)
         assert resolved["fingerprint"] == firing["fingerprint"]
         assert _sent(served) == 2
-    finally:
-        served.stop()
 
 
 def test_the_push_beside_the_generated_rules_is_one_alert_not_two(
@@ -274,16 +285,7 @@ def test_a_down_job_deleted_is_resolved_at_once_not_when_its_alert_expires(
     """Re-sent every hour, the pushed alert's endsAt lies four hours ahead: only the
     resolution the deletion sends can end it, and Alertmanager tells the team at once."""
     job = "e2e-gone"
-    stack.start_alertmanager()
-    served = Served(tmp_path, _config(job, stack.am_port, "1h")).start()
-    stack.logs.append(served.log)
-    try:
-        firing = _wait(
-            "the pushed JobPulseJobDown",
-            lambda: stack.receiver.find("JobPulseJobDown", job, "firing"),
-            60,
-            stack.logs,
-        )
+    with _down(stack, tmp_path, job, "1h") as (served, firing):
         req = urllib.request.Request(f"{served.url}/api/v1/jobs/{job}", method="DELETE")
         with urllib.request.urlopen(req, timeout=10) as resp:
             assert resp.status == 204
@@ -295,8 +297,6 @@ def test_a_down_job_deleted_is_resolved_at_once_not_when_its_alert_expires(
         )
         assert resolved["fingerprint"] == firing["fingerprint"]
         assert not [a for a in stack.am_alerts(job) if a["status"]["state"] == "active"]
-    finally:
-        served.stop()
 
 
 def _post_alerts(port: int, labels: list[dict[str, str]]) -> None:
