@@ -62,6 +62,9 @@ _MONTH_NAMES = {
     )
 }
 _DAY = 1440  # minutes
+# The most routes the muting routes may take: windows that may hold the same jobs nest, so
+# their count doubles with each (see _muting_routes).
+MAX_ROUTES = 10_000
 
 
 class _Unmappable(ValueError):
@@ -282,6 +285,7 @@ def _muting_routes(
     at: Sequence[int],
     mutes: Sequence[str],
     children: Sequence[Mapping[str, Any]],
+    budget: list[int],
 ) -> list[dict[str, Any]]:
     """One route per selector in ``at`` that mutes its alerts by its interval (and ``mutes``).
     Alertmanager takes an alert down the first route that matches and mutes it by that route's
@@ -292,15 +296,26 @@ def _muting_routes(
     out: list[dict[str, Any]] = []
     for pos, k in enumerate(at):
         matchers, interval, _ = selectors[k]
-        inner = [*mutes, interval]
+        inner = [*mutes, interval] if interval not in mutes else list(mutes)
         later = [j for j in at[pos + 1 :] if _may_overlap(selectors[k], selectors[j])]
-        routes = _muting_routes(selectors, later, inner, children)
+        routes = _muting_routes(selectors, later, inner, children, budget)
         routes += [_muted(child, inner) for child in children]
+        budget[0] -= 1 + sum(_size(child) for child in children)
+        if budget[0] < 0:
+            raise ConfigError(
+                f"the maintenance windows that may hold the same jobs would take more than "
+                f"{MAX_ROUTES} Alertmanager routes to mute each alert by all of them: name "
+                "fewer overlapping windows (jobs:, match:)"
+            )
         route: dict[str, Any] = {"matchers": matchers, "mute_time_intervals": inner}
         if routes:
             route["routes"] = routes
         out.append(route)
     return out
+
+
+def _size(route: Mapping[str, Any]) -> int:
+    return 1 + sum(_size(child) for child in route.get("routes") or [])
 
 
 def _intervals(ordered: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
@@ -333,7 +348,7 @@ def merged_config(base: Mapping[str, Any], windows: Sequence[Mapping[str, Any]])
         )
     children = list(route.get("routes") or [])
     selectors = _selectors(ordered)
-    muting = _muting_routes(selectors, range(len(selectors)), [], children)
+    muting = _muting_routes(selectors, range(len(selectors)), [], children, [MAX_ROUTES])
     merged = dict(base)
     merged[key] = existing + intervals
     merged["route"] = {**route, "routes": muting + children}
@@ -356,7 +371,9 @@ def alertmanager_yaml(
         selectors = _selectors(ordered)
         document = {
             "time_intervals": _intervals(ordered),
-            "route": {"routes": _muting_routes(selectors, range(len(selectors)), [], [])},
+            "route": {
+                "routes": _muting_routes(selectors, range(len(selectors)), [], [], [MAX_ROUTES])
+            },
         }
         header = HEADER
     body = yaml.dump(

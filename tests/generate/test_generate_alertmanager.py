@@ -194,6 +194,20 @@ def test_an_alert_of_a_job_in_several_windows_is_muted_by_each_of_them() -> None
     }
 
 
+def test_too_many_windows_that_may_hold_the_same_jobs_are_refused() -> None:
+    """Each window that may hold the same jobs doubles the routes: past MAX_ROUTES the command
+    fails naming the cause, rather than writing a configuration Alertmanager chokes on."""
+    team = {**WINDOWS[1].as_dict(), "jobs": []}
+    windows = [{**team, "name": f"w{i:02d}", "match": {"team": f"t{i}"}} for i in range(16)]
+    with pytest.raises(ConfigError, match="more than 10000 Alertmanager routes"):
+        alertmanager_yaml(windows)
+    # A window naming a job and a team: an alert with both is muted once by it, not twice.
+    both = {**WINDOWS[0].as_dict(), "name": "both", "jobs": ["x"], "match": {"team": "data"}}
+    document = yaml.safe_load(alertmanager_yaml([both]))
+    nested = document["route"]["routes"][0]["routes"][0]
+    assert nested["mute_time_intervals"] == ["jobpulse-maintenance-both"]
+
+
 def test_windows_of_different_jobs_are_not_nested() -> None:
     windows = [
         {**WINDOWS[0].as_dict(), "name": "a", "jobs": ["x"]},
