@@ -701,3 +701,23 @@ def test_maintenance_windows_and_dependencies_page_nobody(
     names = ("extract", "load", "report")
     counted = {n: (h.job(n).skipped_maintenance, h.job(n).skipped_upstream) for n in names}
     assert counted == {"extract": (1, 0), "load": (1, 1), "report": (0, 2)}
+
+
+def test_a_skip_made_due_then_held_by_a_window_counts_both_decisions(
+    harness: Callable[[str], Harness],
+) -> None:
+    # extract misses its tick: load is skipped naming it. extract then succeeds late, so the
+    # tick is due for load again; load does not start, and its deadline passes inside load's
+    # own window: the slot is skipped for maintenance instead. Both skips were decided, so
+    # both are counted (by reason), and nothing is missed.
+    h = harness(WINDOWED.format(start=format_ts(T0 + 10 * HOUR), later=format_ts(T0 + 600)))
+    h.move(T0 + GRACE + 1)
+    assert slot_rows(h, "load") == [(0, "skipped", "extract")]
+    h.run("extract", T0 + 600, 60)
+    h.move(T0 + 660 + GRACE + 1)
+    assert slot_rows(h, "load") == [(0, "skipped", None)]
+    with h.sidecar.store.session() as s:
+        jid = s.scalar(select(Job.id).where(Job.name == "load"))
+        assert s.scalar(select(Slot.reason).where(Slot.job_id == jid)) == "maintenance"
+    load = h.job("load")
+    assert (load.skipped_maintenance, load.skipped_upstream, load.missed_total) == (1, 1, 0)
