@@ -226,7 +226,7 @@ def generate_alertmanager(args: argparse.Namespace) -> int:
     """``jobpulse generate alertmanager --config FILE [-o PATH]``: the file's maintenance
     windows as Alertmanager time intervals and a muting route (exit 2 when one cannot be
     expressed, naming it)."""
-    from .generate.alertmanager import alertmanager_yaml
+    from .generate.alertmanager import BaseConfigError, alertmanager_yaml
 
     path = getattr(args, "config", None) or os.environ.get("JOBPULSE_CONFIG")
     if not path:
@@ -239,16 +239,13 @@ def generate_alertmanager(args: argparse.Namespace) -> int:
     try:
         windows = [spec.as_dict() for spec in load_config(path).maintenance]
         base = None if base_path is None else _alertmanager_base(base_path)
-        text = alertmanager_yaml(windows) if base is None else ""
+        text = alertmanager_yaml(windows, base=base, base_name=base_path or "")
+    except BaseConfigError as exc:
+        print(f"jobpulse generate alertmanager: --base {base_path}: {exc}", file=sys.stderr)
+        return 2
     except ConfigError as exc:
         print(f"jobpulse generate alertmanager: {exc}", file=sys.stderr)
         return 2
-    if base is not None:
-        try:
-            text = alertmanager_yaml(windows, base=base, base_name=base_path or "")
-        except ConfigError as exc:
-            print(f"jobpulse generate alertmanager: --base {base_path}: {exc}", file=sys.stderr)
-            return 2
     if not windows:
         print(f"jobpulse generate alertmanager: {path} has no maintenance windows", file=sys.stderr)
     if args.output is None:

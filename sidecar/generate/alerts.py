@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from jobpulse.instrumentation.spec import parse_duration
 from jobpulse.sidecar.generate.promql import Selector, join_job_labels
 from jobpulse.sidecar.generate.rules import AlertRule, RuleGroup, RuleSettings, Severity
 
@@ -68,14 +69,6 @@ PROFILES: dict[str, Profile] = {
 }
 
 
-_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
-
-
-def _seconds(window: str) -> int:
-    """A profile's window (``15m``) in seconds."""
-    return int(window[:-1]) * _UNITS[window[-1]]
-
-
 def _job_rules(p: Profile, sel: Selector, s: RuleSettings) -> tuple[AlertRule, ...]:
     def per_job(expr: str) -> str:
         return f"max by ({s.by('job_name')}) ({expr})"
@@ -100,7 +93,7 @@ def _job_rules(p: Profile, sel: Selector, s: RuleSettings) -> tuple[AlertRule, .
         age = f"time() - {per_job(sel('jobpulse_job_created_timestamp_seconds'))}"
         young = (
             f"{per_job(counter)} > 0\n    and on ({s.by('job_name')}) {age} < "
-            f"{_seconds(p.event_window)}"
+            f"{parse_duration(p.event_window):g}"
         )
         either = f"(\n    {young}\n  or\n    {per_job(increase)} > 0\n  )"
         return joined(f"{either}\n{held(p.event_window)}")
