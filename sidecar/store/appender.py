@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import time
 from collections.abc import Callable, Sequence
@@ -17,7 +18,7 @@ from concurrent.futures import Future
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, cast
 
-from sqlalchemy import Connection, Table, bindparam, insert
+from sqlalchemy import Connection, Table, bindparam
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 
@@ -48,7 +49,22 @@ log = logging.getLogger("jobpulse.sidecar.inbox")
 MAX_BATCH = 256  # requests per append transaction
 _EVENTS = cast(Table, EventKey.__table__)
 _COLUMNS = ("job", "run_id", "type", "key_ts", "ts", "arrived_at", "flags", "body")
-_KEY = (INBOX.c.job, INBOX.c.run_id, INBOX.c.type, INBOX.c.key_ts)
+_INSERT_SQLITE = (
+    f"INSERT INTO {INBOX.name} ({', '.join(_COLUMNS)}) VALUES ({', '.join('?' * len(_COLUMNS))})"
+)
+_PG_ROWS = 1000  # rows per multi-row INSERT (8 parameters each, under PostgreSQL's 65,535)
+_PG_VALUES = "(" + ", ".join(["%s"] * len(_COLUMNS)) + ")"
+
+
+@functools.lru_cache(maxsize=64)
+def _insert_pg(n: int) -> str:
+    return (
+        f"INSERT INTO {INBOX.name} ({', '.join(_COLUMNS)}) VALUES "
+        + ", ".join([_PG_VALUES] * n)
+        + " RETURNING id, job, run_id, type, key_ts"
+    )
+
+
 # Keys among a batch's (job, run_id) pairs already stored: waiting in the inbox, or applied
 # (the engine's ``events`` table). Both read through the unique keys' indexes, (job, run_id,
 # ...) and (job_id, ...), one probe per pair (see ``pairs.py``).
@@ -126,7 +142,6 @@ class Appender(GroupCommit[_Request]):
         # Rows are matched to their ids by their key (unique in a batch), not by the order of
         # RETURNING: so the batch is one multi-row INSERT, not one statement per row (which
         # is what asking SQLite for ordered RETURNING costs: a GIL release and re-take each).
-        self._insert = insert(INBOX).returning(INBOX.c.id, *_KEY)
         self._insert_one = (
             dialect.insert(INBOX)
             .values({c: bindparam(c) for c in _COLUMNS})
@@ -224,7 +239,7 @@ class Appender(GroupCommit[_Request]):
             new_names: set[str] = set()
             seen: set[tuple[str, str, str, float]] = set()
             results: list[IngestResult] = []
-            rows: list[dict[str, Any]] = []
+            rows: list[tuple[Any, ...]] = []
             owners: list[tuple[IngestResult, int]] = []
             for req in batch:
                 result = IngestResult()
@@ -251,16 +266,7 @@ class Appender(GroupCommit[_Request]):
                             "file; job_config ignored"
                         )
                     rows.append(
-                        {
-                            "job": job,
-                            "run_id": ev.run_id,
-                            "type": ev.type,
-                            "key_ts": key[3],
-                            "ts": ev.ts,
-                            "arrived_at": arrived,
-                            "flags": req.flags,
-                            "body": encode(ev),
-                        }
+                        (job, ev.run_id, ev.type, key[3], ev.ts, arrived, req.flags, encode(ev))
                     )
                     owners.append((result, index))
             if rows:
@@ -271,7 +277,8 @@ class Appender(GroupCommit[_Request]):
                         continue
                     result.ids[index] = row_id
                     result.accepted += 1
-                    result.by_type[row["type"]] = result.by_type.get(row["type"], 0) + 1
+                    etype = row[2]
+                    result.by_type[etype] = result.by_type.get(etype, 0) + 1
         return results, new_names
 
     def _refuse(self, job: str, flags: int, count: int) -> dict[str, str] | None:
@@ -285,15 +292,33 @@ class Appender(GroupCommit[_Request]):
         return None
 
     def _insert_rows(
-        self, conn: Connection, rows: list[dict[str, Any]], *, careful: bool
+        self, conn: Connection, rows: list[tuple[Any, ...]], *, careful: bool
     ) -> list[int | None]:
-        if not careful:
-            ids = {
-                (job, run_id, etype, float(kts)): row_id
-                for row_id, job, run_id, etype, kts in conn.execute(self._insert, rows)
-            }
-            return [ids[(r["job"], r["run_id"], r["type"], r["key_ts"])] for r in rows]
-        return [conn.execute(self._insert_one, row).scalar() for row in rows]
+        """Insert ``rows`` (``_COLUMNS`` tuples); their ids, in order (None: a duplicate, which
+        only the careful path, row by row, lets through without failing)."""
+        if careful:
+            return [
+                conn.execute(self._insert_one, dict(zip(_COLUMNS, row, strict=True))).scalar()
+                for row in rows
+            ]
+        if self._store.is_sqlite:
+            # One prepared executemany at the driver. BEGIN IMMEDIATE holds the write lock, so
+            # nobody else inserts meanwhile and the rows take consecutive ids, the last of
+            # which SQLite tells.
+            conn.exec_driver_sql(_INSERT_SQLITE, rows)
+            last = conn.exec_driver_sql("SELECT last_insert_rowid()").scalar_one()
+            return list(range(last - len(rows) + 1, last + 1))
+        # PostgreSQL: multi-row INSERTs at the driver, the ids matched to the rows by their key
+        # (unique in a batch) rather than by the order of RETURNING.
+        ids: dict[tuple[str, str, str, float], int] = {}
+        for i in range(0, len(rows), _PG_ROWS):
+            chunk = rows[i : i + _PG_ROWS]
+            flat = tuple(value for row in chunk for value in row)
+            for row_id, job, run_id, etype, kts in conn.exec_driver_sql(
+                _insert_pg(len(chunk)), flat
+            ):
+                ids[(job, run_id, etype, float(kts))] = row_id
+        return [ids[(r[0], r[1], r[2], r[3])] for r in rows]
 
     def _stored_keys(
         self, conn: Connection, batch: list[_Request]
