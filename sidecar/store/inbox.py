@@ -24,10 +24,12 @@ from __future__ import annotations
 
 import json
 import logging
+import operator
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, fields
 from typing import TYPE_CHECKING, Any, cast
 
+import orjson
 from sqlalchemy import Connection, Table, delete, func, select, text
 
 from jobpulse.instrumentation.wire import Event
@@ -81,17 +83,27 @@ class IngestResult:
     ids: list[int | None] = field(default_factory=list)
 
 
-# One encoder for every row: json.dumps with any option builds a new encoder per call.
+# The stdlib's encoder for what orjson refuses (a lone surrogate, an integer past 64 bits): one
+# encoder for every row, as json.dumps with any option builds a new encoder per call.
 _ENCODE = json.JSONEncoder(separators=(",", ":")).encode
+_FIELDS_OF = operator.attrgetter(*_FIELDS)
 
 
 def encode(ev: Event) -> str:
     """An event's fields as compact JSON (floats round-trip exactly)."""
-    return _ENCODE([getattr(ev, name) for name in _FIELDS])
+    values = _FIELDS_OF(ev)
+    try:
+        return orjson.dumps(values).decode()
+    except orjson.JSONEncodeError:
+        return _ENCODE(values)
 
 
 def decode(body: str) -> Event:
-    return Event(*json.loads(body))
+    try:
+        values = orjson.loads(body)
+    except orjson.JSONDecodeError:  # what only the stdlib's encoder wrote
+        values = json.loads(body)
+    return Event(*values)
 
 
 class Registry:

@@ -114,6 +114,28 @@ async def test_bad_events_are_rejected_one_by_one(
     assert fragment in rejection["reason"]
 
 
+async def test_what_the_fast_json_parser_refuses_is_judged_event_by_event_as_before(
+    client: TestClient[Any, Any],
+) -> None:
+    # NaN, a lone surrogate and a huge integer are read by the stdlib's parser (orjson
+    # refuses them): the bad event is rejected alone, with the field named, not the body.
+    good = json.dumps(ev("start", "good", T0))
+    nan = json.dumps({**ev("start", "nan", T0), "duration": float("nan")})
+    huge = json.dumps({**ev("start", "big", T0), "exit_code": 2**70})
+    surrogate = json.dumps({**ev("start", "sur", T0), "error_type": "x\ud800"})
+    for bad, field in ((nan, "duration"), (huge, "exit_code")):
+        resp = await client.post(
+            "/api/v1/events", data=f"[{good}, {bad}]", headers={"Content-Type": "application/json"}
+        )
+        assert resp.status == 200
+        body = await resp.json()
+        assert [r["field"] for r in body["rejected"]] == [field]
+    resp = await client.post(
+        "/api/v1/events", data=f"[{surrogate}]", headers={"Content-Type": "application/json"}
+    )
+    assert resp.status == 200, await resp.text()
+
+
 async def test_unknown_fields_are_ignored_with_a_warning(client: TestClient[Any, Any]) -> None:
     status, body = await post(client, [ev("start", "u1", T0, shiny_new_field=1)])
     assert status == 200

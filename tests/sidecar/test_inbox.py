@@ -50,6 +50,17 @@ def test_an_event_round_trips_through_its_inbox_body() -> None:
     assert decode(encode(ev)).truncated is True
 
 
+def test_a_body_orjson_refuses_still_round_trips_through_the_stdlib() -> None:
+    # A lone surrogate (json.loads accepts "\\ud800") and an integer past 64 bits in metadata:
+    # orjson refuses both, so their rows are written and read by the stdlib's JSON instead.
+    odd = Event(
+        type="log", job="nightly", run_id="r\ud800", ts=T0, message="m\udfff", metadata={"n": 2**70}
+    )
+    assert decode(encode(odd)) == odd
+    plain = Event(type="success", job="nightly", run_id="r1", ts=T0 + 0.1 + 0.2)
+    assert json.loads(encode(plain))[3] == T0 + 0.1 + 0.2  # plain JSON, floats exact
+
+
 def test_accepted_means_appended_and_applied_on_the_next_pass(tmp_path: Path) -> None:
     h = Harness(f"sqlite:///{tmp_path}/s.db", CONFIG)
     try:
