@@ -387,7 +387,6 @@ class Sidecar:
                 if self.is_leader:
                     await asyncio.to_thread(partial(self.tick_sync, yield_to_appends=True))
                     nxt = await asyncio.to_thread(self.next_deadline)
-                await asyncio.to_thread(self.update_inbox_metrics)
                 if self.retention.due(self.clock.now()):
                     if self.is_leader:
                         await asyncio.to_thread(self.retention.prune)

@@ -86,6 +86,9 @@ async def metrics_handler(request: web.Request) -> web.StreamResponse:
     sidecar = request.app[SIDECAR]
     fmt = choose(request.headers.get("Accept"))
     await asyncio.to_thread(sidecar.cache.refresh)
+    # The inbox gauges are read at the scrape (a count of the inbox), not after every pass of
+    # the evaluator, which a flood of appends wakes hundreds of times a second.
+    await asyncio.to_thread(sidecar.update_inbox_metrics)
     for state, count in sidecar.cache.states().items():
         sidecar.metrics.jobs.labels(state).set(count)
     sidecar.metrics.leader.set(1 if sidecar.is_leader else 0)

@@ -222,11 +222,11 @@ async def test_readyz_and_metrics_report_how_far_behind_the_applier_is(
     resp = await client.post("/api/v1/events", json=[event])
     assert (await resp.json())["accepted"] == 1
     sidecar.clock.advance(2.5)
-    ready = await (await client.get("/readyz")).json()
-    assert ready["inbox"] == {"pending": 1, "lag_seconds": 2.5}
-    text = await (await client.get("/metrics")).text()
+    text = await (await client.get("/metrics")).text()  # read at the scrape itself
     assert "jobpulse_inbox_pending_events 1.0" in text
     assert "jobpulse_inbox_apply_lag_seconds 2.5" in text
+    ready = await (await client.get("/readyz")).json()
+    assert ready["inbox"] == {"pending": 1, "lag_seconds": 2.5}
     # ?wait=applied answers once applied: the read that follows sees its own write
     second = {**event, "run_id": "r2"}
     resp = await client.post("/api/v1/events?wait=applied", json=[second])
