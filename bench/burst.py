@@ -179,12 +179,13 @@ async def _peak(url: str, seconds: float) -> float:
     async with aiohttp.ClientSession() as session:
         sent = 0
         deadline = time.perf_counter() + seconds
+        run = uuid.uuid4().hex[:12]  # every round's events new runs, never duplicates
 
         async def worker(w: int) -> None:
             nonlocal sent
             n = 0
             while time.perf_counter() < deadline:
-                body = _batch(f"peak{w}-{n}")
+                body = _batch(f"{run}-peak{w}-{n}")
                 async with session.post(
                     url + "/api/v1/events", data=body, headers={"Content-Type": "application/json"}
                 ) as resp:
@@ -229,13 +230,14 @@ async def _lag_at(url: str, rate: float, seconds: float) -> list[float]:
     async with aiohttp.ClientSession() as session:
         interval = LAG_BATCH / rate
         stop = time.perf_counter() + seconds
+        run = uuid.uuid4().hex[:12]
 
         async def sender() -> None:
             n = 0
             nxt = time.perf_counter()
             pending: set[asyncio.Task[None]] = set()
             while nxt < stop:
-                body = _batch(f"lag-{n}")
+                body = _batch(f"{run}-lag-{n}")
                 task = asyncio.create_task(_post(session, url, body))
                 pending.add(task)
                 task.add_done_callback(pending.discard)

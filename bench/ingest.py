@@ -85,6 +85,9 @@ end
 """
 
 # Every request: 100 finish-only runs with new run ids (thread id + counter), spread over jobs.
+# Each wrk run gets its own run-id prefix (`{run}`): LuaJIT's math.random is unseeded, so a tag
+# drawn from it is the same in every run, and every run after the first would resend the
+# first one's events, answered as duplicates instead of appended and applied.
 BATCH_SCRIPT = f"""
 wrk.method = "POST"
 wrk.headers["Content-Type"] = "application/json"
@@ -93,7 +96,7 @@ tag = ""
 local k = 0
 setup = function(thread)
   k = k + 1
-  thread:set("tag", "t" .. k .. "-" .. math.random(1, 1000000000))
+  thread:set("tag", "{{run}}-t" .. k)
 end
 request = function()
   local ts = os.date("!%Y-%m-%dT%H:%M:%SZ")
@@ -292,14 +295,19 @@ def _pg_database() -> Iterator[str | None]:
             admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
+def _batch_script() -> str:
+    """BATCH_SCRIPT with a run-id prefix of its own: every event a new run."""
+    return BATCH_SCRIPT.replace("{run}", uuid.uuid4().hex[:12])
+
+
 def _jobpulse_batch_rate(sidecar: Sidecar, seconds: float, rounds: int) -> tuple[float, list[Any]]:
     """Each round starts from an empty inbox: a backlog left by the round before would make
     the next one's rate depend on where the applier happened to be."""
-    wrk(sidecar.url, script=BATCH_SCRIPT, seconds=1, connections=4)  # warm-up
+    wrk(sidecar.url, script=_batch_script(), seconds=1, connections=4)  # warm-up
     rates, outs = [], []
     for _ in range(rounds):
         sidecar.wait_applied(timeout=600)
-        out = wrk(sidecar.url, script=BATCH_SCRIPT, seconds=seconds, connections=4)
+        out = wrk(sidecar.url, script=_batch_script(), seconds=seconds, connections=4)
         outs.append(out)
         rates.append(out["rps"] * BATCH if not out["non2xx"] else 0.0)
     return median(rates), outs
