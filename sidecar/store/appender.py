@@ -139,9 +139,8 @@ class Appender(GroupCommit[_Request]):
         self._on_commit = on_commit
         self.healthy = True
         dialect = sqlite if store.is_sqlite else postgresql
-        # Rows are matched to their ids by their key (unique in a batch), not by the order of
-        # RETURNING: so the batch is one multi-row INSERT, not one statement per row (which
-        # is what asking SQLite for ordered RETURNING costs: a GIL release and re-take each).
+        # After an IntegrityError (another replica appended one of the keys meanwhile), rows are
+        # inserted one by one, each deciding for itself (see _insert_rows for the batch).
         self._insert_one = (
             dialect.insert(INBOX)
             .values({c: bindparam(c) for c in _COLUMNS})

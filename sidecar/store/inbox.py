@@ -90,7 +90,8 @@ _FIELDS_OF = operator.attrgetter(*_FIELDS)
 
 
 def encode(ev: Event) -> str:
-    """An event's fields as compact JSON (floats round-trip exactly)."""
+    """An event's fields as compact JSON (floats round-trip exactly). Validation leaves no NaN
+    or infinity in an event (orjson would write them as null)."""
     values = _FIELDS_OF(ev)
     try:
         return orjson.dumps(values).decode()
