@@ -251,7 +251,8 @@ class Engine(Runs):
 
         ts, scheduled_for, skewed = self._unskew(ev, now)
         job.last_event_at = max(job.last_event_at or now, now)
-        job.silent = False
+        if job.silent:
+            job.silent = False
         job.changed_at = now
         arrival = Arrival(ev, run_id, ts, scheduled_for, skewed, now)
         if ev.type == "start":
@@ -303,8 +304,12 @@ class Engine(Runs):
         """Recompute derived fields: running gauges, `late`, and the next deadline."""
         cfg = self.config(job)
         running = tx.running_runs(job.id)
-        job.running = len(running)
-        job.oldest_running_start = min((r.started_at for r in running), default=None)
+        # Set only what changes (see _set_state).
+        if job.running != len(running):
+            job.running = len(running)
+        oldest = min((r.started_at for r in running), default=None)
+        if job.oldest_running_start != oldest:
+            job.oldest_running_start = oldest
         if job.state in ("up", "late"):
             due = (
                 job.cursor is not None and job.cursor <= now and tx.slot(job.id, job.cursor) is None
@@ -335,4 +340,5 @@ class Engine(Runs):
         nxt = min(deadlines, default=None)
         if nxt is not None and nxt < self.judge_from:
             nxt = self.judge_from
-        job.next_deadline = nxt
+        if job.next_deadline != nxt:
+            job.next_deadline = nxt

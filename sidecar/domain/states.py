@@ -33,8 +33,12 @@ class States(Maintained):
             at = max(at, job.state_since)
             tx.add_flip(FlipRecord(job.id, at, before, after, reason))
             job.state_since = at
-        job.state = state
-        job.reason = reason
+        # Set only what changes: an ORM attribute set costs several times its read, and a job
+        # left unchanged is left out of the flush.
+        if job.state != state:
+            job.state = state
+        if job.reason != reason:
+            job.reason = reason
 
     def _condition(self, tx: Tx, job: Job, reason: str, at: float) -> None:
         """Stale, silent, overlap: down at once, whatever the threshold (not in a maintenance
