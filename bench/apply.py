@@ -18,6 +18,7 @@ ingest while 10,000 events must be applied within 5 s (``top_of_hour``): that ne
 
 from __future__ import annotations
 
+import gc
 import sqlite3
 import time
 import uuid
@@ -26,7 +27,7 @@ from pathlib import Path
 from jobpulse.instrumentation.wire import format_ts, parse_event
 from jobpulse.sidecar.config import parse_config
 from jobpulse.sidecar.domain.clock import ManualClock
-from jobpulse.sidecar.service import Sidecar
+from jobpulse.sidecar.service import Sidecar, tune_gc
 from jobpulse.sidecar.settings import Settings
 from jobpulse.sidecar.store.inbox import APPLY_BATCH
 
@@ -46,6 +47,7 @@ def _applied_per_cpu_second(tmp: Path, jobs: int) -> float:
     settings = Settings(store=f"sqlite:///{tmp}/apply.db", catchup_delay=0.0)
     sidecar = Sidecar(settings, clock=clock, file_config=config)
     sidecar.start()
+    thresholds = tune_gc()  # the collector as `jobpulse serve` sets it
     try:
         clock.set(HOUR + 2)
         for i in range(jobs):
@@ -69,6 +71,7 @@ def _applied_per_cpu_second(tmp: Path, jobs: int) -> float:
         outcomes = sidecar.apply_pending()
         spent = time.process_time() - started
     finally:
+        gc.set_threshold(*thresholds)
         sidecar.stop()
     if len(outcomes) != 2 * jobs:
         raise RuntimeError(f"applied {len(outcomes)} events, expected {2 * jobs}")

@@ -132,6 +132,9 @@ def serve(args: argparse.Namespace) -> int:
         return EX_CONFIG
     from .http.app import create_app
     from .http.keys import SIDECAR
+    from .service import tune_gc
+
+    tune_gc()
 
     try:
         try:
