@@ -4,7 +4,8 @@ Each NDJSON line is a wire event plus ``received_at`` (its arrival; default its 
 clock starts at ``--since`` (default: the earliest arrival), where the configured jobs are
 created, as a sidecar started then would create them. Events are applied in arrival order;
 between arrivals the clock jumps from deadline to deadline, ticking the evaluator at each, as
-the live one does. The store is an in-memory SQLite database: nothing is left behind.
+the live one does. The store is an in-memory SQLite database: nothing is left behind, and
+no notification is queued for the receivers the file names.
 """
 
 from __future__ import annotations
@@ -169,6 +170,8 @@ def replay(
     settings = build_settings({"store": "sqlite://"}, {}, cfg.sidecar)
     sidecar = Sidecar(settings, clock=clock, file_config=cfg)
     sidecar.start()
+    # A replay notifies nobody: the receivers the file names get no outbox rows to go unsent.
+    sidecar.outbox.receivers = sidecar.outbox.alertmanagers = ()
     try:
         for rec in events:
             if rec.received_at < start:

@@ -8,15 +8,19 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
+import pytest
 from aiohttp.test_utils import TestClient
+from sqlalchemy import func, select
 
 from jobpulse.instrumentation.wire import format_ts
+from jobpulse.sidecar import replay as replay_module
 from jobpulse.sidecar.config import parse_config
 from jobpulse.sidecar.domain.clock import ManualClock
 from jobpulse.sidecar.http.app import create_app
 from jobpulse.sidecar.http.keys import SIDECAR
 from jobpulse.sidecar.replay import advance, read_events
 from jobpulse.sidecar.settings import build_settings
+from jobpulse.sidecar.store.outbox import OutboxRow
 from tests.sidecar.harness import T0
 from tests.sidecar.process import JOBPULSE
 
@@ -147,6 +151,29 @@ def test_replay_output(tmp_path: Path) -> None:
     assert "late" in k4["flags"]
     assert out["jobs"]["picky"]["stats"]["runs"]["retry"] == 1
     assert "adhoc" in out["jobs"]
+
+
+def test_a_replay_queues_no_notifications_for_the_receivers_the_file_names(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The scenario flips `picky` down and up; with a receiver configured, the live sidecar
+    # would queue outbox rows for each flip. A replay sends nothing, so it must queue nothing.
+    text = CONFIG + "notify:\n  webhooks:\n    - name: ops\n      url: http://127.0.0.1:9/hook\n"
+    cfg = parse_config(text)
+    assert [r.name for r in cfg.notify.receivers] == ["ops"]
+    events, _ = read_events(str(write(tmp_path)[1]))
+    queued: list[int] = []
+    real_report = replay_module.report
+
+    def counting_report(sidecar: Any, since: float, until: float) -> dict[str, Any]:
+        with sidecar.store.session() as session:
+            queued.append(session.scalar(select(func.count()).select_from(OutboxRow)) or 0)
+        return real_report(sidecar, since, until)
+
+    monkeypatch.setattr(replay_module, "report", counting_report)
+    out = replay_module.replay(cfg, events, None, UNTIL)
+    assert len(out["jobs"]["picky"]["flips"]) == 5
+    assert queued == [0]
 
 
 def test_replay_bad_input_is_a_clear_error(tmp_path: Path) -> None:
