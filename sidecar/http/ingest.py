@@ -7,11 +7,9 @@ appender, and answer once they are durable there (group commit); they are applie
 
 from __future__ import annotations
 
-import json
 import time
 from typing import Any
 
-import orjson
 from aiohttp import web
 
 from jobpulse.instrumentation._ids import new_run_id
@@ -19,6 +17,7 @@ from jobpulse.instrumentation.errors import InvalidEvent, InvalidName
 from jobpulse.instrumentation.spec import parse_job_name
 from jobpulse.instrumentation.wire import Event, Limits, parse_event
 
+from ..jsonio import loads
 from ..store.writer import StoreUnavailable
 from .errors import json_error
 from .keys import AUTH, SIDECAR
@@ -48,15 +47,6 @@ class _BadLine:
         self.error = error
 
 
-def _loads(text: str) -> Any:
-    """JSON at orjson's speed; what orjson refuses (NaN, a lone surrogate, an integer past 64
-    bits, or not JSON at all) is read by the stdlib exactly as before, errors included."""
-    try:
-        return orjson.loads(text)
-    except orjson.JSONDecodeError:
-        return json.loads(text)
-
-
 def _decode(body: bytes, content_type: str) -> list[Any]:
     text = body.decode("utf-8")
     if content_type in NDJSON_TYPES:
@@ -65,14 +55,14 @@ def _decode(body: bytes, content_type: str) -> list[Any]:
             if not line.strip():
                 continue
             try:
-                items.append(_loads(line))
+                items.append(loads(line))
             except (ValueError, RecursionError) as exc:
                 items.append(_BadLine(number, str(exc)))
         if items and all(isinstance(item, _BadLine) for item in items):
             first = items[0]
             raise ValueError(f"line {first.number}: {first.error}")
         return items
-    data = _loads(text)
+    data = loads(text)
     return data if isinstance(data, list) else [data]
 
 

@@ -22,20 +22,19 @@ is judged missed while the run that fills it waits in the inbox.
 
 from __future__ import annotations
 
-import json
 import logging
 import operator
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, fields
 from typing import TYPE_CHECKING, Any, cast
 
-import orjson
 from sqlalchemy import Connection, Table, delete, func, select, text
 
 from jobpulse.instrumentation.wire import Event
 
 from ..domain.base import key_ts
 from ..domain.tables import InboxRow, Job
+from ..jsonio import dumps, loads
 
 if TYPE_CHECKING:
     from .tx import Tx
@@ -83,28 +82,16 @@ class IngestResult:
     ids: list[int | None] = field(default_factory=list)
 
 
-# The stdlib's encoder for what orjson refuses (a lone surrogate, an integer past 64 bits): one
-# encoder for every row, as json.dumps with any option builds a new encoder per call.
-_ENCODE = json.JSONEncoder(separators=(",", ":")).encode
 _FIELDS_OF = operator.attrgetter(*_FIELDS)
 
 
 def encode(ev: Event) -> str:
-    """An event's fields as compact JSON (floats round-trip exactly). Validation leaves no NaN
-    or infinity in an event (orjson would write them as null)."""
-    values = _FIELDS_OF(ev)
-    try:
-        return orjson.dumps(values).decode()
-    except orjson.JSONEncodeError:
-        return _ENCODE(values)
+    """An event's fields as compact JSON (floats round-trip exactly)."""
+    return dumps(_FIELDS_OF(ev))
 
 
 def decode(body: str) -> Event:
-    try:
-        values = orjson.loads(body)
-    except orjson.JSONDecodeError:  # what only the stdlib's encoder wrote
-        values = json.loads(body)
-    return Event(*values)
+    return Event(*loads(body))
 
 
 class Registry:
