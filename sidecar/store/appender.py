@@ -49,20 +49,15 @@ log = logging.getLogger("jobpulse.sidecar.inbox")
 MAX_BATCH = 256  # requests per append transaction
 _EVENTS = cast(Table, EventKey.__table__)
 _COLUMNS = ("job", "run_id", "type", "key_ts", "ts", "arrived_at", "flags", "body")
-_INSERT_SQLITE = (
-    f"INSERT INTO {INBOX.name} ({', '.join(_COLUMNS)}) VALUES ({', '.join('?' * len(_COLUMNS))})"
-)
+_INSERT_INTO = f"INSERT INTO {INBOX.name} ({', '.join(_COLUMNS)}) VALUES "
+_INSERT_SQLITE = _INSERT_INTO + "(" + ", ".join("?" * len(_COLUMNS)) + ")"
 _PG_ROWS = 1000  # rows per multi-row INSERT (8 parameters each, under PostgreSQL's 65,535)
 _PG_VALUES = "(" + ", ".join(["%s"] * len(_COLUMNS)) + ")"
 
 
 @functools.lru_cache(maxsize=64)
 def _insert_pg(n: int) -> str:
-    return (
-        f"INSERT INTO {INBOX.name} ({', '.join(_COLUMNS)}) VALUES "
-        + ", ".join([_PG_VALUES] * n)
-        + " RETURNING id, job, run_id, type, key_ts"
-    )
+    return _INSERT_INTO + ", ".join([_PG_VALUES] * n) + " RETURNING id, job, run_id, type, key_ts"
 
 
 # Keys among a batch's (job, run_id) pairs already stored: waiting in the inbox, or applied
