@@ -96,6 +96,16 @@ class ReadAhead:
             return None
         return self._stored_slots[job_id]
 
+    def _known(self, run: Run) -> Run:
+        """The run this transaction already holds for ``run``'s row, if any, else ``run``, now
+        held: a run added in the transaction and written is read back from the store as
+        another object, and the engine must keep changing the one it has."""
+        key = (run.job_id, run.run_id)
+        held = self._runs.get(key)
+        if held is None:
+            self._runs[key] = held = run
+        return held
+
     def load_jobs(self, names: Iterable[str]) -> None:
         """Jobs by name (locked on PostgreSQL, in name order)."""
         wanted = sorted(set(names) - self._jobs.keys())
@@ -115,14 +125,13 @@ class ReadAhead:
             for chunk in _chunks(sorted(job_ids - self._running.keys())):
                 running: dict[int, list[Run]] = {job_id: [] for job_id in chunk}
                 for run in self.session.scalars(_RUNNING, {"ids": chunk}):
-                    running[run.job_id].append(run)
-                    self._runs[(run.job_id, run.run_id)] = run
+                    running[run.job_id].append(self._known(run))
                 self._running.update(running)
             for part in _chunks(sorted(keys - self._runs.keys())):
                 query = _runs_query(pairs_statement(_RUNS, len(part)))
                 rows: Iterable[Run] = self.session.scalars(query, pairs_params(part))
                 found = {(run.job_id, run.run_id): run for run in rows}
-                for key in part:
+                for key in part:  # not held yet (the keys left), so nothing is replaced
                     self._runs[key] = found.get(key)
 
     def load_slots(self, windows: dict[int, tuple[float, float]]) -> None:

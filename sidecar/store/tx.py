@@ -9,15 +9,28 @@ takes due rows with ``SKIP LOCKED``; hourly rollups are created with ``ON CONFLI
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
+from operator import itemgetter
 from typing import Any, cast
 
-from sqlalchemy import Table, Update, bindparam, delete, event, func, select, update
+from sqlalchemy import (
+    Connection,
+    Table,
+    Update,
+    bindparam,
+    delete,
+    event,
+    func,
+    inspect,
+    select,
+    update,
+)
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from ..domain.maintenance import Window
 from ..domain.rollup import HourRollup, Stats, hour_of
 from ..domain.tables import EventKey, Flip, FlipRecord, Job, JobUpstream, MaintenanceRow, Run, Slot
+from .bulk import Bulk
 from .readahead import ROLLUP_FIELDS, ROLLUPS, SELECT_ROLLUPS, ReadAhead
 
 __all__ = ["Tx"]
@@ -98,6 +111,11 @@ class Tx(ReadAhead):
         self._written_slots: set[tuple[int, float]] = set()
         self._changed_slots: dict[tuple[int, float], Slot] = {}
         self._new_flips: list[FlipRecord] = []  # likewise: inserted by write_pending
+        # Runs added here likewise (the ORM's insert of a run cost more than the engine's work
+        # on the event that made it): inserted by write_pending; one written and changed later
+        # in the transaction is updated there, found by comparing with its values as written.
+        self._new_runs: list[Run] = []
+        self._written_runs: dict[Run, tuple[Any, ...]] = {}
         self._pending_order: dict[Run, int] = {}
         # Slots of the store loaded in bulk: per job, the range [lo, hi] they cover in full.
         self._slot_cover: dict[int, tuple[float, float]] = {}
@@ -146,6 +164,8 @@ class Tx(ReadAhead):
         self._written_slots.clear()
         self._changed_slots.clear()
         self._new_flips.clear()
+        self._new_runs.clear()
+        self._written_runs.clear()
         self._pending_order.clear()
         self._slot_cover.clear()
         self._stored_slots.clear()
@@ -191,19 +211,20 @@ class Tx(ReadAhead):
         return self._runs[key]
 
     def add_run(self, run: Run) -> None:
-        self.session.add(run)
-        self._pending_order[run] = _UNFLUSHED + len(self._pending_order)
-        self._runs[(run.job_id, run.run_id)] = run
+        """Record a new run (inserted by :meth:`write_pending`, not through the session: it
+        stays this transaction's object, never given an id)."""
         if run.outcome == "running":
             self._running_candidates(run.job_id).append(run)
+        self._new_runs.append(run)
+        self._pending_order[run] = _UNFLUSHED + len(self._pending_order)
+        self._runs[(run.job_id, run.run_id)] = run
 
     def _running_candidates(self, job_id: int) -> list[Run]:
         runs = self._running.get(job_id)
         if runs is None:
             with self.session.no_autoflush:
-                runs = list(self.session.scalars(_RUNNING, {"job_id": job_id}))
-            for run in runs:
-                self._runs[(job_id, run.run_id)] = run
+                stored = self.session.scalars(_RUNNING, {"job_id": job_id})
+                runs = [self._known(run) for run in stored]
             self._running[job_id] = runs
         return runs
 
@@ -226,12 +247,11 @@ class Tx(ReadAhead):
         first."""
         with self.session.no_autoflush:
             params = {"job_id": job_id, "lo": lo, "hi": hi}
-            found = dict.fromkeys(self.session.scalars(_STARTED_BETWEEN, params))
+            stored = self.session.scalars(_STARTED_BETWEEN, params)
+            found = dict.fromkeys(self._known(run) for run in stored)
         for run in self._pending_order:
             if run.job_id == job_id and lo <= run.started_at <= hi:
                 found[run] = None
-        for run in found:
-            self._runs[(job_id, run.run_id)] = run
         return sorted(found, key=self._run_order)
 
     def downstreams(self, name: str) -> list[Job]:
@@ -286,6 +306,8 @@ class Tx(ReadAhead):
         - the slots added: one executemany INSERT (the unique key decides likewise), and one
           UPDATE of those written earlier in the transaction and changed since;
         - the flips added: one executemany INSERT;
+        - the runs added: one executemany INSERT, and one UPDATE of those written earlier in
+          the transaction whose values changed since;
         - the rollups counted into: one executemany INSERT of the hours not stored (their
           primary key decides likewise) and one UPDATE of the others, with the values counted
           here (on PostgreSQL the job's row lock, taken first, serialises them)."""
@@ -293,22 +315,25 @@ class Tx(ReadAhead):
         if self._new_keys:
             keys, self._new_keys = self._new_keys, []
             conn = self.session.connection()
-            conn.execute(_EVENT_KEYS.insert(), keys)
+            _INSERT_KEYS.execute(conn, keys)
         if self._new_slots or self._changed_slots:
             added, self._new_slots = self._new_slots, []
             updated, self._changed_slots = self._changed_slots, {}
             conn = conn or self.session.connection()
             if updated:
-                conn.execute(
-                    _UPDATE_SLOT, [_values(s, _SLOT_FIELDS, _SLOT_KEY) for s in updated.values()]
+                _UPDATE_SLOT.execute(
+                    conn, [_values(s, _SLOT_FIELDS, _SLOT_KEY) for s in updated.values()]
                 )
             if added:
-                conn.execute(_SLOTS.insert(), [_values(s, _SLOT_KEY + _SLOT_FIELDS) for s in added])
+                _INSERT_SLOTS.execute(conn, [_values(s, _SLOT_KEY + _SLOT_FIELDS) for s in added])
                 self._written_slots.update((slot.job_id, slot.slot) for slot in added)
+        if self._new_runs or self._written_runs:
+            conn = conn or self.session.connection()
+            self._write_runs(conn)
         if self._new_flips:
             flips, self._new_flips = self._new_flips, []
             conn = conn or self.session.connection()
-            conn.execute(_FLIPS.insert(), [_values(flip, _FLIP_FIELDS) for flip in flips])
+            _INSERT_FLIPS.execute(conn, [_values(flip, _FLIP_FIELDS) for flip in flips])
         if self._changed_rollups:
             changed, self._changed_rollups = self._changed_rollups, {}
             new = [
@@ -322,9 +347,25 @@ class Tx(ReadAhead):
             self._new_rollups.difference_update(changed)
             conn = conn or self.session.connection()
             if new:
-                conn.execute(ROLLUPS.insert(), new)
+                _INSERT_ROLLUPS.execute(conn, new)
             if old:
-                conn.execute(_UPDATE_ROLLUP, old)
+                _UPDATE_ROLLUP.execute(conn, old)
+
+    def _write_runs(self, conn: Connection) -> None:
+        written = self._written_runs
+        changed = []
+        for run, before in written.items():
+            values = _RUN_VALUES(run.__dict__)
+            if values != before:
+                written[run] = values
+                changed.append(values)
+        if changed:
+            _UPDATE_RUN.execute(conn, [_run_update(values) for values in changed])
+        if self._new_runs:
+            added, self._new_runs = self._new_runs, []
+            rows = [_run_row(run) for run in added]
+            _INSERT_RUNS.execute(conn, [_run_insert(row) for row in rows])
+            written.update(zip(added, rows, strict=True))
 
     def slot(self, job_id: int, slot: float) -> Slot | None:
         key = (job_id, slot)
@@ -458,8 +499,52 @@ def _values(row: Any, fields: Sequence[str], key: Sequence[str] = ()) -> dict[st
     return values
 
 
-_UPDATE_SLOT = _update_by_key(_SLOTS, _SLOT_KEY, _SLOT_FIELDS)
-_UPDATE_ROLLUP = _update_by_key(ROLLUPS, _ROLLUP_KEY, _COUNTERS)
+_UPDATE_SLOT = Bulk(_update_by_key(_SLOTS, _SLOT_KEY, _SLOT_FIELDS))
+_INSERT_SLOTS = Bulk(_SLOTS.insert())
+_INSERT_FLIPS = Bulk(_FLIPS.insert())
+_INSERT_KEYS = Bulk(_EVENT_KEYS.insert())
+_INSERT_ROLLUPS = Bulk(ROLLUPS.insert())
+
+# A run's row as write_pending inserts it: every column but the id, the run key first; for a
+# column a new run was not given, its default (``new_row`` sets the ones that have to be set).
+_RUNS = cast(Table, Run.__table__)
+_RUN_KEY = ("job_id", "run_id")
+_RUN_PROPS = sorted(
+    (prop for prop in inspect(Run).column_attrs if prop.key != "id"),
+    key=lambda prop: _RUN_KEY.index(prop.key) if prop.key in _RUN_KEY else len(_RUN_KEY),
+)
+_RUN_COLUMNS = tuple(prop.columns[0].key for prop in _RUN_PROPS)
+_RUN_DEFAULTS = {
+    prop.key: default.arg if (default := prop.columns[0].default) is not None else None
+    for prop in _RUN_PROPS
+}
+_RUN_VALUES = itemgetter(*_RUN_DEFAULTS)  # a run's values by attribute, in _RUN_COLUMNS order
+_UPDATE_RUN = Bulk(_update_by_key(_RUNS, _RUN_KEY, _RUN_COLUMNS[len(_RUN_KEY) :]))
+_INSERT_RUNS = Bulk(_RUNS.insert())
+
+
+def _run_row(run: Run) -> tuple[Any, ...]:
+    """A new run's row; the columns it was not given take their defaults, on the run too
+    (as after an ORM insert), so :data:`_RUN_VALUES` reads it again as it changes."""
+    values = run.__dict__
+    for name in _RUN_DEFAULTS.keys() - values.keys():
+        values[name] = _RUN_DEFAULTS[name]
+    row: tuple[Any, ...] = _RUN_VALUES(values)
+    return row
+
+
+def _run_insert(row: tuple[Any, ...]) -> dict[str, Any]:
+    return dict(zip(_RUN_COLUMNS, row, strict=True))
+
+
+def _run_update(row: tuple[Any, ...]) -> dict[str, Any]:
+    values = _run_insert(row)
+    for name in _RUN_KEY:
+        values[f"key_{name}"] = values[name]
+    return values
+
+
+_UPDATE_ROLLUP = Bulk(_update_by_key(ROLLUPS, _ROLLUP_KEY, _COUNTERS))
 
 _CLAIM_VALUES: dict[str, Any] = {
     name: bindparam(name)

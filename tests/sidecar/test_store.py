@@ -7,7 +7,7 @@ from pathlib import Path
 from sqlalchemy import func, select
 
 from jobpulse.instrumentation.wire import Event
-from jobpulse.sidecar.domain.tables import Job
+from jobpulse.sidecar.domain.tables import Job, Run, new_row
 from tests.sidecar.harness import T0, Harness
 
 
@@ -26,5 +26,36 @@ def test_an_open_read_transaction_does_not_block_ingest(tmp_path: Path) -> None:
             assert reader.scalar(select(func.count(Job.id))) == before == 0
         with h.sidecar.store.session() as fresh:
             assert fresh.scalar(select(func.count(Job.id))) == 1
+    finally:
+        h.close()
+
+
+def test_a_run_written_mid_transaction_is_one_object_and_keeps_its_later_changes(
+    store_url: str,
+) -> None:
+    # New runs are inserted by the transaction itself, not by the ORM session: once written
+    # (before any flush), a read that returns the row must hand back the object the engine
+    # holds, and what the engine changes on it afterwards must still reach the store.
+    h = Harness(store_url, "", start=T0)
+    try:
+        event = Event(type="success", job="nightly", run_id="r0", ts=T0)
+        h.sidecar.appender.submit([event], at=T0).result(timeout=5)
+        h.sidecar.apply_pending(T0)
+        with h.sidecar.store.transaction() as tx:
+            job = tx.job("nightly")
+            assert job is not None
+            values = {"job_id": job.id, "run_id": "r1", "started_at": T0 + 10}
+            run = new_row(Run, {**values, "received_at": T0 + 10, "outcome": "running"})
+            tx.add_run(run)
+            tx.write_pending()  # writes the run (as the writer does at the end of an item)
+            assert tx.runs_started_between(job.id, T0 + 5, T0 + 15) == [run]
+            assert tx.running_runs(job.id) == [run]
+            run.outcome = "success"
+            run.finished_at = T0 + 20
+        with h.sidecar.store.session() as session:
+            rows = list(session.scalars(select(Run).where(Run.run_id == "r1")))
+            assert [(r.outcome, r.finished_at, r.has_start, r.late) for r in rows] == [
+                ("success", T0 + 20, False, False)
+            ]
     finally:
         h.close()

@@ -1,0 +1,84 @@
+"""One statement executed for many rows at the driver: what a transaction writes outside the
+ORM session (idempotency keys, slots, flips, rollups and runs; see ``Tx.write_pending``).
+
+``Connection.execute(statement, rows)`` with a list of dicts builds every row's parameters
+through the compiled statement, in Python, one call per row; for the applier that cost about
+as much as the statements themselves. Here the statement is compiled once per dialect and set
+of columns, and each row becomes a tuple (SQLite's positional ``?``) or stays a dict
+(psycopg's named parameters) with only the bind processors its types have (JSON), then goes to
+the driver's ``executemany``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+from sqlalchemy import Connection, Dialect
+from sqlalchemy.sql.compiler import SQLCompiler
+from sqlalchemy.sql.expression import UpdateBase
+
+__all__ = ["Bulk"]
+
+_Processor = Callable[[Any], Any]
+
+
+class _Plan:
+    __slots__ = ("names", "positional", "processors", "sql")
+
+    def __init__(self, statement: UpdateBase, dialect: Dialect, keys: Sequence[str]) -> None:
+        compiled = statement.compile(dialect=dialect, column_keys=list(keys))
+        assert isinstance(compiled, SQLCompiler)
+        self.sql = compiled.string
+        self.positional = bool(dialect.positional)
+        self.names: list[str] = list(compiled.positiontup or []) if self.positional else []
+        if not self.positional:
+            self.names = list(compiled.binds)
+        self.processors: list[tuple[str, _Processor]] = []
+        for name in dict.fromkeys(self.names):
+            bind = compiled.binds[name]
+            processor = bind.type.dialect_impl(dialect).bind_processor(dialect)
+            if processor is not None:
+                self.processors.append((name, processor))
+
+    def params(self, rows: Sequence[Mapping[str, Any]]) -> list[Any]:
+        if not self.positional:
+            if not self.processors:
+                return list(rows)
+            named = []
+            for row in rows:
+                mapping = dict(row)
+                for name, processor in self.processors:
+                    mapping[name] = processor(mapping[name])
+                named.append(mapping)
+            return named
+        names = self.names
+        if not self.processors:
+            return [tuple([row[name] for name in names]) for row in rows]
+        at = [(names.index(name), processor) for name, processor in self.processors]
+        positional = []
+        for row in rows:
+            values = [row[name] for name in names]
+            for index, processor in at:
+                values[index] = processor(values[index])
+            positional.append(tuple(values))
+        return positional
+
+
+class Bulk:
+    """``statement`` (an INSERT or an UPDATE with bound parameters) for many rows at once."""
+
+    def __init__(self, statement: UpdateBase) -> None:
+        self.statement = statement
+        self._plans: dict[tuple[str, tuple[str, ...]], _Plan] = {}
+
+    def execute(self, conn: Connection, rows: Sequence[Mapping[str, Any]]) -> None:
+        """Execute for every row of ``rows`` (all with the same keys) in one executemany."""
+        if not rows:
+            return
+        keys = tuple(rows[0])
+        plan = self._plans.get((conn.dialect.name, keys))
+        if plan is None:
+            plan = _Plan(self.statement, conn.dialect, keys)
+            self._plans[(conn.dialect.name, keys)] = plan
+        conn.exec_driver_sql(plan.sql, plan.params(rows))
