@@ -17,7 +17,7 @@ from sqlalchemy.sql.selectable import ExecutableReturnsRows
 
 from ..domain.rollup import HourRollup, Stats, hour_of, stats_from_rows
 from ..domain.tables import EventKey, Job, JobUpstream, Rollup, Run, Slot
-from .pairs import pairs_params, pairs_statement
+from .pairs import MAX_PAIRS, pairs_params, pairs_statement
 
 __all__ = ["ROLLUPS", "ROLLUP_FIELDS", "SELECT_ROLLUPS", "ReadAhead"]
 
@@ -68,9 +68,9 @@ def _runs_query(pairs: TextClause) -> ExecutableReturnsRows:
     return select(Run).from_statement(pairs.columns(*_RUN_COLUMNS))
 
 
-def _chunks(items: Sequence[T]) -> Iterator[Sequence[T]]:
-    for start in range(0, len(items), _CHUNK):
-        yield items[start : start + _CHUNK]
+def _chunks(items: Sequence[T], size: int = _CHUNK) -> Iterator[Sequence[T]]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
 
 
 class ReadAhead:
@@ -127,7 +127,7 @@ class ReadAhead:
                 for run in self.session.scalars(_RUNNING, {"ids": chunk}):
                     running[run.job_id].append(self._known(run))
                 self._running.update(running)
-            for part in _chunks(sorted(keys - self._runs.keys())):
+            for part in _chunks(sorted(keys - self._runs.keys()), MAX_PAIRS):
                 query = _runs_query(pairs_statement(_RUNS, len(part)))
                 rows: Iterable[Run] = self.session.scalars(query, pairs_params(part))
                 found = {(run.job_id, run.run_id): run for run in rows}
@@ -171,7 +171,7 @@ class ReadAhead:
 
     def load_event_keys(self, keys: Iterable[tuple[int, str, str, float]]) -> None:
         wanted = sorted(set(keys) - self._keys.keys())
-        for chunk in _chunks(wanted):
+        for chunk in _chunks(wanted, MAX_PAIRS):  # at most as many pairs as keys
             pairs = sorted({key[:2] for key in chunk})
             query = pairs_statement(_EVENT_KEYS, len(pairs))
             with self.session.no_autoflush:
