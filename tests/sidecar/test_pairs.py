@@ -1,18 +1,22 @@
-"""The pairs lookups probe their table's unique index once per pair, at every size.
+"""Query plans on SQLite: every lookup probes an index, none builds one per statement.
 
 SQLite's planner, with no statistics, answers a VALUES list of 512 pairs joined to a table by
 building an automatic index over the whole table for each statement: a duplicate check that
-grows with every stored event. The statements stop at ``MAX_PAIRS``; these plans must hold up
-to it.
+grows with every stored event. The pairs statements stop at ``MAX_PAIRS``; these plans must
+hold up to it, and no statement that ingest, the applier or the evaluator runs may need an
+automatic index at all.
 """
 
 from __future__ import annotations
 
+import sqlite3
 from pathlib import Path
+from typing import Any
 
 import pytest
-from sqlalchemy import text
+from sqlalchemy import event, text
 
+from jobpulse.instrumentation.wire import Event
 from jobpulse.sidecar.store import appender, readahead
 from jobpulse.sidecar.store.pairs import MAX_PAIRS, pairs_params, pairs_statement
 from tests.sidecar.harness import T0, Harness
@@ -52,3 +56,62 @@ def test_every_size_up_to_the_cap_probes_the_index(tmp_path: Path, name: str) ->
 def test_more_pairs_than_the_cap_is_refused() -> None:
     with pytest.raises(ValueError, match=f"1 to {MAX_PAIRS}"):
         pairs_statement(readahead._RUNS, MAX_PAIRS + 1)
+
+
+def test_no_statement_of_ingest_apply_or_tick_builds_an_automatic_index(tmp_path: Path) -> None:
+    config = (
+        "jobs:\n"
+        + "".join(
+            f'  - name: cron-{i}\n    schedule: "*/5 * * * *"\n    max_runtime: 2m\n'
+            for i in range(30)
+        )
+        + "".join(
+            f"  - name: every-{i}\n    every: 5m\n    heartbeat_timeout: 1m\n" for i in range(5)
+        )
+        + "".join(f"  - name: after-{i}\n    after: cron-{i}\n" for i in range(5))
+    )
+    h = Harness(f"sqlite:///{tmp_path}/p.db", config, start=T0)
+    statements: dict[str, Any] = {}
+
+    def seen(_c: Any, _cur: Any, sql: str, params: Any, _ctx: Any, many: bool) -> None:
+        if sql.lstrip().upper().startswith(("SELECT", "WITH", "INSERT", "UPDATE", "DELETE")):
+            statements.setdefault(sql, params[0] if many and params else params)
+
+    try:
+        for engine in {h.sidecar.store.engine, h.sidecar.store.write_engine}:
+            event.listen(engine, "before_cursor_execute", seen)
+        for minute in range(0, 30, 5):
+            t = T0 + 60 * minute + 1
+            h.clock.set(t)
+            # More (job, run) pairs in one group commit than one pairs statement takes.
+            events = [
+                Event(type="start", job=f"cron-{i}", run_id=f"m{minute}-{i}", ts=t)
+                for i in range(30)
+            ]
+            events += [
+                Event(
+                    type="success" if i % 7 else "failure",
+                    job=f"cron-{i % 30}",
+                    run_id=f"m{minute}-{i}",
+                    ts=t,
+                    duration=0.5,
+                )
+                for i in range(300)
+            ]
+            events += [
+                Event(type="progress", job=f"every-{i}", run_id=f"e{minute}", ts=t)
+                for i in range(5)
+            ]
+            h.sidecar.appender.submit(events, at=t).result(timeout=30)
+            h.move(t + 200)
+        assert len(statements) > 20
+        with sqlite3.connect(tmp_path / "p.db") as conn:
+            automatic = {
+                sql: steps
+                for sql, params in statements.items()
+                if (steps := [r[3] for r in conn.execute(f"EXPLAIN QUERY PLAN {sql}", params)])
+                and any("AUTOMATIC" in step for step in steps)
+            }
+        assert not automatic
+    finally:
+        h.close()
