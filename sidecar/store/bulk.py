@@ -24,22 +24,24 @@ _Processor = Callable[[Any], Any]
 
 
 class _Plan:
-    __slots__ = ("names", "positional", "processors", "sql")
+    __slots__ = ("names", "positional", "positions", "processors", "sql")
 
     def __init__(self, statement: UpdateBase, dialect: Dialect, keys: Sequence[str]) -> None:
         compiled = statement.compile(dialect=dialect, column_keys=list(keys))
         assert isinstance(compiled, SQLCompiler)
         self.sql = compiled.string
         self.positional = bool(dialect.positional)
-        self.names: list[str] = list(compiled.positiontup or []) if self.positional else []
-        if not self.positional:
-            self.names = list(compiled.binds)
-        self.processors: list[tuple[str, _Processor]] = []
-        for name in dict.fromkeys(self.names):
-            bind = compiled.binds[name]
-            processor = bind.type.dialect_impl(dialect).bind_processor(dialect)
-            if processor is not None:
-                self.processors.append((name, processor))
+        self.names = list(compiled.positiontup or ()) if self.positional else list(compiled.binds)
+        found: dict[str, _Processor | None] = {}
+        for name in self.names:
+            if name not in found:
+                bind = compiled.binds[name]
+                found[name] = bind.type.dialect_impl(dialect).bind_processor(dialect)
+        # By name for named parameters, by position (every one) for positional ones.
+        self.processors = [(name, proc) for name, proc in found.items() if proc is not None]
+        self.positions = [
+            (index, proc) for index, name in enumerate(self.names) if (proc := found[name])
+        ]
 
     def params(self, rows: Sequence[Mapping[str, Any]]) -> list[Any]:
         if not self.positional:
@@ -53,13 +55,12 @@ class _Plan:
                 named.append(mapping)
             return named
         names = self.names
-        if not self.processors:
+        if not self.positions:
             return [tuple([row[name] for name in names]) for row in rows]
-        at = [(names.index(name), processor) for name, processor in self.processors]
         positional = []
         for row in rows:
             values = [row[name] for name in names]
-            for index, processor in at:
+            for index, processor in self.positions:
                 values[index] = processor(values[index])
             positional.append(tuple(values))
         return positional
