@@ -26,7 +26,7 @@ from jobpulse.instrumentation.errors import ConfigError
 
 from ..domain.tables import FlipRecord, Job
 from .migrate import upgrade
-from .tx import Tx
+from .tx import BEGIN_IMMEDIATE, LAZY_BEGIN, Tx
 
 __all__ = ["Store"]
 
@@ -44,14 +44,25 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
 
 
 _WRITE = "jobpulse_write"
+_LAZY = "lazy"
+# Statements that leave a lazy transaction unbegun (everything else begins it).
+_READS = re.compile(r"\s*(SELECT|PRAGMA)\b", re.IGNORECASE)
 
 
 def _sqlite_begin(conn: Any) -> None:
     # Writers take the write lock when they begin, so two writers never deadlock upgrading a
     # read lock. Readers begin deferred: in WAL mode a reader never blocks the writer (a long
-    # /metrics refresh must not hold up ingest), nor the writer it.
+    # /metrics refresh must not hold up ingest), nor the writer it. The writer's transactions
+    # begin lazily: BEGIN IMMEDIATE before their first write (see Store.transaction).
     write = conn.get_execution_options().get(_WRITE, False)
+    if write == _LAZY:
+        conn.info[LAZY_BEGIN] = True
+        return
     conn.exec_driver_sql("BEGIN IMMEDIATE" if write else "BEGIN")
+
+
+def _sqlite_end(conn: Any) -> None:
+    conn.info.pop(LAZY_BEGIN, None)  # a lazy transaction that never wrote: nothing to end
 
 
 def _masked(url: str) -> str:
@@ -126,19 +137,29 @@ class Store:
                 f"store {shown}: the database driver is not installed ({exc.name or exc}); "
                 "install jobpulse[postgres] for PostgreSQL"
             ) from exc
+        # The writer's transactions take SQLite's write lock only at their first write, when
+        # connections are not shared between threads (an in-memory store's are).
+        self._lazy = self.is_sqlite and "poolclass" not in kwargs
         if self.is_sqlite:
             event.listen(self.engine, "connect", _sqlite_pragmas)
             event.listen(self.engine, "begin", _sqlite_begin)
+            event.listen(self.engine, "commit", _sqlite_end)
+            event.listen(self.engine, "rollback", _sqlite_end)
+            event.listen(self.engine, "before_cursor_execute", self._begin_writing)
         # The same pool; its connections begin with the write lock on SQLite.
         self.write_engine = self.engine.execution_options(**{_WRITE: True})
         self._sessions = sessionmaker(self.engine, expire_on_commit=False, autoflush=True)
         self._write_sessions = sessionmaker(
-            self.write_engine, expire_on_commit=False, autoflush=True
+            self.engine.execution_options(**{_WRITE: _LAZY}) if self._lazy else self.write_engine,
+            expire_on_commit=False,
+            autoflush=True,
         )
+        self._taken = threading.local()  # write locks this thread's lazy transaction took
         # SQLite has one writer at a time: the threads that write (the inbox's appender, the
         # writer) take turns in-process rather than through SQLite's sleeping busy handler.
+        self._lock = threading.RLock()
         self.write_lock: threading.RLock | contextlib.nullcontext[None] = (
-            threading.RLock() if self.is_sqlite else contextlib.nullcontext()
+            self._lock if self.is_sqlite else contextlib.nullcontext()
         )
         # Called for every flip a transaction adds, in that transaction (the outbox).
         self.on_flip: Callable[[Session, FlipRecord], None] | None = None
@@ -176,13 +197,42 @@ class Store:
 
     @contextmanager
     def transaction(self) -> Iterator[Tx]:
-        with self.write_lock, self._write_sessions.begin() as session:
-            yield Tx(
-                session,
-                locking=not self.is_sqlite,
-                on_flip=self.on_flip,
-                on_relabel=self.on_relabel,
-            )
+        """The writer's transaction. On SQLite it reads without the write lock and takes it
+        (BEGIN IMMEDIATE) at its first write, or at :meth:`Tx.hold_writes`: the applier works
+        out a batch's effects while the inbox's appends go on committing, and holds the lock
+        only to write them. Its reads need no snapshot: the writer's thread is the only
+        writer of every table but the inbox, and the inbox's appends only add rows after those
+        it has read. Then the writes are one serializable transaction, as before."""
+        if not self._lazy:
+            with self.write_lock, self._write_sessions.begin() as session:
+                yield self._tx(session)
+            return
+        try:
+            with self._write_sessions.begin() as session:
+                yield self._tx(session)
+        finally:
+            for _ in range(self._taken.__dict__.pop("count", 0)):
+                self._lock.release()
+
+    def _tx(self, session: Session) -> Tx:
+        return Tx(
+            session,
+            locking=not self.is_sqlite,
+            on_flip=self.on_flip,
+            on_relabel=self.on_relabel,
+        )
+
+    def _begin_writing(self, conn: Connection, cursor: Any, statement: str, *_: Any) -> None:
+        """Before the first statement of a lazy transaction that is not a read: take the write
+        lock, then BEGIN IMMEDIATE (unless that statement is it: :meth:`Tx.hold_writes`)."""
+        info = conn.info
+        if not info.get(LAZY_BEGIN) or _READS.match(statement):
+            return
+        del info[LAZY_BEGIN]
+        self._lock.acquire()
+        self._taken.count = getattr(self._taken, "count", 0) + 1
+        if statement != BEGIN_IMMEDIATE:
+            cursor.execute(BEGIN_IMMEDIATE)
 
     @contextmanager
     def append_transaction(self) -> Iterator[Connection]:
