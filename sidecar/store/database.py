@@ -45,8 +45,12 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
 
 _WRITE = "jobpulse_write"
 _LAZY = "lazy"
-# Statements that leave a lazy transaction unbegun (everything else begins it).
-_READS = re.compile(r"\s*(SELECT|PRAGMA)\b", re.IGNORECASE)
+# Statements that leave a lazy transaction unbegun (everything else begins it): a SELECT, a
+# PRAGMA, or a WITH query that does not write (the pairs lookups, store/pairs.py).
+_READS = re.compile(
+    r"\s*(SELECT|PRAGMA)\b|\s*WITH\b(?!.*\b(INSERT|UPDATE|DELETE|REPLACE)\b)",
+    re.IGNORECASE | re.DOTALL,
+)
 
 
 def _sqlite_begin(conn: Any) -> None:
