@@ -145,6 +145,7 @@ class Sidecar:
 
     # ---------------------------------------------------------------- lifecycle
     def start(self) -> None:
+        self.store.claim()
         self.store.migrate()
         self.writer.start()
         self.apply_config(self.file_config or self._read_config())

@@ -9,6 +9,7 @@ included, goes through one writer (``writer.py``); reads use their own sessions.
 from __future__ import annotations
 
 import contextlib
+import os
 import re
 import threading
 from collections.abc import Callable, Iterator, Mapping
@@ -28,7 +29,16 @@ from ..domain.tables import FlipRecord, Job
 from .migrate import upgrade
 from .tx import BEGIN_IMMEDIATE, LAZY_BEGIN, Tx
 
-__all__ = ["Store"]
+__all__ = ["SERVING_SUFFIX", "Store"]
+
+try:
+    import fcntl
+except ImportError:  # not POSIX: no claim on the file, and the writer begins at once
+    fcntl = None  # type: ignore[assignment]
+
+# Beside a SQLite store file (like its -wal and -shm): locked by the sidecar serving it, and
+# holding that process's id.
+SERVING_SUFFIX = "-serving"
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
@@ -143,7 +153,8 @@ class Store:
             ) from exc
         # The writer's transactions take SQLite's write lock only at their first write, when
         # connections are not shared between threads (an in-memory store's are).
-        self._lazy = self.is_sqlite and "poolclass" not in kwargs
+        self._lazy = self.is_sqlite and "poolclass" not in kwargs and fcntl is not None
+        self._claim: int | None = None  # the descriptor of the locked -serving file
         if self.is_sqlite:
             event.listen(self.engine, "connect", _sqlite_pragmas)
             event.listen(self.engine, "begin", _sqlite_begin)
@@ -244,5 +255,33 @@ class Store:
         with self.write_lock, self.write_engine.begin() as conn:
             yield conn
 
+    def claim(self) -> None:
+        """Serve this store alone: a SQLite file takes one sidecar, whose writer reads without
+        the write lock (see :meth:`transaction`) and whose evaluator judges every job. A
+        second sidecar on the same file gets a :class:`ConfigError` naming the first one's
+        process id, instead of applying the same events and sending the same notifications
+        twice. The lock is the kernel's: it goes with the process, however that ends."""
+        if self.sqlite_path is None or fcntl is None or self._claim is not None:
+            return
+        path = f"{self.sqlite_path}{SERVING_SUFFIX}"
+        with self._opening():
+            fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            other = os.pread(fd, 32, 0).decode("ascii", "replace").strip() or "unknown"
+            os.close(fd)
+            raise ConfigError(
+                f"store {self.display_url}: another jobpulse sidecar (process {other}) is "
+                "serving it; a SQLite store takes one sidecar (stop that one, or use "
+                "PostgreSQL for replicas)"
+            ) from None
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        self._claim = fd
+
     def dispose(self) -> None:
         self.engine.dispose()
+        if self._claim is not None:
+            os.close(self._claim)  # the lock with it; the file stays, as -shm does
+            self._claim = None

@@ -193,3 +193,15 @@ def test_bad_environment_variable_fails_start_up_naming_it(tmp_path: Path) -> No
     assert proc.returncode == 78
     assert b"JOBPULSE_PORT" in proc.stderr
     assert json  # the module is used by helpers above
+
+
+def test_a_second_sidecar_on_the_same_sqlite_file_is_refused(served: Served) -> None:
+    # Two sidecars on one file would both apply the inbox and both send every notification.
+    assert served.proc is not None
+    second = Served(served.workdir, CONFIG)
+    proc = subprocess.run([*served_cmd(second)], capture_output=True, timeout=60, env=second.env)
+    assert proc.returncode == 78
+    message = proc.stderr.decode()
+    assert f"another jobpulse sidecar (process {served.proc.pid}) is serving it" in message
+    assert "use PostgreSQL for replicas" in message
+    assert served.get("/readyz")[0] == 200  # the first one goes on serving

@@ -3,13 +3,16 @@ up the inbox's appends only while it writes."""
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 from concurrent.futures import Future
 from pathlib import Path
 
+import pytest
 from sqlalchemy import func, select
 
+from jobpulse.instrumentation.errors import ConfigError
 from jobpulse.instrumentation.wire import Event
 from jobpulse.sidecar.domain.tables import Job, Run, new_row
 from jobpulse.sidecar.store.inbox import IngestResult
@@ -153,3 +156,21 @@ def test_a_writer_item_that_only_reads_leaves_no_lock_behind(tmp_path: Path) -> 
             assert _append(h, "r2").result(timeout=5).accepted == 1
     finally:
         h.close()
+
+
+def test_one_sidecar_serves_a_sqlite_file_at_a_time(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path}/s.db"
+    first = Harness(url, "", start=T0)
+    try:
+        with pytest.raises(
+            ConfigError, match=rf"another jobpulse sidecar \(process {os.getpid()}\)"
+        ):
+            Harness(url, "", start=T0)
+        first.ping([Event(type="success", job="nightly", run_id="r1", ts=T0)])  # unharmed
+    finally:
+        first.close()
+    again = Harness(url, "", start=T0)  # the lock went with the first one's stop
+    try:
+        assert [r.run_id for r in again.runs("nightly")] == ["r1"]
+    finally:
+        again.close()
