@@ -198,9 +198,9 @@ class InboxApplier:
                 return result
 
     def _tick(self, now: float | None, drain: bool, tx: Tx) -> tuple[int, float] | None:
-        tx.hold_writes()  # SQLite: BEGIN IMMEDIATE, the write lock
+        conn = tx.session.connection()  # SQLite: BEGIN IMMEDIATE, the write lock
         if tx.locking:
-            lock_for_pass(tx.session.connection(), exclusive=True)
+            lock_for_pass(conn, exclusive=True)
         at = self.clock.now() if now is None else now
         after, read = 0, APPLY_BATCH
         while read == APPLY_BATCH:  # what arrived since apply_pending

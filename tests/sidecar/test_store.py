@@ -1,12 +1,8 @@
-"""The store's transactions on SQLite: readers never hold up the writer, and the writer holds
-up the inbox's appends only while it writes."""
+"""The store on SQLite: readers never hold up the writer, and one sidecar serves a file."""
 
 from __future__ import annotations
 
 import os
-import threading
-import time
-from concurrent.futures import Future
 from pathlib import Path
 
 import pytest
@@ -15,9 +11,6 @@ from sqlalchemy import func, select
 from jobpulse.instrumentation.errors import ConfigError
 from jobpulse.instrumentation.wire import Event
 from jobpulse.sidecar.domain.tables import Job, Run, new_row
-from jobpulse.sidecar.store.inbox import IngestResult
-from jobpulse.sidecar.store.pairs import pairs_params, pairs_statement
-from jobpulse.sidecar.store.tx import Tx
 from tests.sidecar.harness import T0, Harness
 
 
@@ -67,93 +60,6 @@ def test_a_run_written_mid_transaction_is_one_object_and_keeps_its_later_changes
             assert [(r.outcome, r.finished_at, r.has_start, r.late) for r in rows] == [
                 ("success", T0 + 20, False, False)
             ]
-    finally:
-        h.close()
-
-
-def _append(h: Harness, run_id: str) -> Future[IngestResult]:
-    return h.sidecar.appender.submit([Event(type="success", job="nightly", run_id=run_id, ts=T0)])
-
-
-def test_appends_commit_while_the_writer_reads_and_wait_once_it_writes(tmp_path: Path) -> None:
-    # The applier works out a batch's effects before it writes them: appends must not wait for
-    # that (they did, for the whole batch, while the writer held the write lock from BEGIN).
-    h = Harness(f"sqlite:///{tmp_path}/s.db", "", start=T0)
-    read, write, done = threading.Event(), threading.Event(), threading.Event()
-
-    def work(tx: Tx) -> int:
-        tx.session.scalar(select(func.count(Job.id)))
-        # The readahead's lookups by pairs are WITH queries: reads too.
-        query = pairs_statement(
-            "WITH k(job, run_id) AS ({pairs}) SELECT r.id FROM k "
-            "JOIN jobs j ON j.name = k.job JOIN runs r ON r.job_id = j.id AND r.run_id = k.run_id",
-            1,
-        )
-        tx.session.execute(query, pairs_params([("nightly", "r0")])).all()
-        read.set()
-        assert write.wait(10)
-        tx.session.add(Job(name="written", created_at=T0, state_since=T0, changed_at=T0))
-        tx.session.flush()  # the first write: the write lock from here to the commit
-        done.set()
-        time.sleep(0.3)
-        return 1
-
-    try:
-        item = h.sidecar.writer.submit(work)
-        assert read.wait(10)
-        assert _append(h, "r1").result(timeout=5).accepted == 1  # while the item reads
-        write.set()
-        assert done.wait(10)
-        waiting = _append(h, "r2")
-        time.sleep(0.1)
-        assert not waiting.done()  # the item holds the lock until it commits
-        assert item.result(10) == 1
-        assert waiting.result(timeout=5).accepted == 1
-        with h.sidecar.store.session() as s:
-            assert s.scalar(select(func.count(Job.id)).where(Job.name == "written")) == 1
-    finally:
-        write.set()
-        h.close()
-
-
-def test_hold_writes_keeps_appends_out_from_the_start(tmp_path: Path) -> None:
-    # The evaluator's pass reads the inbox and judges slots at `now`: no append may commit in
-    # between, or a run that filled a slot would wait in the inbox while the slot is missed.
-    h = Harness(f"sqlite:///{tmp_path}/s.db", "", start=T0)
-    held, release = threading.Event(), threading.Event()
-
-    def work(tx: Tx) -> None:
-        tx.hold_writes()
-        held.set()
-        assert release.wait(10)
-
-    try:
-        item = h.sidecar.writer.submit(work)
-        assert held.wait(10)
-        waiting = _append(h, "r1")
-        time.sleep(0.2)
-        assert not waiting.done()
-        release.set()
-        item.result(10)
-        assert waiting.result(timeout=5).accepted == 1
-    finally:
-        release.set()
-        h.close()
-
-
-def test_a_writer_item_that_only_reads_leaves_no_lock_behind(tmp_path: Path) -> None:
-    h = Harness(f"sqlite:///{tmp_path}/s.db", "", start=T0)
-    try:
-        for _ in range(3):  # the pool hands the same connection back
-            h.sidecar.writer.run_sync(lambda tx: tx.session.scalar(select(func.count(Job.id))))
-        assert h.sidecar.store.write_lock.acquire(timeout=1)
-        h.sidecar.store.write_lock.release()
-        # Another thread takes the lock at once: no lazy transaction kept it.
-        assert _append(h, "r1").result(timeout=5).accepted == 1
-        # Readers on the same pool still begin deferred, never with the write lock.
-        with h.sidecar.store.session() as reader:
-            reader.scalar(select(func.count(Job.id)))
-            assert _append(h, "r2").result(timeout=5).accepted == 1
     finally:
         h.close()
 
