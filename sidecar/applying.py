@@ -65,14 +65,24 @@ class InboxApplier:
         self._held: set[int] = set()
 
     def apply_pending(
-        self, now: float | None = None, *, yield_to_appends: bool = False
+        self,
+        now: float | None = None,
+        *,
+        yield_to_appends: bool = False,
+        patience: float | None = None,
     ) -> dict[int, Outcome]:
-        """Apply what waits in the inbox, in transactions of ``APPLY_BATCH`` events.
+        """Apply what waits in the inbox, in transactions of ``APPLY_BATCH`` events, until a
+        batch finds fewer, or for ``patience`` seconds at most (then the rest is left for the
+        next call: under a sustained overload the inbox never runs dry).
 
         ``yield_to_appends`` (the evaluator's background passes): between batches, let a burst
         of appends go first while the backlog is younger than ``YIELD_LAG``, so a burst is
         acknowledged at the speed of the inbox and applied just behind it; past that, take
-        turns with it (see :meth:`give_way`)."""
+        turns with it (see :meth:`give_way`). On SQLite a batch whose oldest event is older
+        than ``YIELD_LAG`` holds the write lock from its start (appends wait for it, as they
+        wait for its writes in any case), so a sustained overload slows ingest to the
+        applier's pace instead of growing the backlog without bound."""
+        until = None if patience is None else time.monotonic() + patience
         at = self.clock.now() if now is None else now
         outcomes: dict[int, Outcome] = {}
         if self._held and at >= self.engine.judge_from:
@@ -95,7 +105,7 @@ class InboxApplier:
             outcomes.update(done)
             if done:
                 newest = max(newest, *(o.arrived_at for o in done.values()))
-            if read < APPLY_BATCH:
+            if read < APPLY_BATCH or (until is not None and time.monotonic() >= until):
                 return outcomes
 
     def _oldest_waiting(self) -> float:
@@ -137,8 +147,18 @@ class InboxApplier:
     def _apply_batch(
         self, *, after: int, now: float, only: Sequence[int] | None = None
     ) -> tuple[dict[int, Outcome], int, int]:
+        hold_before = self.clock.now() - YIELD_LAG
+
         def work(tx: Tx) -> tuple[dict[int, Outcome], int, int]:
-            return apply_rows(tx, self.engine, now=now, after=after, held=self._held, only=only)
+            return apply_rows(
+                tx,
+                self.engine,
+                now=now,
+                after=after,
+                held=self._held,
+                only=only,
+                hold_before=hold_before,
+            )
 
         try:
             done, last, read = self.writer.run_sync(work)
@@ -188,7 +208,8 @@ class InboxApplier:
         arrived before ``now`` is applied before any slot is judged at ``now``."""
         started = time.monotonic()
         while True:
-            self.apply_pending(now, yield_to_appends=yield_to_appends)
+            left = TICK_PATIENCE - (time.monotonic() - started)
+            self.apply_pending(now, yield_to_appends=yield_to_appends, patience=max(left, 0.0))
             # Past TICK_PATIENCE the pass drains whatever keeps arriving, holding appends back:
             # under a sustained overload ingest slows to the applier's pace rather than the
             # evaluator never judging.
@@ -198,15 +219,22 @@ class InboxApplier:
                 return result
 
     def _tick(self, now: float | None, drain: bool, tx: Tx) -> tuple[int, float] | None:
-        conn = tx.session.connection()  # SQLite: BEGIN IMMEDIATE, the write lock
+        tx.hold_writes()  # SQLite: BEGIN IMMEDIATE, the write lock
         if tx.locking:
-            lock_for_pass(conn, exclusive=True)
+            lock_for_pass(tx.session.connection(), exclusive=True)
         at = self.clock.now() if now is None else now
         after, read = 0, APPLY_BATCH
         while read == APPLY_BATCH:  # what arrived since apply_pending
             done, after, read = apply_rows(tx, self.engine, now=at, after=after, held=self._held)
-            if read == APPLY_BATCH and done and not drain:
+            if read < APPLY_BATCH:
+                break
+            if done and not drain:
                 return None  # more keeps arriving: apply it outside the lock first
+            # Draining a backlog in this one transaction: write each batch out and forget it,
+            # so the transaction holds one batch's rows in memory, not the whole backlog's.
+            tx.write_pending()
+            tx.session.flush()
+            tx.reset_cache()
         total = 0
         while True:
             due = tx.due_jobs(at, DUE_BATCH)

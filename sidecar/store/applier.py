@@ -54,6 +54,7 @@ def apply_rows(
     after: int = 0,
     held: set[int] | None = None,
     only: Sequence[int] | None = None,
+    hold_before: float | None = None,
 ) -> tuple[dict[int, Outcome], int, int]:
     """Apply up to ``limit`` inbox rows with ids above ``after``, oldest first, and delete them
     (``only``: exactly those rows, in that order).
@@ -63,6 +64,9 @@ def apply_rows(
     held back, their ids added to ``held``; once the delay is over they are applied first, in
     the order of their ``ts`` (:func:`held_order`), so spooled runs delivered newest first do
     not mark an older interval missed.
+
+    When a row read arrived before ``hold_before``, the transaction holds the store's write
+    lock from then on (:meth:`Tx.hold_writes`), not only from its first write.
 
     Returns the outcomes by row id, the last id read, and how many rows were read.
     """
@@ -80,6 +84,8 @@ def apply_rows(
     if not stored:
         return {}, after, 0
     last, read = max(row[0] for row in stored), len(stored)
+    if hold_before is not None and min(row[1] for row in stored) < hold_before:
+        tx.hold_writes()
     holding = held is not None and now < engine.judge_from
     if holding:
         # Rows held in an earlier pass stay held until the delay is over: not decoded and

@@ -9,6 +9,7 @@ included, goes through one writer (``writer.py``); reads use their own sessions.
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import re
 import threading
@@ -27,13 +28,15 @@ from jobpulse.instrumentation.errors import ConfigError
 
 from ..domain.tables import FlipRecord, Job
 from .migrate import upgrade
-from .tx import Tx
+from .tx import BEGIN_IMMEDIATE, LAZY_BEGIN, Tx
 
 __all__ = ["SERVING_SUFFIX", "Store"]
 
+log = logging.getLogger("jobpulse.sidecar.store")
+
 try:
     import fcntl
-except ImportError:  # not POSIX: no claim on the file
+except ImportError:  # not POSIX: no claim on the file, and the writer begins at once
     fcntl = None  # type: ignore[assignment]
 
 # Beside a SQLite store file (like its -wal and -shm): locked by the sidecar serving it, and
@@ -54,14 +57,37 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
 
 
 _WRITE = "jobpulse_write"
+_LAZY = "lazy"
+# Statements that leave a lazy transaction unbegun (everything else begins it): a SELECT, a
+# PRAGMA, or a WITH query that does not write (the pairs lookups, store/pairs.py).
+_READS = re.compile(
+    r"\s*(SELECT|PRAGMA)\b|\s*WITH\b(?!.*\b(INSERT|UPDATE|DELETE|REPLACE)\b)",
+    re.IGNORECASE | re.DOTALL,
+)
 
 
 def _sqlite_begin(conn: Any) -> None:
     # Writers take the write lock when they begin, so two writers never deadlock upgrading a
     # read lock. Readers begin deferred: in WAL mode a reader never blocks the writer (a long
-    # /metrics refresh must not hold up ingest), nor the writer it.
+    # /metrics refresh must not hold up ingest), nor the writer it. The writer's transactions
+    # begin lazily: BEGIN IMMEDIATE before their first write (see Store.transaction).
     write = conn.get_execution_options().get(_WRITE, False)
+    if write == _LAZY:
+        conn.info[LAZY_BEGIN] = True
+        return
     conn.exec_driver_sql("BEGIN IMMEDIATE" if write else "BEGIN")
+
+
+def _sqlite_end(conn: Any) -> None:
+    conn.info.pop(LAZY_BEGIN, None)  # a lazy transaction that never wrote: nothing to end
+
+
+def _unbegun_on_checkout(_dbapi: Any, record: Any, _proxy: Any) -> None:
+    # A lazy transaction ends with a commit or a rollback, which clear the flag. Should one
+    # ever end otherwise, the next borrower of the connection must not inherit it: its first
+    # write would take the write lock for a transaction that is not its own.
+    if record.info.pop(LAZY_BEGIN, None):
+        log.error("a pooled SQLite connection came back in a lazy transaction; cleared")
 
 
 def _masked(url: str) -> str:
@@ -136,20 +162,32 @@ class Store:
                 f"store {shown}: the database driver is not installed ({exc.name or exc}); "
                 "install jobpulse[postgres] for PostgreSQL"
             ) from exc
+        # The writer's transactions take SQLite's write lock only at their first write, when
+        # connections are not shared between threads (an in-memory store's are).
+        self._lazy = self.is_sqlite and "poolclass" not in kwargs and fcntl is not None
         self._claim: int | None = None  # the descriptor of the locked -serving file
         if self.is_sqlite:
             event.listen(self.engine, "connect", _sqlite_pragmas)
             event.listen(self.engine, "begin", _sqlite_begin)
+        if self._lazy:
+            event.listen(self.engine, "commit", _sqlite_end)
+            event.listen(self.engine, "rollback", _sqlite_end)
+            event.listen(self.engine, "before_cursor_execute", self._begin_writing)
+            event.listen(self.engine.pool, "checkout", _unbegun_on_checkout)
         # The same pool; its connections begin with the write lock on SQLite.
         self.write_engine = self.engine.execution_options(**{_WRITE: True})
         self._sessions = sessionmaker(self.engine, expire_on_commit=False, autoflush=True)
         self._write_sessions = sessionmaker(
-            self.write_engine, expire_on_commit=False, autoflush=True
+            self.engine.execution_options(**{_WRITE: _LAZY}) if self._lazy else self.write_engine,
+            expire_on_commit=False,
+            autoflush=True,
         )
+        self._taken = threading.local()  # write locks this thread's lazy transaction took
         # SQLite has one writer at a time: the threads that write (the inbox's appender, the
         # writer) take turns in-process rather than through SQLite's sleeping busy handler.
+        self._lock = threading.RLock()
         self.write_lock: threading.RLock | contextlib.nullcontext[None] = (
-            threading.RLock() if self.is_sqlite else contextlib.nullcontext()
+            self._lock if self.is_sqlite else contextlib.nullcontext()
         )
         # Called for every flip a transaction adds, in that transaction (the outbox).
         self.on_flip: Callable[[Session, FlipRecord], None] | None = None
@@ -187,13 +225,42 @@ class Store:
 
     @contextmanager
     def transaction(self) -> Iterator[Tx]:
-        with self.write_lock, self._write_sessions.begin() as session:
-            yield Tx(
-                session,
-                locking=not self.is_sqlite,
-                on_flip=self.on_flip,
-                on_relabel=self.on_relabel,
-            )
+        """The writer's transaction. On SQLite it reads without the write lock and takes it
+        (BEGIN IMMEDIATE) at its first write, or at :meth:`Tx.hold_writes`: the applier works
+        out a batch's effects while the inbox's appends go on committing, and holds the lock
+        only to write them. Its reads need no snapshot: the writer's thread is the only
+        writer of every table but the inbox, and the inbox's appends only add rows after those
+        it has read. Then the writes are one serializable transaction, as before."""
+        if not self._lazy:
+            with self.write_lock, self._write_sessions.begin() as session:
+                yield self._tx(session)
+            return
+        try:
+            with self._write_sessions.begin() as session:
+                yield self._tx(session)
+        finally:
+            for _ in range(self._taken.__dict__.pop("count", 0)):
+                self._lock.release()
+
+    def _tx(self, session: Session) -> Tx:
+        return Tx(
+            session,
+            locking=not self.is_sqlite,
+            on_flip=self.on_flip,
+            on_relabel=self.on_relabel,
+        )
+
+    def _begin_writing(self, conn: Connection, cursor: Any, statement: str, *_: Any) -> None:
+        """Before the first statement of a lazy transaction that is not a read: take the write
+        lock, then BEGIN IMMEDIATE (unless that statement is it: :meth:`Tx.hold_writes`)."""
+        info = conn.info
+        if not info.get(LAZY_BEGIN) or _READS.match(statement):
+            return
+        del info[LAZY_BEGIN]
+        self._lock.acquire()
+        self._taken.count = getattr(self._taken, "count", 0) + 1
+        if statement != BEGIN_IMMEDIATE:
+            cursor.execute(BEGIN_IMMEDIATE)
 
     @contextmanager
     def append_transaction(self) -> Iterator[Connection]:
@@ -202,11 +269,11 @@ class Store:
             yield conn
 
     def claim(self) -> None:
-        """Serve this store alone: a SQLite file takes one sidecar, whose applier and
-        evaluator are the only ones. A second sidecar on the same file gets a
-        :class:`ConfigError` naming the first one's process id, instead of applying the same
-        events and sending the same notifications twice. The lock is the kernel's: it goes with
-        the process, however that ends."""
+        """Serve this store alone: a SQLite file takes one sidecar, whose writer reads without
+        the write lock (see :meth:`transaction`) and whose evaluator judges every job. A
+        second sidecar on the same file gets a :class:`ConfigError` naming the first one's
+        process id, instead of applying the same events and sending the same notifications
+        twice. The lock is the kernel's: it goes with the process, however that ends."""
         if self.sqlite_path is None or fcntl is None or self._claim is not None:
             return
         path = f"{self.sqlite_path}{SERVING_SUFFIX}"

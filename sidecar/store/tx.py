@@ -33,7 +33,11 @@ from ..domain.tables import EventKey, Flip, FlipRecord, Job, JobUpstream, Mainte
 from .bulk import Bulk
 from .readahead import ROLLUP_FIELDS, ROLLUPS, SELECT_ROLLUPS, ReadAhead
 
-__all__ = ["Tx"]
+__all__ = ["BEGIN_IMMEDIATE", "LAZY_BEGIN", "Tx"]
+
+BEGIN_IMMEDIATE = "BEGIN IMMEDIATE"
+# In a connection's info: its SQLite transaction is not begun until it writes.
+LAZY_BEGIN = "jobpulse_lazy_begin"
 
 _JOB_BY_NAME = select(Job).where(Job.name == bindparam("name"))
 _JOB_BY_NAME_LOCKED = _JOB_BY_NAME.with_for_update()
@@ -143,6 +147,15 @@ class Tx(ReadAhead):
     def forget_maintenance(self) -> None:
         """The API's windows changed in this transaction: read them again when asked."""
         self._maintenance = None
+
+    def hold_writes(self) -> None:
+        """From now on, hold the store's write lock (SQLite: BEGIN IMMEDIATE) until the end of
+        the transaction, which otherwise takes it only at its first write: no other writer
+        commits in between. The evaluator's pass holds it so no append commits while the
+        inbox is read and slots are judged."""
+        conn = self.session.connection()
+        if conn.info.get(LAZY_BEGIN):
+            conn.exec_driver_sql(BEGIN_IMMEDIATE)
 
     def reset_cache(self) -> None:
         """Forget cached rows: after a savepoint rolled back (which discards unwritten rows), or

@@ -8,7 +8,8 @@ A batch is first applied optimistically, every item in one transaction with one 
 end. If any item raises, or the commit fails, the whole transaction is rolled back and the
 batch is applied again with each item in its own SAVEPOINT, so one failing item does not undo
 the others. Work items must therefore be safe to run again (they are functions of the store's
-state; results are handed out only after a commit).
+state; results are handed out only after a commit). A batch of one item is its own transaction,
+without a savepoint.
 
 With several replicas on PostgreSQL an item can lose a race that only a retry resolves: a
 deadlock between two batches locking the same jobs in different orders, or a unique violation
@@ -57,6 +58,14 @@ def _retryable(exc: Exception) -> bool:
     return False
 
 
+def _log_failure(exc: Exception) -> None:
+    """Inside an ``except`` block: a refusal on purpose in one line, a fault with its trace."""
+    if isinstance(exc, JobpulseError):
+        log.info("write refused: %s: %s", type(exc).__name__, exc)
+    else:
+        log.exception("write failed")
+
+
 class Writer(GroupCommit[tuple[Callable[[Tx], Any], "Future[Any]"]]):
     def __init__(
         self,
@@ -88,7 +97,10 @@ class Writer(GroupCommit[tuple[Callable[[Tx], Any], "Future[Any]"]]):
 
     def _commit_batch(self, batch: list[tuple[Callable[[Tx], Any], Future[Any]]]) -> None:
         pending = [(work, fut) for work, fut in batch if fut.set_running_or_notify_cancel()]
-        if len(pending) > 1 and self._optimistic(pending):
+        if len(pending) == 1:
+            self._alone(*pending[0])
+            return
+        if pending and self._optimistic(pending):
             return
         while pending:
             pending = self._transaction(pending)
@@ -110,6 +122,40 @@ class Writer(GroupCommit[tuple[Callable[[Tx], Any], "Future[Any]"]]):
         for (_, fut), value in zip(items, results, strict=True):
             fut.set_result(value)
         return True
+
+    def _alone(self, work: Callable[[Tx], Any], fut: Future[Any]) -> None:
+        """One item in its own transaction, without a savepoint: on SQLite a savepoint would
+        begin the transaction, and with it the write lock, before the item has read what it
+        needs (see ``Store.transaction``). An item that lost a race is applied again in a new
+        transaction."""
+        for attempt in range(RETRIES + 1):
+            started = time.perf_counter()
+            failed: Exception | None = None
+            try:
+                with self._store.transaction() as tx:
+                    try:
+                        value = work(tx)
+                        tx.write_pending()
+                    except Exception as exc:
+                        failed = exc
+                        raise
+            except Exception as exc:
+                if failed is None:
+                    log.exception("store commit failed")
+                    self.healthy = False
+                    fut.set_exception(StoreUnavailable(f"the store cannot take writes: {exc}"))
+                    return
+                if attempt < RETRIES and _retryable(failed):
+                    log.info("write lost a race (%s); retrying", type(failed).__name__)
+                    continue
+                _log_failure(failed)
+                fut.set_exception(failed)
+                return
+            self.healthy = True
+            if self._on_commit is not None:
+                self._on_commit(time.perf_counter() - started, 1)
+            fut.set_result(value)
+            return
 
     def _transaction(self, items: list[tuple[Callable[[Tx], Any], Future[Any]]]) -> list[Any]:
         """Apply ``items`` in one transaction; returns those left for a new one (an item that
@@ -159,9 +205,6 @@ class Writer(GroupCommit[tuple[Callable[[Tx], Any], "Future[Any]"]]):
                     if not alone:
                         return False, _AGAIN
                     continue
-                if isinstance(exc, JobpulseError):
-                    log.info("write refused: %s: %s", type(exc).__name__, exc)
-                else:
-                    log.exception("write failed")
+                _log_failure(exc)
                 return False, exc
         raise AssertionError("unreachable")

@@ -1,8 +1,12 @@
-"""The store on SQLite: readers never hold up the writer, and one sidecar serves a file."""
+"""The store's transactions on SQLite: readers never hold up the writer, and the writer holds
+up the inbox's appends only while it writes."""
 
 from __future__ import annotations
 
 import os
+import threading
+import time
+from concurrent.futures import Future
 from pathlib import Path
 
 import pytest
@@ -10,7 +14,12 @@ from sqlalchemy import func, select
 
 from jobpulse.instrumentation.errors import ConfigError
 from jobpulse.instrumentation.wire import Event
+from jobpulse.sidecar import applying
+from jobpulse.sidecar.applying import YIELD_LAG
 from jobpulse.sidecar.domain.tables import Job, Run, new_row
+from jobpulse.sidecar.store.inbox import APPLY_BATCH, IngestResult
+from jobpulse.sidecar.store.pairs import pairs_params, pairs_statement
+from jobpulse.sidecar.store.tx import Tx
 from tests.sidecar.harness import T0, Harness
 
 
@@ -60,6 +69,178 @@ def test_a_run_written_mid_transaction_is_one_object_and_keeps_its_later_changes
             assert [(r.outcome, r.finished_at, r.has_start, r.late) for r in rows] == [
                 ("success", T0 + 20, False, False)
             ]
+    finally:
+        h.close()
+
+
+def _append(h: Harness, run_id: str) -> Future[IngestResult]:
+    return h.sidecar.appender.submit([Event(type="success", job="nightly", run_id=run_id, ts=T0)])
+
+
+def test_appends_commit_while_the_writer_reads_and_wait_once_it_writes(tmp_path: Path) -> None:
+    # The applier works out a batch's effects before it writes them: appends must not wait for
+    # that (they did, for the whole batch, while the writer held the write lock from BEGIN).
+    h = Harness(f"sqlite:///{tmp_path}/s.db", "", start=T0)
+    read, write, done = threading.Event(), threading.Event(), threading.Event()
+
+    def work(tx: Tx) -> int:
+        tx.session.scalar(select(func.count(Job.id)))
+        # The readahead's lookups by pairs are WITH queries: reads too.
+        query = pairs_statement(
+            "WITH k(job, run_id) AS ({pairs}) SELECT r.id FROM k "
+            "JOIN jobs j ON j.name = k.job JOIN runs r ON r.job_id = j.id AND r.run_id = k.run_id",
+            1,
+        )
+        tx.session.execute(query, pairs_params([("nightly", "r0")])).all()
+        read.set()
+        assert write.wait(10)
+        tx.session.add(Job(name="written", created_at=T0, state_since=T0, changed_at=T0))
+        tx.session.flush()  # the first write: the write lock from here to the commit
+        done.set()
+        time.sleep(0.3)
+        return 1
+
+    try:
+        item = h.sidecar.writer.submit(work)
+        assert read.wait(10)
+        assert _append(h, "r1").result(timeout=5).accepted == 1  # while the item reads
+        write.set()
+        assert done.wait(10)
+        waiting = _append(h, "r2")
+        time.sleep(0.1)
+        assert not waiting.done()  # the item holds the lock until it commits
+        assert item.result(10) == 1
+        assert waiting.result(timeout=5).accepted == 1
+        with h.sidecar.store.session() as s:
+            assert s.scalar(select(func.count(Job.id)).where(Job.name == "written")) == 1
+    finally:
+        write.set()
+        h.close()
+
+
+def test_hold_writes_keeps_appends_out_from_the_start(tmp_path: Path) -> None:
+    # The evaluator's pass reads the inbox and judges slots at `now`: no append may commit in
+    # between, or a run that filled a slot would wait in the inbox while the slot is missed.
+    h = Harness(f"sqlite:///{tmp_path}/s.db", "", start=T0)
+    held, release = threading.Event(), threading.Event()
+
+    def work(tx: Tx) -> None:
+        tx.hold_writes()
+        held.set()
+        assert release.wait(10)
+
+    try:
+        item = h.sidecar.writer.submit(work)
+        assert held.wait(10)
+        waiting = _append(h, "r1")
+        time.sleep(0.2)
+        assert not waiting.done()
+        release.set()
+        item.result(10)
+        assert waiting.result(timeout=5).accepted == 1
+    finally:
+        release.set()
+        h.close()
+
+
+def _free_elsewhere(lock: object) -> bool:
+    """Whether another thread could take ``lock`` now."""
+    free: list[bool] = []
+
+    def probe() -> None:
+        took = lock.acquire(blocking=False)  # type: ignore[attr-defined]
+        if took:
+            lock.release()  # type: ignore[attr-defined]
+        free.append(took)
+
+    t = threading.Thread(target=probe)
+    t.start()
+    t.join()
+    return free[0]
+
+
+def test_a_batch_far_behind_holds_the_write_lock_from_its_read(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Backpressure: appends commit while the applier works out a batch only as long as it keeps
+    # up. Once its oldest event is YIELD_LAG old, appends wait for the whole batch, so a
+    # sustained overload slows ingest to the applier's pace instead of growing the backlog.
+    h = Harness(f"sqlite:///{tmp_path}/s.db", "", start=T0)
+    engine = h.sidecar.engine
+    prefetch = engine.prefetch
+    free: list[bool] = []
+
+    def watched(tx: Tx, events: list[Event]) -> None:
+        free.append(_free_elsewhere(h.sidecar.store.write_lock))
+        prefetch(tx, events)
+
+    monkeypatch.setattr(engine, "prefetch", watched)
+    try:
+        _append(h, "r1").result(timeout=5)
+        h.clock.set(T0 + YIELD_LAG - 0.5)
+        h.sidecar.apply_pending()
+        _append(h, "r2").result(timeout=5)  # arrives now
+        h.clock.set(T0 + 2 * YIELD_LAG)  # and is YIELD_LAG and a half old when applied
+        h.sidecar.apply_pending()
+        assert free == [True, False]
+        assert [r.run_id for r in h.runs("nightly")] == ["r1", "r2"]
+    finally:
+        h.close()
+
+
+def test_apply_pending_leaves_the_rest_once_its_patience_is_spent(tmp_path: Path) -> None:
+    # Under a sustained overload the inbox never runs dry: the evaluator's pass must get to
+    # judging (it then drains the rest holding appends back), not apply batches forever.
+    h = Harness(f"sqlite:///{tmp_path}/s.db", "", start=T0)
+    try:
+        events = [
+            Event(type="success", job="nightly", run_id=f"r{i}", ts=T0)
+            for i in range(APPLY_BATCH + 10)
+        ]
+        h.sidecar.appender.submit(events).result(timeout=10)
+        assert len(h.sidecar.applier.apply_pending(patience=0.0)) == APPLY_BATCH
+        assert h.sidecar.update_inbox_metrics()[0] == 10
+        assert len(h.sidecar.applier.apply_pending()) == 10
+        assert h.sidecar.update_inbox_metrics()[0] == 0
+    finally:
+        h.close()
+
+
+def test_a_pass_past_its_patience_drains_the_backlog_then_judges(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Past TICK_PATIENCE the pass applies everything left holding appends back (batch by
+    # batch in one transaction), and only then judges: every event that arrived before its
+    # `now` counts.
+    monkeypatch.setattr(applying, "TICK_PATIENCE", 0.0)
+    h = Harness(f"sqlite:///{tmp_path}/s.db", "", start=T0)
+    try:
+        n = 2 * APPLY_BATCH + 5
+        events = [
+            Event(type="success", job=f"job-{i % 7}", run_id=f"r{i}", ts=T0) for i in range(n)
+        ]
+        h.sidecar.appender.submit(events).result(timeout=10)
+        h.sidecar.tick_sync()
+        assert h.sidecar.update_inbox_metrics()[0] == 0
+        assert sum(len(h.runs(f"job-{k}")) for k in range(7)) == n
+        assert h.sidecar.evaluator_last_run == T0
+    finally:
+        h.close()
+
+
+def test_a_writer_item_that_only_reads_leaves_no_lock_behind(tmp_path: Path) -> None:
+    h = Harness(f"sqlite:///{tmp_path}/s.db", "", start=T0)
+    try:
+        for _ in range(3):  # the pool hands the same connection back
+            h.sidecar.writer.run_sync(lambda tx: tx.session.scalar(select(func.count(Job.id))))
+        assert h.sidecar.store.write_lock.acquire(timeout=1)
+        h.sidecar.store.write_lock.release()
+        # Another thread takes the lock at once: no lazy transaction kept it.
+        assert _append(h, "r1").result(timeout=5).accepted == 1
+        # Readers on the same pool still begin deferred, never with the write lock.
+        with h.sidecar.store.session() as reader:
+            reader.scalar(select(func.count(Job.id)))
+            assert _append(h, "r2").result(timeout=5).accepted == 1
     finally:
         h.close()
 
