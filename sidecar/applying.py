@@ -29,7 +29,7 @@ __all__ = ["DUE_BATCH", "InboxApplier"]
 
 log = logging.getLogger("jobpulse.sidecar")
 DUE_BATCH = 500
-TICK_PATIENCE = 10.0  # seconds a pass applies the inbox outside the lock before draining it
+TICK_PATIENCE = 10.0  # seconds a pass applies the inbox before it judges as far as it got
 YIELD_LAG = 2.5  # the applier gives way to appends only while its backlog is younger than this
 # Ingest requests in flight at once that mean ingest is saturated (a burst is on). One at a
 # time is a steady flow the applier keeps up with: giving way to it would only add lag.
@@ -210,9 +210,8 @@ class InboxApplier:
         while True:
             left = TICK_PATIENCE - (time.monotonic() - started)
             self.apply_pending(now, yield_to_appends=yield_to_appends, patience=max(left, 0.0))
-            # Past TICK_PATIENCE the pass drains whatever keeps arriving, holding appends back:
-            # under a sustained overload ingest slows to the applier's pace rather than the
-            # evaluator never judging.
+            # Past TICK_PATIENCE the pass judges as far as the inbox is applied (see _tick):
+            # under a sustained overload the evaluator still runs, a backlog behind.
             drain = time.monotonic() - started > TICK_PATIENCE
             result = self.writer.run_sync(partial(self._tick, now, drain))
             if result is not None:
@@ -228,13 +227,18 @@ class InboxApplier:
             done, after, read = apply_rows(tx, self.engine, now=at, after=after, held=self._held)
             if read < APPLY_BATCH:
                 break
-            if done and not drain:
+            if drain:
+                # The patience is spent and the inbox is not dry: judge at the arrival of the
+                # oldest event still waiting. Everything that arrived before it is applied, and
+                # nothing earlier can still come (appends are held out while the pass reads),
+                # so its slots are judged on all their events, and ingest is not held back
+                # while a backlog is drained. The next pass judges further.
+                _, oldest = inbox_lag(tx.session.connection())
+                if oldest is not None:
+                    at = min(at, oldest)
+                break
+            if done:
                 return None  # more keeps arriving: apply it outside the lock first
-            # Draining a backlog in this one transaction: write each batch out and forget it,
-            # so the transaction holds one batch's rows in memory, not the whole backlog's.
-            tx.write_pending()
-            tx.session.flush()
-            tx.reset_cache()
         total = 0
         while True:
             due = tx.due_jobs(at, DUE_BATCH)

@@ -206,24 +206,34 @@ def test_apply_pending_leaves_the_rest_once_its_patience_is_spent(tmp_path: Path
         h.close()
 
 
-def test_a_pass_past_its_patience_drains_the_backlog_then_judges(
+def test_a_pass_past_its_patience_judges_as_far_as_the_inbox_is_applied(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    # Past TICK_PATIENCE the pass applies everything left holding appends back (batch by
-    # batch in one transaction), and only then judges: every event that arrived before its
-    # `now` counts.
+    # Under a sustained overload a pass applies for TICK_PATIENCE, then judges at the arrival
+    # of the oldest event still waiting: every event before it is applied, so no slot is judged
+    # without its run, and ingest is not held back while the whole backlog is drained.
     monkeypatch.setattr(applying, "TICK_PATIENCE", 0.0)
     h = Harness(f"sqlite:///{tmp_path}/s.db", "", start=T0)
     try:
-        n = 2 * APPLY_BATCH + 5
-        events = [
-            Event(type="success", job=f"job-{i % 7}", run_id=f"r{i}", ts=T0) for i in range(n)
-        ]
-        h.sidecar.appender.submit(events).result(timeout=10)
-        h.sidecar.tick_sync()
+
+        def send(first: int, n: int) -> None:
+            events = [
+                Event(type="success", job=f"job-{i % 7}", run_id=f"r{i}", ts=T0)
+                for i in range(first, first + n)
+            ]
+            h.sidecar.appender.submit(events).result(timeout=10)
+
+        send(0, 2 * APPLY_BATCH)  # arrives at T0
+        h.clock.set(T0 + 30)
+        send(2 * APPLY_BATCH, APPLY_BATCH + 5)  # arrives at T0 + 30
+        h.clock.set(T0 + 60)
+        h.sidecar.tick_sync()  # one batch in apply_pending, one in the pass: T0's are applied
+        assert h.sidecar.update_inbox_metrics()[0] == APPLY_BATCH + 5
+        assert h.sidecar.evaluator_last_run == T0 + 30  # the oldest still waiting arrived then
+        h.sidecar.tick_sync()  # the rest: a full batch, then 5 left for the pass
         assert h.sidecar.update_inbox_metrics()[0] == 0
-        assert sum(len(h.runs(f"job-{k}")) for k in range(7)) == n
-        assert h.sidecar.evaluator_last_run == T0
+        assert h.sidecar.evaluator_last_run == T0 + 60
+        assert sum(len(h.runs(f"job-{k}")) for k in range(7)) == 3 * APPLY_BATCH + 5
     finally:
         h.close()
 
