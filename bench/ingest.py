@@ -18,7 +18,7 @@ import sqlite3
 import subprocess
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -300,17 +300,24 @@ def _batch_script() -> str:
     return BATCH_SCRIPT.replace("{run}", uuid.uuid4().hex[:12])
 
 
-def _jobpulse_batch_rate(sidecar: Sidecar, seconds: float, rounds: int) -> tuple[float, list[Any]]:
-    """Each round starts from an empty inbox: a backlog left by the round before would make
-    the next one's rate depend on where the applier happened to be."""
+def _jobpulse_batch_rate(
+    sidecar: Sidecar, seconds: float, rounds: int, raw: Callable[[], float]
+) -> tuple[float, list[Any], float]:
+    """Rounds of jobpulse and of its raw baseline, interleaved (raw, jobpulse, raw, ...), so
+    both see the same machine and the same state of the database server (a checkpoint after
+    the raw inserts falls on both alike). Each jobpulse round starts from an empty inbox: a
+    backlog left by the round before would make the next one's rate depend on where the
+    applier happened to be. Returns the medians, jobpulse's and the raw one's, and wrk's
+    output per round."""
     wrk(sidecar.url, script=_batch_script(), seconds=1, connections=4)  # warm-up
-    rates, outs = [], []
+    rates, outs, raws = [], [], []
     for _ in range(rounds):
+        raws.append(raw())
         sidecar.wait_applied(timeout=600)
         out = wrk(sidecar.url, script=_batch_script(), seconds=seconds, connections=4)
         outs.append(out)
         rates.append(out["rps"] * BATCH if not out["non2xx"] else 0.0)
-    return median(rates), outs
+    return median(rates), outs, median(raws)
 
 
 def batched_ingest(quick: bool) -> Result:
@@ -334,8 +341,9 @@ def batched_ingest(quick: bool) -> Result:
     env = {"JOBPULSE_MAX_BATCH_EVENTS": "1000"}
     with scratch_dir("batch") as tmp:
         with Sidecar(tmp, _jobs_yaml("batch", BATCH_JOBS), env=env) as sidecar:
-            ours, outs = _jobpulse_batch_rate(sidecar, seconds, rounds)
-        raw = median([_sqlite_rate(tmp / "raw.db", seconds) for _ in range(rounds)])
+            ours, outs, raw = _jobpulse_batch_rate(
+                sidecar, seconds, rounds, lambda: _sqlite_rate(tmp / "raw.db", seconds)
+            )
         extra["sqlite_wrk_runs"] = outs
         checks.append(
             Check(
@@ -348,8 +356,8 @@ def batched_ingest(quick: bool) -> Result:
                 0.6,
             )
         )
-        with _pg_database() as pg:
-            if pg is None:
+        with _pg_database() as pg, _pg_database() as pg_raw:
+            if pg is None or pg_raw is None:
                 checks.append(
                     not_measured(
                         "PostgreSQL events/s vs raw executemany",
@@ -359,10 +367,12 @@ def batched_ingest(quick: bool) -> Result:
                     )
                 )
             else:
-                raw_pg = median([_pg_rate(pg, seconds) for _ in range(rounds)])
                 store = pg.replace("postgresql://", "postgresql+psycopg://", 1)
+                raw_url: str = pg_raw
                 with Sidecar(tmp, _jobs_yaml("batch", BATCH_JOBS), store=store, env=env) as sc:
-                    ours_pg, outs_pg = _jobpulse_batch_rate(sc, seconds, rounds)
+                    ours_pg, outs_pg, raw_pg = _jobpulse_batch_rate(
+                        sc, seconds, rounds, lambda: _pg_rate(raw_url, seconds)
+                    )
                 extra["postgresql_wrk_runs"] = outs_pg
                 checks.append(
                     Check(
