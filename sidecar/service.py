@@ -111,7 +111,10 @@ class Sidecar:
         self.is_leader = self.leadership.is_leader  # PostgreSQL: set by run_evaluator
         self.retention = Retention(self)
         self.limiter = RateLimiter(settings.rate_limit)
+        # The instant the evaluator last judged, and when (by the clock) that pass ran: behind a
+        # backlog older than its patience a pass judges at the oldest waiting arrival.
         self.evaluator_last_run: float | None = None
+        self.evaluator_ran_at: float | None = None
         self._wake = asyncio.Event()
         self.applier = InboxApplier(
             store=self.store,
@@ -362,6 +365,7 @@ class Sidecar:
         were evaluated."""
         count, at = self.applier.tick(now, yield_to_appends=yield_to_appends)
         self.evaluator_last_run = at
+        self.evaluator_ran_at = self.clock.now()
         self.metrics.evaluator_last_run.set(at)
         return count
 

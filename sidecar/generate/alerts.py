@@ -243,9 +243,10 @@ def _sidecar_rules(p: Profile, sel: Selector, s: RuleSettings) -> tuple[AlertRul
             f"({sel('jobpulse_evaluator_last_run_timestamp_seconds')}) > {p.evaluator_lag_seconds}",
             for_=p.for_sidecar,
             severity=Severity.CRITICAL,
-            summary="The jobpulse evaluator has stopped.",
-            description="No jobpulse replica has evaluated schedules for "
-            "{{ $value | humanizeDuration }}: missed and timed-out runs go undetected.",
+            summary="The jobpulse evaluator has stopped, or judges far behind.",
+            description="No jobpulse replica has judged schedules up to the last "
+            "{{ $value | humanizeDuration }} (stopped, or behind an inbox backlog: /readyz "
+            "says which): missed and timed-out runs go undetected meanwhile.",
             dashboard_url=url,
         ),
         AlertRule(

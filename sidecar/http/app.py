@@ -128,7 +128,14 @@ async def readyz(request: web.Request) -> web.Response:
         last = sidecar.evaluator_last_run
         now = sidecar.clock.now()
         if now >= sidecar.engine.judge_from and (last is None or now - last > 30):
-            problems.append("the evaluator has not run in the last 30 s")
+            ran = sidecar.evaluator_ran_at
+            if last is not None and ran is not None and now - ran <= 30:
+                problems.append(
+                    f"the evaluator judges {now - last:.0f} s behind: events that arrived "
+                    "since then still wait in the inbox"
+                )
+            else:
+                problems.append("the evaluator has not run in the last 30 s")
     inbox: dict[str, float] = {}
     try:
         pending, lag = await asyncio.to_thread(sidecar.update_inbox_metrics)

@@ -13,13 +13,14 @@ from aiohttp.test_utils import TestClient
 from sqlalchemy import func, insert, select
 
 from jobpulse.instrumentation.wire import Event, format_ts
+from jobpulse.sidecar import applying
 from jobpulse.sidecar.config import parse_config
 from jobpulse.sidecar.domain.clock import ManualClock
 from jobpulse.sidecar.domain.tables import InboxRow
 from jobpulse.sidecar.http.app import create_app
 from jobpulse.sidecar.http.keys import SIDECAR
 from jobpulse.sidecar.settings import Settings
-from jobpulse.sidecar.store.inbox import CREATE, decode, encode, key_ts
+from jobpulse.sidecar.store.inbox import APPLY_BATCH, CREATE, decode, encode, key_ts
 from tests.sidecar.harness import T0, Harness
 
 CONFIG = 'jobs:\n  - name: nightly\n    schedule: "0 3 * * *"\n'
@@ -238,6 +239,31 @@ async def test_readyz_and_metrics_report_how_far_behind_the_applier_is(
     bad = await client.post("/api/v1/events?wait=soon", json=[event])
     assert bad.status == 422
     assert "wait='soon'" in (await bad.json())["detail"]
+
+
+async def test_readyz_says_when_the_evaluator_judges_behind_a_backlog(
+    client: TestClient[Any, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Behind a backlog older than its patience, a pass judges at the oldest waiting arrival:
+    # /readyz says how far behind it judges, not that it has not run.
+    monkeypatch.setattr(applying, "TICK_PATIENCE", 0.0)
+    sidecar = client.app[SIDECAR]
+    events = [
+        Event(type="success", job="nightly", run_id=f"r{i}", ts=T0)
+        for i in range(2 * APPLY_BATCH + 1)
+    ]
+    sidecar.appender.submit(events, at=T0).result(10)
+    sidecar.clock.advance(40)
+    await asyncio.to_thread(sidecar.tick_sync)  # two batches applied, one event still waits
+    resp = await client.get("/readyz")
+    assert resp.status == 503
+    body = await resp.json()
+    assert body["detail"] == (
+        "the evaluator judges 40 s behind: events that arrived since then still wait in the inbox"
+    )
+    assert body["inbox"] == {"pending": 1, "lag_seconds": 40.0}
+    await asyncio.to_thread(sidecar.tick_sync)
+    assert (await client.get("/readyz")).status == 200
 
 
 async def test_ndjson_line_that_does_not_parse_is_rejected_alone(
