@@ -206,28 +206,28 @@ class InboxApplier:
         jobs were evaluated and the ``now`` they were evaluated at. The pass reads the inbox
         and ``now`` holding the inbox lock (see ``store/inbox.py``), so every event that
         arrived before ``now`` is applied before any slot is judged at ``now``."""
-        started = time.monotonic()
+        deadline = time.monotonic() + TICK_PATIENCE
         while True:
-            left = TICK_PATIENCE - (time.monotonic() - started)
-            self.apply_pending(now, yield_to_appends=yield_to_appends, patience=max(left, 0.0))
+            patience = max(deadline - time.monotonic(), 0.0)
+            self.apply_pending(now, yield_to_appends=yield_to_appends, patience=patience)
             # Past TICK_PATIENCE the pass judges as far as the inbox is applied (see _tick):
             # under a sustained overload the evaluator still runs, a backlog behind.
-            drain = time.monotonic() - started > TICK_PATIENCE
-            result = self.writer.run_sync(partial(self._tick, now, drain))
+            impatient = time.monotonic() > deadline
+            result = self.writer.run_sync(partial(self._tick, now, impatient))
             if result is not None:
                 return result
 
-    def _tick(self, now: float | None, drain: bool, tx: Tx) -> tuple[int, float] | None:
+    def _tick(self, now: float | None, impatient: bool, tx: Tx) -> tuple[int, float] | None:
         tx.hold_writes()  # SQLite: BEGIN IMMEDIATE, the write lock
         if tx.locking:
             lock_for_pass(tx.session.connection(), exclusive=True)
         at = self.clock.now() if now is None else now
-        after, read = 0, APPLY_BATCH
-        while read == APPLY_BATCH:  # what arrived since apply_pending
+        after = 0
+        while True:  # what arrived since apply_pending
             done, after, read = apply_rows(tx, self.engine, now=at, after=after, held=self._held)
             if read < APPLY_BATCH:
                 break
-            if drain:
+            if impatient:
                 # The patience is spent and the inbox is not dry: judge at the arrival of the
                 # oldest event still waiting. Everything that arrived before it is applied, and
                 # nothing earlier can still come (appends are held out while the pass reads),
