@@ -12,11 +12,12 @@ import contextlib
 import logging
 import os
 import re
+import sqlite3
 import threading
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from sqlalchemy import Connection, create_engine, event
 from sqlalchemy import Engine as SAEngine
@@ -42,6 +43,18 @@ except ImportError:  # not POSIX: no claim on the file, and the writer begins at
 # Beside a SQLite store file (like its -wal and -shm): locked by the sidecar serving it, and
 # holding that process's id.
 SERVING_SUFFIX = "-serving"
+
+
+def _bind_null_directly() -> None:
+    """Bind Python's None as NULL without the driver's adaptation protocol. The sqlite3 module
+    binds int, float and str as they are, but None (every column a row leaves empty) goes
+    through ``__adapt__``/``__conform__`` lookups that fail, each formatting an AttributeError:
+    4% of the applier's instructions, for a new run's dozen empty columns. An adapter
+    registered for it is found first, in a dict, and returns it as it is. (Process-wide, as
+    every sqlite3 adapter is; it changes nothing but the cost: None is bound as NULL either
+    way.)"""
+    as_it_is = cast("Callable[[None], None]", {}.get)  # C, so no Python frame per None
+    sqlite3.register_adapter(type(None), as_it_is)
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
@@ -135,6 +148,7 @@ class Store:
         """The SQLite database file (None for PostgreSQL and in-memory SQLite)."""
         kwargs: dict[str, Any] = {}
         if self.is_sqlite:
+            _bind_null_directly()
             kwargs["connect_args"] = {"check_same_thread": False}
             if parsed.database in (None, "", ":memory:"):
                 from sqlalchemy.pool import StaticPool
