@@ -70,10 +70,15 @@ class InboxApplier:
         *,
         yield_to_appends: bool = False,
         patience: float | None = None,
+        collect: bool = True,
     ) -> dict[int, Outcome]:
         """Apply what waits in the inbox, in transactions of ``APPLY_BATCH`` events, until a
         batch finds fewer, or for ``patience`` seconds at most (then the rest is left for the
         next call: under a sustained overload the inbox never runs dry).
+
+        Returns each applied row's outcome, by row id; with ``collect`` false (the evaluator's
+        passes, which a backlog can keep busy for ``TICK_PATIENCE``), nothing: a pass through
+        a backlog would otherwise hold an outcome for every event it applied until it ends.
 
         ``yield_to_appends`` (the evaluator's background passes): between batches, let a burst
         of appends go first while the backlog is younger than ``YIELD_LAG``, so a burst is
@@ -91,7 +96,8 @@ class InboxApplier:
             for i in range(0, len(order), APPLY_BATCH):
                 chunk = order[i : i + APPLY_BATCH]
                 done, _, _ = self._apply_batch(after=0, now=at, only=chunk)
-                outcomes.update(done)
+                if collect:
+                    outcomes.update(done)
             self._held.clear()
         after = 0
         newest = 0.0  # the arrival of the newest event applied in this pass
@@ -102,7 +108,8 @@ class InboxApplier:
             started = time.monotonic()
             done, after, read = self._apply_batch(after=after, now=at)
             turn = time.monotonic() - started
-            outcomes.update(done)
+            if collect:
+                outcomes.update(done)
             if done:
                 newest = max(newest, *(o.arrived_at for o in done.values()))
             if read < APPLY_BATCH or (until is not None and time.monotonic() >= until):
@@ -209,7 +216,9 @@ class InboxApplier:
         deadline = time.monotonic() + TICK_PATIENCE
         while True:
             patience = max(deadline - time.monotonic(), 0.0)
-            self.apply_pending(now, yield_to_appends=yield_to_appends, patience=patience)
+            self.apply_pending(
+                now, yield_to_appends=yield_to_appends, patience=patience, collect=False
+            )
             # Past TICK_PATIENCE the pass judges as far as the inbox is applied (see _tick):
             # under a sustained overload the evaluator still runs, a backlog behind.
             impatient = time.monotonic() > deadline

@@ -337,7 +337,9 @@ class Sidecar:
         if self.is_leader or self._loop is None:
             # This process applies (or no evaluator runs here to leave it to, as in tests): do
             # it now rather than wait for the evaluator's next pass.
-            await asyncio.to_thread(self.applier.apply_pending, patience=timeout)
+            await asyncio.to_thread(
+                partial(self.applier.apply_pending, patience=timeout, collect=False)
+            )
         while True:
             signal = self._applied
             left = await asyncio.to_thread(self._pending_among, ids)

@@ -62,7 +62,12 @@ __all__ = [
 log = logging.getLogger("jobpulse.sidecar.inbox")
 
 INBOX_LOCK_KEY = 0x6A6F62696E62  # "jobinb": appends share it, the evaluator's pass takes it alone
-APPLY_BATCH = 200  # events per apply transaction: bounds how long an append waits for the lock
+# Events per apply transaction, at most: bounds how long an append waits for the write lock
+# (only its writes hold it, and the whole batch only once the backlog is YIELD_LAG old). Jobs,
+# their running runs and slots are read once per batch, so a few jobs sending many events cost
+# far less per event in large batches: 1,000 applies benchmark 10's load (100 jobs) at 1.4x
+# the events per CPU second of 200 (docs/benchmarks.md, fourteenth round).
+APPLY_BATCH = 1000
 CREATE = 1
 PAIR_LATEST = 2
 CHUNK = 400  # ids per IN (...) list
