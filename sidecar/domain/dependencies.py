@@ -47,7 +47,14 @@ from .tables import Job, Run, Slot, new_row
 if TYPE_CHECKING:
     from .transaction import Tx
 
-__all__ = ["DEFAULT_EARLY", "UNSCHEDULED_GRACE", "UPSTREAM", "Dependencies"]
+__all__ = [
+    "DEFAULT_EARLY",
+    "UNSCHEDULED_GRACE",
+    "UPSTREAM",
+    "Dependencies",
+    "tick_deadlines",
+    "tick_due",
+]
 
 UPSTREAM = "upstream"  # the reason of a slot skipped because a job it runs after did not succeed
 UNSCHEDULED_GRACE = 3600.0  # the default grace after a tick of an unscheduled root job
@@ -293,13 +300,6 @@ class Dependencies(Slots):
                 return name
         return None
 
-    # ------------------------------------------------------------ what refresh reads
-    def _tick_deadlines(self, job: Job) -> list[float]:
-        return [e["deadline"] + EPS for e in job.ticks or [] if e["due"] is not None]
-
-    def _tick_due(self, job: Job, now: float) -> bool:
-        return any(e["due"] is not None and e["due"] <= now for e in job.ticks or [])
-
 
 def _pruned(entries: list[dict[str, Any]]) -> list[dict[str, Any]] | None:
     """Every due tick, and the newest of the others (waiting on an upstream, or skipped and
@@ -307,3 +307,14 @@ def _pruned(entries: list[dict[str, Any]]) -> list[dict[str, Any]] | None:
     undue = sorted((e for e in entries if e["due"] is None), key=lambda e: e["tick"])
     keep = [e for e in entries if e["due"] is not None] + undue[-_KEEP_UNDUE:]
     return sorted(keep, key=lambda e: e["tick"]) or None
+
+
+# ---------------------------------------------------------------- what refresh reads
+def tick_deadlines(ticks: list[dict[str, Any]]) -> list[float]:
+    """The deadlines of a job's due ticks (``job.ticks``)."""
+    return [e["deadline"] + EPS for e in ticks if e["due"] is not None]
+
+
+def tick_due(ticks: list[dict[str, Any]], now: float) -> bool:
+    """Some tick of the job (``job.ticks``) is due at ``now``."""
+    return any(e["due"] is not None and e["due"] <= now for e in ticks)

@@ -23,6 +23,7 @@ from jobpulse.instrumentation.wire import Event
 from .anomaly import window_hour
 from .base import EPS, OUTCOMES, STATES, Applied, Arrival, EngineSettings, Rejected
 from .base import key_ts as _key_ts
+from .dependencies import tick_deadlines, tick_due
 from .jobconfig import JobConfig
 from .runs import Runs
 from .states import flip_state
@@ -163,12 +164,23 @@ class Engine(Runs):
         slots and rollup hours) in a few statements for all of them. An optimisation only:
         whatever is not loaded here is read when it is needed."""
         tx.load_jobs(ev.job for ev in events)
-        jobs = [(ev, job) for ev in events if (job := tx.job(ev.job)) is not None]
+        # Each job's attributes are read once, not once per event (ORM reads add up here).
+        ids: dict[str, int] = {}
+        cursors: dict[str, float | None] = {}
+        jobs: list[tuple[Event, Job]] = []
+        for ev in events:
+            name = ev.job
+            job = tx.job(name)
+            if job is None:
+                continue
+            if name not in ids:
+                ids[name], cursors[name] = job.id, job.cursor
+            jobs.append((ev, job))
         if not jobs:
             return
-        tx.load_runs((job.id, ev.run_id) for ev, job in jobs)
-        tx.load_event_keys((job.id, ev.run_id, ev.type, _key_ts(ev)) for ev, job in jobs)
-        tx.load_rollups((job.id, ev.ts) for ev, job in jobs)
+        tx.load_runs((ids[ev.job], ev.run_id) for ev, _ in jobs)
+        tx.load_event_keys((ids[ev.job], ev.run_id, ev.type, _key_ts(ev)) for ev, _ in jobs)
+        tx.load_rollups((ids[ev.job], ev.ts) for ev, _ in jobs)
         # A finish decides its job's tick for the jobs that run after it.
         finishing = ("success", "failure", "cancelled")
         tx.load_downstreams(ev.job for ev, _ in jobs if ev.type in finishing)
@@ -186,16 +198,19 @@ class Engine(Runs):
                 lo, hi = cfg.match_window(first)[0], cfg.match_window(t)[1]
             else:
                 lo, hi = first, t
-            if job.cursor is not None:
-                lo, hi = min(lo, job.cursor), max(hi, job.cursor)
-            if job.id in windows:
-                lo, hi = min(lo, windows[job.id][0]), max(hi, windows[job.id][1])
-            windows[job.id] = (lo, hi)
+            cursor, job_id = cursors[ev.job], ids[ev.job]
+            if cursor is not None:
+                lo, hi = min(lo, cursor), max(hi, cursor)
+            if job_id in windows:
+                lo, hi = min(lo, windows[job_id][0]), max(hi, windows[job_id][1])
+            windows[job_id] = (lo, hi)
         # A window spanning days (a spooled event from long ago) is left to the reads.
         tx.load_slots({i: w for i, w in windows.items() if w[1] - w[0] <= _PREFETCH_SPAN})
-        self._prefetch_durations(tx, jobs)
+        self._prefetch_durations(tx, jobs, ids)
 
-    def _prefetch_durations(self, tx: Tx, jobs: list[tuple[Event, Job]]) -> None:
+    def _prefetch_durations(
+        self, tx: Tx, jobs: list[tuple[Event, Job]], ids: dict[str, int]
+    ) -> None:
         """The slow-run windows of the jobs finishing runs. They start from the hour the events
         arrive in, which prefetch does not know: the latest time the batch was sent at (or
         happened) stands for it; a wrong guess only costs the read it would have saved."""
@@ -204,8 +219,8 @@ class Engine(Runs):
             return
         now = max(ev.sent_at if ev.sent_at is not None else ev.ts for ev, _ in finishing)
         windows = {
-            job.id: window_hour(anomaly, now)
-            for _, job in finishing
+            ids[ev.job]: window_hour(anomaly, now)
+            for ev, job in finishing
             if (anomaly := self.config(job).anomaly) is not None
         }
         if windows:
@@ -302,29 +317,37 @@ class Engine(Runs):
 
     def refresh(self, tx: Tx, job: Job, now: float) -> None:
         """Recompute derived fields: running gauges, `late`, and the next deadline."""
+        # Done after every event applied: each of the job's attributes is read once (an ORM
+        # attribute read costs several dict lookups), and only what changes is set.
         cfg = self.config(job)
-        running = tx.running_runs(job.id)
-        # Set only what changes (see _set_state).
+        job_id, cursor, state = job.id, job.cursor, job.state
+        running = tx.running_runs(job_id)
         if job.running != len(running):
             job.running = len(running)
         oldest = min((r.started_at for r in running), default=None)
         if job.oldest_running_start != oldest:
             job.oldest_running_start = oldest
-        if job.state in ("up", "late"):
-            due = (
-                job.cursor is not None and job.cursor <= now and tx.slot(job.id, job.cursor) is None
-            ) or self._tick_due(job, now)
-            self._set_state(tx, job, "late" if due else "up", None, now)
-        change = self._refresh_maintenance(tx, job, now) if not job.removed else None
-        if job.removed or job.state == "paused":
+        ticks = job.ticks
+        if state in ("up", "late"):
+            due = (cursor is not None and cursor <= now and tx.slot(job_id, cursor) is None) or (
+                ticks is not None and tick_due(ticks, now)
+            )
+            target = "late" if due else "up"
+            if target != state or job.reason is not None:
+                self._set_state(tx, job, target, None, now)
+                state = target
+        removed = job.removed
+        change = self._refresh_maintenance(tx, job, now) if not removed else None
+        if removed or state == "paused":
             job.next_deadline = change  # a paused job's in_maintenance is still kept current
             return
         deadlines: list[float] = [] if change is None else [change]
-        if job.cursor is not None:
-            if job.state == "up" and job.cursor > now:
-                deadlines.append(job.cursor)
-            deadlines.append(job.cursor + cfg.grace_at(job.cursor) + EPS)
-        deadlines += self._tick_deadlines(job)
+        if cursor is not None:
+            if state == "up" and cursor > now:
+                deadlines.append(cursor)
+            deadlines.append(cursor + cfg.grace_at(cursor) + EPS)
+        if ticks is not None:
+            deadlines += tick_deadlines(ticks)
         for run in running:
             if run.deadline is not None:
                 deadlines.append(run.deadline + EPS)

@@ -66,7 +66,19 @@ class Runs(Dependencies):
             log = log.encode()[-limit:].decode("utf-8", "ignore")
         run.log = log
 
-    def _new_run(self, job: Job, run_id: str, started_at: float, now: float) -> Run:
+    def _new_run(
+        self,
+        job: Job,
+        run_id: str,
+        started_at: float,
+        now: float,
+        *,
+        has_start: bool,
+        scheduled_for: float | None,
+        clock_skew: bool,
+    ) -> Run:
+        # What the run starts with is given here, not set on it afterwards: a set on a
+        # row costs the ORM's attribute events.
         return new_row(
             Run,
             {
@@ -75,9 +87,10 @@ class Runs(Dependencies):
                 "started_at": started_at,
                 "received_at": now,
                 "outcome": "running",
-                "has_start": False,
+                "has_start": has_start,
+                "scheduled_for": scheduled_for,
                 "late": False,
-                "clock_skew": False,
+                "clock_skew": clock_skew,
                 "overlap": False,
                 "stale": False,
                 "slow": False,
@@ -123,10 +136,9 @@ class Runs(Dependencies):
                 run.started_at = ts
             self._fill_details(run, ev)
             return
-        run = self._new_run(job, run_id, ts, now)
-        run.has_start = True
-        run.scheduled_for = scheduled_for
-        run.clock_skew = skewed
+        run = self._new_run(
+            job, run_id, ts, now, has_start=True, scheduled_for=scheduled_for, clock_skew=skewed
+        )
         self._fill_details(run, ev)
         self._close_abandoned(tx, job, cfg, a)
         in_flight = tx.running_runs(job.id)
@@ -170,9 +182,15 @@ class Runs(Dependencies):
             # A finish-only run (`job && curl .../ping/job`): it started `duration` earlier,
             # or, with no duration, at some unknown time before it finished.
             start = ts - ev.duration if ev.duration is not None else ts
-            run = self._new_run(job, run_id, start, now)
-            run.scheduled_for = scheduled_for
-            run.clock_skew = skewed
+            run = self._new_run(
+                job,
+                run_id,
+                start,
+                now,
+                has_start=False,
+                scheduled_for=scheduled_for,
+                clock_skew=skewed,
+            )
             tx.add_run(run)
             self._match_run(
                 tx,

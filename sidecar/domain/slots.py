@@ -68,7 +68,9 @@ class Slots(Thresholds):
             tx.rollup(job.id, slot).due += 1
             run.slot = slot
         else:
-            run.late = self._latest_missed(tx, job, cfg, t)
+            late = self._latest_missed(tx, job, cfg, t)
+            if run.late != late:  # a new run starts on time: set only what changes
+                run.late = late
         if every is not None and (job.cursor is None or run.started_at + every > job.cursor):
             job.cursor = run.started_at + every
 

@@ -22,7 +22,8 @@ class Thresholds(States):
         self, tx: Tx, job: Job, cfg: JobConfig, outcome: str, at: float, duration: float | None
     ) -> None:
         setattr(job, f"runs_{outcome}", getattr(job, f"runs_{outcome}") + 1)
-        roll = tx.rollup(job.id, at)
+        job_id = job.id
+        roll = tx.rollup(job_id, at)
         # A failure or timeout in a maintenance window is recorded on the run and in the
         # counters, but left out of the hourly statistics the success ratios come from: the
         # planned downtime must not page as JobPulseFailureRatioHigh once the window closes.
@@ -43,14 +44,15 @@ class Thresholds(States):
             job.duration_sum += duration
             job.duration_count += 1
             add_duration(roll, duration)
-            tx.note_duration(job.id, at, duration)
+            tx.note_duration(job_id, at, duration)
 
     def _good(self, tx: Tx, job: Job, cfg: JobConfig, at: float) -> None:
-        job.good_streak += 1
-        job.bad_streak = 0
-        if job.state == "new" or (
-            job.state == "down" and job.good_streak >= cfg.recovery_threshold
-        ):
+        good = job.good_streak + 1
+        job.good_streak = good
+        if job.bad_streak:  # set only what changes: an ORM set costs more than its read
+            job.bad_streak = 0
+        state = job.state
+        if state == "new" or (state == "down" and good >= cfg.recovery_threshold):
             self._set_state(tx, job, "up", None, at)
 
     def _bad(

@@ -226,11 +226,12 @@ class Tx(ReadAhead):
     def add_run(self, run: Run) -> None:
         """Record a new run (inserted by :meth:`write_pending`, not through the session: it
         stays this transaction's object, never given an id)."""
+        job_id = run.job_id
         if run.outcome == "running":
-            self._running_candidates(run.job_id).append(run)
+            self._running_candidates(job_id).append(run)
         self._new_runs.append(run)
         self._pending_order[run] = _UNFLUSHED + len(self._pending_order)
-        self._runs[(run.job_id, run.run_id)] = run
+        self._runs[(job_id, run.run_id)] = run
 
     def _running_candidates(self, job_id: int) -> list[Run]:
         runs = self._running.get(job_id)
@@ -243,7 +244,12 @@ class Tx(ReadAhead):
 
     def running_runs(self, job_id: int) -> list[Run]:
         """The job's running runs, oldest start first (ties in the order they were added)."""
-        runs = [run for run in self._running_candidates(job_id) if run.outcome == "running"]
+        candidates = self._running_candidates(job_id)
+        runs = [run for run in candidates if run.outcome == "running"]
+        if len(runs) < len(candidates):
+            # A run never runs again once finished: the next read need not look at it (a
+            # job's finish-only runs would otherwise make each refresh read all the batch's).
+            candidates[:] = runs
         if len(runs) > 1:
             runs.sort(key=self._run_order)
         return runs
