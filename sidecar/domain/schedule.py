@@ -15,7 +15,7 @@ from __future__ import annotations
 import math
 import zoneinfo
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from functools import lru_cache
 
@@ -29,11 +29,26 @@ __all__ = ["Schedule", "default_early_tolerance", "default_grace", "default_max_
 _HORIZON = 50 * 366 * 86400.0
 
 
+_MEMO = 65536  # slots memoised per schedule, each way, before its memo starts over
+_UNKNOWN = -1.0  # not memoised (slots are epoch seconds, never negative)
+
+
 @dataclass(frozen=True, slots=True)
 class Schedule:
     cron: str | None = None
     every: float | None = None
     timezone: str = "UTC"
+    # Memoised (cron only): t -> the first slot after t, and t -> the latest slot at or before
+    # t. Slots repeat across events: a slot's period, grace and early tolerance are asked for
+    # by every run near it. Kept on the schedule, keyed by t alone, rather than in a cache
+    # keyed by (schedule, t), which would hash the schedule's fields in Python on every
+    # lookup (a few per event applied). Not part of the schedule's value.
+    _after: dict[float, float | None] = field(
+        default_factory=dict, init=False, repr=False, compare=False
+    )
+    _before: dict[float, float | None] = field(
+        default_factory=dict, init=False, repr=False, compare=False
+    )
 
     @staticmethod
     def of(cron: str | None, every: float | None, timezone: str = "UTC") -> Schedule:
@@ -75,7 +90,32 @@ class Schedule:
 
     def next_after(self, t: float) -> float | None:
         """The first slot strictly after ``t`` (cron only)."""
-        return _next_after(self, t)
+        s = self._after.get(t, _UNKNOWN)  # one lookup: another thread may start the memo over
+        return self._find_after(t) if s == _UNKNOWN else s
+
+    def _find_after(self, t: float) -> float | None:
+        # cronsim drops sub-second precision and then ticks forward, so starting from
+        # floor(t) yields slots > floor(t); skip any that are not > t.
+        found = None
+        for s in self._iter(math.floor(t)):
+            if s > t:
+                found = s
+                break
+        if len(self._after) >= _MEMO:
+            self._after.clear()
+        self._after[t] = found
+        return found
+
+    def _find_at_or_before(self, t: float) -> float | None:
+        found = None
+        for s in self._iter(math.floor(t) + 1, reverse=True):
+            if s <= t:
+                found = s
+                break
+        if len(self._before) >= _MEMO:
+            self._before.clear()
+        self._before[t] = found
+        return found
 
     def at_or_after(self, t: float) -> float | None:
         return self.next_after(math.ceil(t) - 1)
@@ -85,9 +125,15 @@ class Schedule:
 
         Found from the latest slot at or before the start of ``t``'s minute (memoised, since
         events arrive close together) and then forward, slot by memoised slot, up to ``t``."""
-        s = _at_or_before(self, math.floor(t / 60) * 60)
+        minute = math.floor(t / 60) * 60
+        s = self._before.get(minute, _UNKNOWN)
+        if s == _UNKNOWN:
+            s = self._find_at_or_before(minute)
+        after = self._after
         while s is not None:
-            nxt = _next_after(self, s)
+            nxt = after.get(s, _UNKNOWN)
+            if nxt == _UNKNOWN:
+                nxt = self._find_after(s)
             if nxt is None or nxt > t:
                 return s
             s = nxt
@@ -97,10 +143,10 @@ class Schedule:
         """Slots ``s`` with ``lo <= s <= hi``, ascending (cron only)."""
         s = self.at_or_before(lo)
         if s is None or s < lo:
-            s = _next_after(self, math.ceil(lo) - 1 if s is None else s)
+            s = self.next_after(math.ceil(lo) - 1 if s is None else s)
         while s is not None and s <= hi:
             yield s
-            s = _next_after(self, s)
+            s = self.next_after(s)
 
     def period(self, s: float) -> float:
         """The gap from slot ``s`` to the next slot."""
@@ -108,25 +154,6 @@ class Schedule:
             return self.every
         nxt = self.next_after(s)
         return (nxt - s) if nxt is not None else _HORIZON
-
-
-@lru_cache(maxsize=65536)
-def _next_after(schedule: Schedule, t: float) -> float | None:
-    # Memoised: slots repeat across events (a slot's period, grace and early tolerance are
-    # asked for by every run near it). cronsim drops sub-second precision and then ticks
-    # forward, so starting from floor(t) yields slots > floor(t); skip any that are not > t.
-    for s in schedule._iter(math.floor(t)):
-        if s > t:
-            return s
-    return None  # pragma: no cover
-
-
-@lru_cache(maxsize=65536)
-def _at_or_before(schedule: Schedule, t: float) -> float | None:
-    for s in schedule._iter(math.floor(t) + 1, reverse=True):
-        if s <= t:
-            return s
-    return None  # pragma: no cover
 
 
 @lru_cache(maxsize=4096)
