@@ -1,4 +1,4 @@
-"""``python -m bench.instructions [--jobs N] [TREE ...]``: the applier's cost in instructions.
+"""``python -m bench.instructions [--jobs N] [--scenario S] [TREE ...]``: the applier's cost.
 
 Wall-clock and even CPU-time figures move by 20% and more between runs on a shared 2-core
 machine (benchmark 11, ``apply_cost``, measured 2,700 to 4,700 events per CPU second with the
@@ -8,6 +8,8 @@ waiting in the inbox at the top of the hour, applied by ``Sidecar.apply_pending`
 valgrind's callgrind, counting only while the inbox is applied (``callgrind_control -i``
 around the call), and reports instructions per applied event; the same count for raw
 ``sqlite3`` ``executemany`` of one row per event (benchmark 11's floor) gives the ratio.
+``--scenario steady`` applies as many events of benchmark 10's load instead (finish-only
+successes over 100 jobs; a tree compared must have ``bench/apply.py``'s ``steady``).
 
 Each ``TREE`` is a checkout of jobpulse (default: this one), so two commits compare in one run:
 ``git worktree add /tmp/before HEAD~1 && python -m bench.instructions /tmp/before .``.
@@ -31,7 +33,7 @@ _CHILD = r"""
 import os, subprocess, sys, tempfile
 from pathlib import Path
 
-tree, jobs, what = sys.argv[1], int(sys.argv[2]), sys.argv[3]
+tree, jobs, what, steady = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4] == "steady"
 sys.meta_path = [f for f in sys.meta_path if "editable" not in getattr(f, "__module__", "")]
 pkg = Path.cwd() / "pkg"  # the parent's temporary directory: removed with it
 (pkg / "jobpulse").mkdir(parents=True)
@@ -73,12 +75,14 @@ with tempfile.TemporaryDirectory() as tmp:
         apply._sqlite_per_cpu_second(Path(tmp), 2 * jobs)
     else:
         Sidecar.apply_pending = measured(Sidecar.apply_pending)
-        apply._applied_per_cpu_second(Path(tmp), jobs)
+        extra = {"steady": True} if steady else {}  # older trees know only the top of the hour
+        apply._applied_per_cpu_second(Path(tmp), jobs, **extra)
 """
 
 
-def count(tree: Path, jobs: int, what: str) -> int:
-    """Instructions counted while ``what`` ("apply" or "floor") ran in ``tree``'s code."""
+def count(tree: Path, jobs: int, what: str, scenario: str = "top") -> int:
+    """Instructions counted while ``what`` ("apply" or "floor") ran in ``tree``'s code, on
+    ``scenario``'s events ("top" or "steady")."""
     with tempfile.TemporaryDirectory(prefix="jobpulse-callgrind-") as tmp:
         out = Path(tmp) / "callgrind.out"
         proc = subprocess.run(
@@ -93,6 +97,7 @@ def count(tree: Path, jobs: int, what: str) -> int:
                 str(tree),
                 str(jobs),
                 what,
+                scenario,
             ],
             capture_output=True,
             text=True,
@@ -112,6 +117,13 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("trees", nargs="*", type=Path, help="jobpulse checkouts (default: .)")
     parser.add_argument("--jobs", type=int, default=1000, help="cron jobs (2 events each)")
+    parser.add_argument(
+        "--scenario",
+        choices=("top", "steady"),
+        default="top",
+        help="top: each job a start and a success (benchmark 11); steady: as many finish-only "
+        "successes over 100 jobs (benchmark 10's load)",
+    )
     args = parser.parse_args()
     missing = [tool for tool in ("valgrind", "callgrind_control") if shutil.which(tool) is None]
     if missing:
@@ -122,7 +134,7 @@ def main() -> None:
     print(f"raw sqlite3 executemany: {floor:,.0f} instructions per row")
     first: float | None = None
     for tree in trees:
-        per_event = count(tree, args.jobs, "apply") / events
+        per_event = count(tree, args.jobs, "apply", args.scenario) / events
         change = "" if first is None else f" ({100 * (per_event / first - 1):+.1f}%)"
         first = per_event if first is None else first
         print(
