@@ -96,26 +96,12 @@ class Schedule:
     def _find_after(self, t: float) -> float | None:
         # cronsim drops sub-second precision and then ticks forward, so starting from
         # floor(t) yields slots > floor(t); skip any that are not > t.
-        found = None
-        for s in self._iter(math.floor(t)):
-            if s > t:
-                found = s
-                break
-        if len(self._after) >= _MEMO:
-            self._after.clear()
-        self._after[t] = found
-        return found
+        found = next((s for s in self._iter(math.floor(t)) if s > t), None)
+        return _memoise(self._after, t, found)
 
     def _find_at_or_before(self, t: float) -> float | None:
-        found = None
-        for s in self._iter(math.floor(t) + 1, reverse=True):
-            if s <= t:
-                found = s
-                break
-        if len(self._before) >= _MEMO:
-            self._before.clear()
-        self._before[t] = found
-        return found
+        found = next((s for s in self._iter(math.floor(t) + 1, reverse=True) if s <= t), None)
+        return _memoise(self._before, t, found)
 
     def at_or_after(self, t: float) -> float | None:
         return self.next_after(math.ceil(t) - 1)
@@ -154,6 +140,13 @@ class Schedule:
             return self.every
         nxt = self.next_after(s)
         return (nxt - s) if nxt is not None else _HORIZON
+
+
+def _memoise(memo: dict[float, float | None], t: float, slot: float | None) -> float | None:
+    if len(memo) >= _MEMO:
+        memo.clear()
+    memo[t] = slot
+    return slot
 
 
 @lru_cache(maxsize=4096)
