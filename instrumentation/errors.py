@@ -19,6 +19,8 @@ Messages name the offending value and say what would be accepted.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 __all__ = [
     "AlreadyInstrumented",
     "ConfigError",
@@ -30,6 +32,7 @@ __all__ = [
     "InvalidTimezone",
     "JobpulseError",
     "UnsupportedSchedule",
+    "unknown_fields",
 ]
 
 
@@ -82,3 +85,12 @@ class UnsupportedSchedule(JobpulseError, ValueError):
 
 class AlreadyInstrumented(JobpulseError, RuntimeError):
     """An integration's ``instrument()`` was called twice for the same scheduler or app."""
+
+
+def unknown_fields(unknown: Iterable[object], accepted: Iterable[str]) -> str:
+    """The one wording for a mapping given keys it does not take, wherever it comes from (the
+    configuration file, a job's fields, the API): ``unknown field 'a'; accepted: x, y`` or
+    ``unknown fields 'a', 'b'; accepted: x, y``."""
+    names = sorted({str(key) for key in unknown})
+    noun = "field" if len(names) == 1 else "fields"
+    return f"unknown {noun} {', '.join(map(repr, names))}; accepted: {', '.join(accepted)}"

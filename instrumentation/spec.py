@@ -20,7 +20,14 @@ from typing import Any, Final
 
 from cronsim import CronSim, CronSimError
 
-from .errors import InvalidDuration, InvalidJobConfig, InvalidName, InvalidSchedule, InvalidTimezone
+from .errors import (
+    InvalidDuration,
+    InvalidJobConfig,
+    InvalidName,
+    InvalidSchedule,
+    InvalidTimezone,
+    unknown_fields,
+)
 
 __all__ = [
     "ANOMALY_DEFAULTS",
@@ -355,8 +362,7 @@ def parse_job_fields(job: str, raw: Mapping[str, Any]) -> dict[str, Any]:
     for field, value in raw.items():
         if field not in JOB_FIELDS:
             raise InvalidJobConfig(
-                f"job {job!r}: unknown field {field!r}; accepted fields are name, "
-                f"{', '.join(JOB_FIELDS)}",
+                f"job {job!r}: {unknown_fields([field], ('name', *JOB_FIELDS))}",
                 job=job,
                 field=field,
             )

@@ -26,6 +26,7 @@ from jobpulse.instrumentation.errors import (
     InvalidName,
     InvalidSchedule,
     InvalidTimezone,
+    unknown_fields,
 )
 from jobpulse.instrumentation.spec import (
     check_cron,
@@ -167,11 +168,9 @@ def _window(index: int, raw: object, source: str) -> WindowSpec:
             "'-', starting with a letter or digit"
         )
     where = f"{where} ({name})"
-    unknown = sorted(map(str, set(raw) - set(WINDOW_FIELDS)))
+    unknown = set(raw) - set(WINDOW_FIELDS)
     if unknown:
-        raise ConfigError(
-            f"{where}: unknown field(s) {', '.join(unknown)}; accepted: {', '.join(WINDOW_FIELDS)}"
-        )
+        raise ConfigError(f"{where}: {unknown_fields(unknown, WINDOW_FIELDS)}")
     if raw.get("jobs") is None and raw.get("match") is None:
         raise ConfigError(f"{where}: no target; give jobs: [names] and/or match: {{label: value}}")
     jobs = parse_target_jobs(raw["jobs"], where=where) if raw.get("jobs") is not None else ()

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any, Final
 from urllib.parse import urlsplit
 
-from jobpulse.instrumentation.errors import ConfigError, InvalidDuration
+from jobpulse.instrumentation.errors import ConfigError, InvalidDuration, unknown_fields
 from jobpulse.instrumentation.spec import parse_duration
 
 __all__ = [
@@ -249,10 +249,7 @@ def _reject_unknown(where: str, raw: Mapping[Any, Any], accepted: Iterable[str])
     accepted = tuple(accepted)
     unknown = set(raw) - set(accepted)
     if unknown:
-        raise ConfigError(
-            f"{where}: unknown key(s) {', '.join(sorted(map(str, unknown)))}; "
-            f"accepted: {', '.join(accepted)}"
-        )
+        raise ConfigError(f"{where}: {unknown_fields(unknown, accepted)}")
 
 
 def _retry(where: str, raw: object) -> Retry:

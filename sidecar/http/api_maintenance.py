@@ -14,7 +14,7 @@ from typing import Any
 from aiohttp import web
 from sqlalchemy.orm import Session
 
-from jobpulse.instrumentation.errors import ConfigError, InvalidEvent
+from jobpulse.instrumentation.errors import ConfigError, InvalidEvent, unknown_fields
 from jobpulse.instrumentation.wire import parse_ts
 
 from ..maintenance_config import parse_match, parse_target_jobs, parse_window_duration
@@ -40,9 +40,9 @@ class _Invalid(ValueError):
 def _parse(body: object, now: float) -> dict[str, Any]:
     if not isinstance(body, dict):
         raise _Invalid("the body must be a JSON object with jobs and/or match, and duration")
-    unknown = sorted(str(k) for k in body if k not in FIELDS)
+    unknown = [k for k in body if k not in FIELDS]
     if unknown:
-        raise _Invalid(f"unknown field(s) {', '.join(unknown)}; accepted: {', '.join(FIELDS)}")
+        raise _Invalid(unknown_fields(unknown, FIELDS))
     if body.get("jobs") is None and body.get("match") is None:
         raise _Invalid("jobs or match: give the jobs the window holds, by name and/or by labels")
     try:

@@ -181,7 +181,7 @@ async def test_writes_need_the_admin_token(
         ({"jobs": ["db-backup"], "duration": "1h", "start": "tomorrow"}, "start:"),
         ({"jobs": ["db-backup"], "duration": "1h", "start": "2020-01-01T00:00:00Z"}, "past"),
         ({"jobs": ["db-backup"], "duration": "1h", "reason": 5}, "reason"),
-        ({"jobs": ["db-backup"], "duration": "1h", "until": "x"}, "unknown field(s) until"),
+        ({"jobs": ["db-backup"], "duration": "1h", "until": "x"}, "unknown field 'until'"),
         (["db-backup"], "JSON object"),
     ],
 )

@@ -78,7 +78,7 @@ BASE = "  - name: db-upgrade\n    jobs: [backup]\n"
         ),
         (
             BASE + "    schedule: '0 2 * * *'\n    duration: 1h\n    until: x\n",
-            "unknown field(s) until; accepted: name, jobs, match",
+            "unknown field 'until'; accepted: name, jobs, match",
         ),
         (
             "  - name: db-upgrade\n    schedule: '0 2 * * *'\n    duration: 1h\n",

@@ -68,7 +68,7 @@ notify:
     ("section", "message"),
     [
         ("notify: [1]", "notify must be a mapping with alertmanagers:, webhooks: and retry:"),
-        ("notify: {slack: []}", "notify: unknown key(s) slack; accepted: alertmanagers, webhooks"),
+        ("notify: {slack: []}", "notify: unknown field 'slack'; accepted: alertmanagers, webhooks"),
         ("notify: {webhooks: {name: x}}", "notify.webhooks must be a list of receivers"),
         ("notify: {webhooks: [x]}", "notify.webhooks[0] must be a mapping with at least name"),
         (
@@ -94,7 +94,7 @@ notify:
         ),
         (
             "notify: {webhooks: [{name: ops, url: 'http://h', labels: {a: b}}]}",
-            "notify.webhooks[0] (ops): unknown key(s) labels; accepted: name, url, secret",
+            "notify.webhooks[0] (ops): unknown field 'labels'; accepted: name, url, secret",
         ),
         (
             "notify: {webhooks: [{name: ops, url: 'http://h', secret: s, secret_file: f}]}",
@@ -139,7 +139,7 @@ notify:
         ),
         (
             "notify: {retry: {tries: 3}}",
-            "notify.retry: unknown key(s) tries; accepted: max_attempts",
+            "notify.retry: unknown field 'tries'; accepted: max_attempts",
         ),
         (
             "notify: {retry: {initial_delay: 1m, max_delay: 10s}}",
