@@ -28,6 +28,7 @@ import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 from jobpulse.instrumentation.wire import Event, format_ts, parse_event
 from jobpulse.sidecar.config import parse_config
@@ -44,23 +45,18 @@ HOUR = 1_800_000_000.0 - 1_800_000_000.0 % 3600  # on the hour
 TARGET = 4000.0
 
 
+def _event(etype: str, job: str, run_id: str, at: float, **extra: Any) -> Event:
+    fields = {"type": etype, "job": job, "run_id": run_id, "ts": format_ts(at), **extra}
+    return parse_event(fields)[0]
+
+
 def _top_of_hour_events(jobs: int) -> Iterator[list[Event]]:
     """Each of ``jobs`` jobs reports a start and a success, in one request per job."""
     for i in range(jobs):
         rid = uuid.uuid4().hex
         yield [
-            parse_event({"type": "start", "job": f"top-{i}", "run_id": rid, "ts": format_ts(HOUR)})[
-                0
-            ],
-            parse_event(
-                {
-                    "type": "success",
-                    "job": f"top-{i}",
-                    "run_id": rid,
-                    "ts": format_ts(HOUR + 1),
-                    "duration": 1.0,
-                }
-            )[0],
+            _event("start", f"top-{i}", rid, HOUR),
+            _event("success", f"top-{i}", rid, HOUR + 1, duration=1.0),
         ]
 
 
@@ -69,15 +65,7 @@ def _steady_events(events: int) -> Iterator[list[Event]]:
     requests of 100 events."""
     for first in range(0, events, 100):
         yield [
-            parse_event(
-                {
-                    "type": "success",
-                    "job": f"top-{i % STEADY_JOBS}",
-                    "run_id": f"steady-{i}",
-                    "ts": format_ts(HOUR + 1),
-                    "duration": 1.5,
-                }
-            )[0]
+            _event("success", f"top-{i % STEADY_JOBS}", f"steady-{i}", HOUR + 1, duration=1.5)
             for i in range(first, min(first + 100, events))
         ]
 
