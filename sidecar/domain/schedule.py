@@ -115,11 +115,8 @@ class Schedule:
         s = self._before.get(minute, _UNKNOWN)
         if s == _UNKNOWN:
             s = self._find_at_or_before(minute)
-        after = self._after
         while s is not None:
-            nxt = after.get(s, _UNKNOWN)
-            if nxt == _UNKNOWN:
-                nxt = self._find_after(s)
+            nxt = self.next_after(s)
             if nxt is None or nxt > t:
                 return s
             s = nxt
