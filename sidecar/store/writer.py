@@ -141,9 +141,7 @@ class Writer(GroupCommit[tuple[Callable[[Tx], Any], "Future[Any]"]]):
                         raise
             except Exception as exc:
                 if failed is None:
-                    log.exception("store commit failed")
-                    self.healthy = False
-                    fut.set_exception(StoreUnavailable(f"the store cannot take writes: {exc}"))
+                    fut.set_exception(self._unavailable(exc))
                     return
                 if attempt < RETRIES and _retryable(failed):
                     log.info("write lost a race (%s); retrying", type(failed).__name__)
@@ -173,9 +171,7 @@ class Writer(GroupCommit[tuple[Callable[[Tx], Any], "Future[Any]"]]):
                     results.append((fut, ok, value))
             self.healthy = True
         except Exception as exc:
-            log.exception("store commit failed")
-            self.healthy = False
-            error = StoreUnavailable(f"the store cannot take writes: {exc}")
+            error = self._unavailable(exc)
             for _, fut in items:
                 fut.set_exception(error)
             return []
@@ -187,6 +183,12 @@ class Writer(GroupCommit[tuple[Callable[[Tx], Any], "Future[Any]"]]):
             else:
                 fut.set_exception(value)
         return rest
+
+    def _unavailable(self, exc: Exception) -> StoreUnavailable:
+        """Inside an ``except`` block: the commit itself failed (the store, not an item)."""
+        log.exception("store commit failed")
+        self.healthy = False
+        return StoreUnavailable(f"the store cannot take writes: {exc}")
 
     def _apply(self, tx: Tx, work: Callable[[Tx], Any], *, alone: bool) -> tuple[bool, Any]:
         """One item in its own savepoint. An item that lost a race is retried: at once when it
