@@ -93,13 +93,13 @@ def _remove_if_created(store: Store, existed: bool) -> Callable[[], None]:
     """What undoes the SQLite file a failed start created (nothing if it existed before)."""
 
     def undo() -> None:
-        from .store.database import SERVING_SUFFIX
+        from .store.database import LOCK_SUFFIXES, SERVING_SUFFIX
 
         store.dispose()
         path = store.sqlite_path
         if path is None or existed:
             return
-        for suffix in ("", "-wal", "-shm", "-journal", SERVING_SUFFIX):
+        for suffix in ("", "-wal", "-shm", "-journal", SERVING_SUFFIX, *LOCK_SUFFIXES):
             Path(f"{path}{suffix}").unlink(missing_ok=True)
 
     return undo

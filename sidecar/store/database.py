@@ -31,7 +31,7 @@ from ..domain.tables import FlipRecord, Job
 from .migrate import upgrade
 from .tx import BEGIN_IMMEDIATE, LAZY_BEGIN, Tx
 
-__all__ = ["SERVING_SUFFIX", "Store"]
+__all__ = ["LOCK_SUFFIXES", "SERVING_SUFFIX", "Store"]
 
 log = logging.getLogger("jobpulse.sidecar.store")
 
@@ -43,6 +43,48 @@ except ImportError:  # not POSIX: no claim on the file, and the writer begins at
 # Beside a SQLite store file (like its -wal and -shm): locked by the sidecar serving it, and
 # holding that process's id.
 SERVING_SUFFIX = "-serving"
+# Beside a SQLite store file that two processes of one sidecar write (``apply_process``): the
+# write lock and the state lock (see :class:`FileLock` and :meth:`Store.transaction`).
+WRITING_SUFFIX, STATE_SUFFIX = "-writing", "-state"
+LOCK_SUFFIXES = (WRITING_SUFFIX, STATE_SUFFIX)
+
+
+class FileLock:
+    """A lock that threads of one process and the processes of one sidecar take in turns:
+    a re-entrant thread lock, then the kernel's lock on a file (``flock``: it goes with the
+    process however that ends, and a waiter wakes as soon as it is released, where SQLite's
+    busy handler would sleep). Re-entrant in the thread that holds it."""
+
+    def __init__(self, path: str) -> None:
+        self._thread_lock = threading.RLock()
+        self._fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        self._depth = 0
+
+    def acquire(self) -> bool:
+        self._thread_lock.acquire()
+        if self._depth == 0:
+            try:
+                fcntl.flock(self._fd, fcntl.LOCK_EX)
+            except BaseException:
+                self._thread_lock.release()
+                raise
+        self._depth += 1
+        return True
+
+    def release(self) -> None:
+        self._depth -= 1
+        if self._depth == 0:
+            fcntl.flock(self._fd, fcntl.LOCK_UN)
+        self._thread_lock.release()
+
+    def __enter__(self) -> bool:
+        return self.acquire()
+
+    def __exit__(self, *exc: object) -> None:
+        self.release()
+
+    def close(self) -> None:
+        os.close(self._fd)
 
 
 def _bind_null_directly() -> None:
@@ -123,9 +165,12 @@ class Store:
     :meth:`check` and :meth:`migrate` turn a store that cannot be opened (PostgreSQL
     unreachable, a file that is not SQLite) into one :class:`ConfigError` line naming the URL,
     password masked, and the cause.
+
+    ``shared``: a SQLite file that two processes of one sidecar write, the server and its
+    applier (``apply_process``); without it the store's locks are its process's own.
     """
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, *, shared: bool = False) -> None:
         try:
             parsed = make_url(url)
         except ArgumentError as exc:
@@ -179,6 +224,9 @@ class Store:
         # The writer's transactions take SQLite's write lock only at their first write, when
         # connections are not shared between threads (an in-memory store's are).
         self._lazy = self.is_sqlite and "poolclass" not in kwargs and fcntl is not None
+        # Another process of this sidecar (its applier) writes the file too: the write lock is
+        # the file's, and so is the state lock (see transaction()).
+        self.shared = shared and self._lazy and self.sqlite_path is not None
         self._claim: int | None = None  # the descriptor of the locked -serving file
         if self.is_sqlite:
             event.listen(self.engine, "connect", _sqlite_pragmas)
@@ -199,9 +247,19 @@ class Store:
         self._taken = threading.local()  # write locks this thread's lazy transaction took
         # SQLite has one writer at a time: the threads that write (the inbox's appender, the
         # writer) take turns in-process rather than through SQLite's sleeping busy handler.
-        self._lock = threading.RLock()
-        self.write_lock: threading.RLock | contextlib.nullcontext[None] = (
+        self._lock: threading.RLock | FileLock = (
+            FileLock(f"{self.sqlite_path}{WRITING_SUFFIX}") if self.shared else threading.RLock()
+        )
+        self.write_lock: threading.RLock | FileLock | contextlib.nullcontext[None] = (
             self._lock if self.is_sqlite else contextlib.nullcontext()
+        )
+        # Held for the whole of every writer transaction when the file is shared: their reads
+        # before the write lock need no other writer of the tables but the inbox (see
+        # transaction()), and the other process's writer is one.
+        self._state_lock: FileLock | contextlib.nullcontext[None] = (
+            FileLock(f"{self.sqlite_path}{STATE_SUFFIX}")
+            if self.shared
+            else contextlib.nullcontext()
         )
         # Called for every flip a transaction adds, in that transaction (the outbox).
         self.on_flip: Callable[[Session, FlipRecord], None] | None = None
@@ -244,13 +302,17 @@ class Store:
         out a batch's effects while the inbox's appends go on committing, and holds the lock
         only to write them. Its reads need no snapshot: the writer's thread is the only
         writer of every table but the inbox, and the inbox's appends only add rows after those
-        it has read. Then the writes are one serializable transaction, as before."""
+        it has read. Then the writes are one serializable transaction, as before. When another
+        process of the sidecar writes the file too (``shared``: its applier, or the server
+        beside it), its writer's transactions and this one's take turns through the state
+        lock, held for the whole transaction, so that stays true of the two of them."""
         if not self._lazy:
             with self.write_lock:
                 yield from self._transaction()
             return
         try:
-            yield from self._transaction()
+            with self._state_lock:
+                yield from self._transaction()
         finally:
             for _ in range(self._taken.__dict__.pop("count", 0)):
                 self._lock.release()
@@ -323,6 +385,9 @@ class Store:
 
     def dispose(self) -> None:
         self.engine.dispose()
+        for lock in (self._lock, self._state_lock):
+            if isinstance(lock, FileLock):
+                lock.close()
         if self._claim is not None:
             os.close(self._claim)  # the lock with it; the file stays, as -shm does
             self._claim = None
