@@ -21,7 +21,7 @@ from .exposition.selfmetrics import SelfMetrics
 from .store.appender import Appender
 from .store.applier import Outcome, apply_rows, held_order
 from .store.database import Store
-from .store.inbox import APPLY_BATCH, drop_row, inbox_lag, lock_for_pass, row_ids
+from .store.inbox import APPLY_BATCH, drop_row, inbox_lag, lock_for_pass, oldest_arrival, row_ids
 from .store.tx import Tx
 from .store.writer import StoreUnavailable, Writer
 
@@ -31,9 +31,16 @@ log = logging.getLogger("jobpulse.sidecar")
 DUE_BATCH = 500
 TICK_PATIENCE = 10.0  # seconds a pass applies the inbox before it judges as far as it got
 YIELD_LAG = 2.5  # the applier gives way to appends only while its backlog is younger than this
-# Ingest requests in flight at once that mean ingest is saturated (a burst is on). One at a
-# time is a steady flow the applier keeps up with: giving way to it would only add lag.
-BURST = 2
+# Ingest requests in flight that make the applier give way (a burst is on): any. In one
+# process a request's append waits for the applier's batch in progress, for the interpreter
+# (which an append takes back at every SQLite step) and for the write lock: a client sending
+# 500-event batches back to back (a short-lived job's flush at exit) saw each append take 10x
+# as long as alone (316 ms against 22 ms) and spooled half its events past its exit budget
+# (docs/benchmarks.md, fifteenth round). A flow with gaps of QUIET is applied between them.
+BURST = 1
+# The same for an applier process (apply_process), which has a core of its own: what it shares
+# with ingest is the write lock and the disk's flushes, which a few requests at once share well.
+BURST_BESIDE = 4
 QUIET = 0.05  # seconds unsaturated that end a burst
 PAUSE = 0.005  # the applier's step while it gives way
 
@@ -58,8 +65,9 @@ class InboxApplier:
         self.appender = appender
         self.clock = clock
         self.metrics = metrics
-        self._ingesting = ingesting
-        self._on_applied = on_applied
+        self.ingesting = ingesting  # ingest requests in flight
+        self.burst = BURST  # that many of them at once are a burst (see busy)
+        self.on_applied = on_applied  # after every batch applied
         self._sleep = sleep
         # Inbox rows of every: jobs held back during the catch-up delay (see apply_rows).
         self._held: set[int] = set()
@@ -117,14 +125,13 @@ class InboxApplier:
 
     def _oldest_waiting(self) -> float:
         with self.store.engine.connect() as conn:
-            _, oldest = inbox_lag(conn)
+            oldest = oldest_arrival(conn)
         return self.clock.now() if oldest is None else oldest
 
     def busy(self) -> bool:
-        """Ingest is saturated: ``BURST`` requests in flight at once, or appends queued behind
-        the one being committed. A flow that arrives one request at a time is not a burst, so
-        the applier keeps just behind it instead of waiting for its backlog to age."""
-        return self._ingesting() >= BURST or self.appender.waiting()
+        """Ingest has the process: ``burst`` requests in flight at once (see ``BURST``), or
+        appends queued behind the one being committed."""
+        return self.ingesting() >= self.burst or self.appender.waiting()
 
     def give_way(self, newest_applied: float, turn: float) -> None:
         """While ingest is saturated, let appends have the process until the oldest unapplied
@@ -175,7 +182,7 @@ class InboxApplier:
             log.exception("applying inbox events failed; applying them one at a time")
             done, last, read = self._apply_one_by_one(after, now)
         if done:
-            self._on_applied()
+            self.on_applied()
         return done, last, read
 
     def _apply_one_by_one(self, after: int, now: float) -> tuple[dict[int, Outcome], int, int]:
@@ -210,44 +217,30 @@ class InboxApplier:
         self, now: float | None = None, *, yield_to_appends: bool = False
     ) -> tuple[int, float]:
         """Apply the inbox, then evaluate every job whose deadline has come; returns how many
-        jobs were evaluated and the ``now`` they were evaluated at. The pass reads the inbox
-        and ``now`` holding the inbox lock (see ``store/inbox.py``), so every event that
-        arrived before ``now`` is applied before any slot is judged at ``now``."""
-        deadline = time.monotonic() + TICK_PATIENCE
-        while True:
-            patience = max(deadline - time.monotonic(), 0.0)
-            self.apply_pending(
-                now, yield_to_appends=yield_to_appends, patience=patience, collect=False
-            )
-            # Past TICK_PATIENCE the pass judges as far as the inbox is applied (see _tick):
-            # under a sustained overload the evaluator still runs, a backlog behind.
-            impatient = time.monotonic() > deadline
-            result = self.writer.run_sync(partial(self._tick, now, impatient))
-            if result is not None:
-                return result
+        jobs were evaluated and the instant they were evaluated at: ``now``, or the arrival of
+        the oldest event still waiting in the inbox (see :meth:`_tick`). The pass reads the
+        inbox and ``now`` holding the inbox lock (see ``store/inbox.py``), so every event that
+        arrived before that instant is applied before any slot is judged at it."""
+        self.apply_pending(
+            now, yield_to_appends=yield_to_appends, patience=TICK_PATIENCE, collect=False
+        )
+        return self.writer.run_sync(partial(self._tick, now))
 
-    def _tick(self, now: float | None, impatient: bool, tx: Tx) -> tuple[int, float] | None:
+    def _tick(self, now: float | None, tx: Tx) -> tuple[int, float]:
         tx.hold_writes()  # SQLite: BEGIN IMMEDIATE, the write lock
         if tx.locking:
             lock_for_pass(tx.session.connection(), exclusive=True)
         at = self.clock.now() if now is None else now
-        after = 0
-        while True:  # what arrived since apply_pending
-            done, after, read = apply_rows(tx, self.engine, now=at, after=after, held=self._held)
-            if read < APPLY_BATCH:
-                break
-            if impatient:
-                # The patience is spent and the inbox is not dry: judge at the arrival of the
-                # oldest event still waiting. Everything that arrived before it is applied, and
-                # nothing earlier can still come (appends are held out while the pass reads),
-                # so its slots are judged on all their events, and ingest is not held back
-                # while a backlog is drained. The next pass judges further.
-                _, oldest = inbox_lag(tx.session.connection())
-                if oldest is not None:
-                    at = min(at, oldest)
-                break
-            if done:
-                return None  # more keeps arriving: apply it outside the lock first
+        # Events that arrived after apply_pending's last batch read the inbox (a steady flow,
+        # or a backlog past TICK_PATIENCE) still wait in it: judge at the arrival of the oldest
+        # of them. Everything that arrived before it is applied, and nothing earlier can still
+        # come (appends are held out while the pass reads, and take their arrival under the
+        # same lock), so its slots are judged on all their events; the next pass judges
+        # further. Applying them here would hold the write lock, and every append behind it,
+        # while they are worked out: under a steady flow, most of the applier's work.
+        oldest = oldest_arrival(tx.session.connection())
+        if oldest is not None:
+            at = min(at, oldest)
         total = 0
         while True:
             due = tx.due_jobs(at, DUE_BATCH)

@@ -123,6 +123,14 @@ class Settings:
         "Also turn OTLP spans with faas.trigger=timer but no jobpulse.job.name into runs, named by the span name.",
         "bool",
     )
+    apply_process: bool = _f(
+        False,
+        "JOBPULSE_APPLY_PROCESS",
+        "SQLite: apply the inbox and evaluate in a second process beside the server, so "
+        "ingest and the applier each have a core (PostgreSQL: ignored; replicas share the "
+        "work).",
+        "bool",
+    )
     runbook_url: str = _f(
         "https://github.com/jobpulse/jobpulse/blob/main/docs/runbooks.md",
         "JOBPULSE_RUNBOOK_URL",

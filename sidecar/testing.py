@@ -37,6 +37,22 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+def _rss(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) * 1024
+    raise RuntimeError(f"no VmRSS line in /proc/{pid}/status")
+
+
+def _children(pid: int) -> list[int]:
+    """The processes ``pid`` started (and its threads did) that still run."""
+    return [
+        int(child)
+        for task in Path(f"/proc/{pid}/task").iterdir()
+        for child in (task / "children").read_text().split()
+    ]
+
+
 def _open(target: str | urllib.request.Request, timeout: float) -> Any:
     # Only ever http://127.0.0.1:<port> of the process this module started.
     return urllib.request.urlopen(target, timeout=timeout)  # noqa: S310
@@ -157,9 +173,7 @@ class ServedSidecar:
             return result
 
     def rss_bytes(self) -> int:
-        """The process's resident memory (Linux)."""
+        """The resident memory (Linux) of the sidecar: the process, and its applier process
+        when it has one (``apply_process``)."""
         assert self.proc is not None
-        for line in Path(f"/proc/{self.proc.pid}/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) * 1024
-        raise RuntimeError("no VmRSS line in /proc/PID/status")
+        return sum(_rss(pid) for pid in (self.proc.pid, *_children(self.proc.pid)))

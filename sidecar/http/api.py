@@ -263,7 +263,7 @@ async def health(request: web.Request) -> web.Response:
         return {
             "status": "ok" if healthy else "degraded",
             "is_healthy": healthy,
-            "sidecar": {"writer_healthy": sidecar.writer.healthy, "leader": sidecar.is_leader},
+            "sidecar": {"writer_healthy": sidecar.writer.healthy, "leader": sidecar.leads()},
             "jobs": jobs,
         }
 

@@ -15,6 +15,7 @@ from aiohttp import web
 from prometheus_client import generate_latest
 from prometheus_client.openmetrics.exposition import generate_latest as openmetrics_latest
 
+from ..apply_process import ApplierProcess
 from ..config import FileConfig
 from ..domain.clock import Clock
 from ..exposition.negotiate import Format, choose
@@ -91,7 +92,7 @@ async def metrics_handler(request: web.Request) -> web.StreamResponse:
     await asyncio.to_thread(sidecar.update_inbox_metrics)
     for state, count in sidecar.cache.states().items():
         sidecar.metrics.jobs.labels(state).set(count)
-    sidecar.metrics.leader.set(1 if sidecar.is_leader else 0)
+    sidecar.metrics.leader.set(1 if sidecar.leads() else 0)
     # The per-job text is hundreds of MB for a large fleet: sent as it is cached, not copied
     # into one body with the sidecar's own metrics.
     jobs: tuple[bytes | memoryview, ...]
@@ -124,7 +125,9 @@ async def readyz(request: web.Request) -> web.Response:
         problems.append(f"store unreachable: {type(exc).__name__}")
     if not sidecar.writer.healthy:
         problems.append("the last store commit failed")
-    if sidecar.is_leader:
+    if sidecar.applier_process is not None and not sidecar.applier_process.leading:
+        problems.append("the applier process is not running (it is being started)")
+    if sidecar.leads():
         last = sidecar.evaluator_last_run
         now = sidecar.clock.now()
         if now >= sidecar.engine.judge_from and (last is None or now - last > 30):
@@ -176,7 +179,13 @@ def create_app(
         middlewares=[ingest_middleware, error_middleware, auth_middleware],
     )
     rules = served_rule_settings(settings, os.environ)  # before anything is opened
-    sidecar = Sidecar(settings, clock=clock, file_config=file_config, rule_settings=rules)
+    sidecar = Sidecar(
+        settings,
+        clock=clock,
+        file_config=file_config,
+        rule_settings=rules,
+        applier_process=ApplierProcess,
+    )
     app[SIDECAR] = sidecar
     app[RULE_SETTINGS] = rules
     app[AUTH] = Auth.from_settings(settings)

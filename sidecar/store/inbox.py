@@ -55,6 +55,7 @@ __all__ = [
     "inbox_lag",
     "key_ts",
     "lock_for_pass",
+    "oldest_arrival",
     "pending_among",
     "row_ids",
 ]
@@ -163,6 +164,12 @@ def inbox_lag(conn: Connection) -> tuple[int, float | None]:
     """How many events wait in the inbox, and when the oldest of them arrived."""
     count, oldest = conn.execute(select(func.count(), func.min(INBOX.c.arrived_at))).one()
     return int(count or 0), oldest
+
+
+def oldest_arrival(conn: Connection) -> float | None:
+    """When the oldest event waiting in the inbox arrived (None: none waits)."""
+    oldest: float | None = conn.execute(select(func.min(INBOX.c.arrived_at))).scalar()
+    return oldest
 
 
 def pending_among(conn: Connection, ids: Sequence[int]) -> int:

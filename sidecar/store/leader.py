@@ -17,7 +17,8 @@ A leader checks its connection before each pass and steps down when it is gone. 
 comes back from a pause may finish one pass it started as leader; that is harmless: job rows
 are locked (``SKIP LOCKED``) and ``(job, slot)`` is unique, so a slot is never counted twice.
 
-On SQLite there is one process per store file and it is always the leader.
+On SQLite there is one sidecar per store file and it is always the leader; with
+``apply_process``, its applier process leads and its server follows (``leads``).
 """
 
 from __future__ import annotations
@@ -39,12 +40,21 @@ CHECK_EVERY = 1.0  # the leader re-checks its connection at most this often
 
 
 class Leadership:
-    def __init__(self, store: Store, *, key: int = LEADER_LOCK_KEY, lease: float = LEASE) -> None:
+    def __init__(
+        self,
+        store: Store,
+        *,
+        key: int = LEADER_LOCK_KEY,
+        lease: float = LEASE,
+        leads: bool | None = None,
+    ) -> None:
+        """``leads``: decided, not elected (a SQLite sidecar's server and applier process)."""
         self._store = store
+        self._decided = leads
         self._key = key
         self._lease = lease
         self._conn: Any = None
-        self._held = store.is_sqlite
+        self._held = store.is_sqlite if leads is None else leads
         self._checked = 0.0
 
     @property
@@ -53,6 +63,8 @@ class Leadership:
 
     def check(self) -> bool:
         """Keep or try to take the lead; returns whether this replica leads. Blocking."""
+        if self._decided is not None:
+            return self._decided
         if self._store.is_sqlite:
             return True
         now = time.monotonic()

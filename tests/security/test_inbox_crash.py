@@ -118,8 +118,13 @@ def stored_runs(served: Served) -> set[str]:
 
 
 @pytest.mark.slow
-def test_sigkill_during_a_burst_loses_and_double_counts_nothing(tmp_path: Path) -> None:
-    served = Served(tmp_path, "").start()
+@pytest.mark.parametrize("apply_process", ["0", "1"], ids=["one-process", "apply-process"])
+def test_sigkill_during_a_burst_loses_and_double_counts_nothing(
+    tmp_path: Path, apply_process: str
+) -> None:
+    """With ``apply_process``, the server is killed: its applier process sees the pipe close and
+    stops (mid-batch or not), and the restarted server's applier process applies the rest."""
+    served = Served(tmp_path, "", env={"JOBPULSE_APPLY_PROCESS": apply_process}).start()
     burst = Burst([served])
     try:
         for _ in range(3):

@@ -254,14 +254,15 @@ async def test_readyz_says_when_the_evaluator_judges_behind_a_backlog(
     ]
     sidecar.appender.submit(events, at=T0).result(10)
     sidecar.clock.advance(40)
-    await asyncio.to_thread(sidecar.tick_sync)  # two batches applied, one event still waits
+    await asyncio.to_thread(sidecar.tick_sync)  # one batch applied, the rest still waits
     resp = await client.get("/readyz")
     assert resp.status == 503
     body = await resp.json()
     assert body["detail"] == (
         "the evaluator judges 40 s behind: events that arrived since then still wait in the inbox"
     )
-    assert body["inbox"] == {"pending": 1, "lag_seconds": 40.0}
+    assert body["inbox"] == {"pending": APPLY_BATCH + 1, "lag_seconds": 40.0}
+    monkeypatch.setattr(applying, "TICK_PATIENCE", 10.0)
     await asyncio.to_thread(sidecar.tick_sync)
     assert (await client.get("/readyz")).status == 200
 
@@ -289,20 +290,25 @@ async def test_ping_exit_status_takes_ascii_digits_only(client: TestClient[Any, 
     assert (await client.get("/ping/nightly/3")).status == 200
 
 
-def test_the_applier_gives_way_only_to_a_saturated_ingest(tmp_path: Path) -> None:
-    """A steady flow of requests, one at a time, is applied just behind (giving way to it would
-    only make every read lag by the applier's patience); a burst of requests in flight at once,
-    or appends queued behind the one committing, gets the process first."""
-    from jobpulse.sidecar.applying import BURST
+def test_the_applier_gives_way_to_ingest_in_flight(tmp_path: Path) -> None:
+    """In one process any request in flight gets the process first (its append would wait for
+    the applier's batch); an applier process, with a core of its own, gives way only to a
+    burst of several; appends queued behind the one committing are a burst either way."""
+    from jobpulse.sidecar.applying import BURST, BURST_BESIDE
     from jobpulse.sidecar.service import Sidecar
 
     sidecar = Sidecar(Settings(store=f"sqlite:///{tmp_path}/s.db"), clock=ManualClock(T0))
     try:
+        assert BURST == 1 < BURST_BESIDE
         assert not sidecar.applier.busy()
         sidecar.ingesting = 1
-        assert not sidecar.applier.busy()
-        sidecar.ingesting = BURST
         assert sidecar.applier.busy()
+        sidecar.applier.burst = BURST_BESIDE
+        sidecar.ingesting = BURST_BESIDE - 1
+        assert not sidecar.applier.busy()
+        sidecar.ingesting = BURST_BESIDE
+        assert sidecar.applier.busy()
+        sidecar.applier.burst = BURST
         sidecar.ingesting = 0
         # The appender's thread is not started: what is submitted waits to be taken.
         waiting = sidecar.appender.submit(
@@ -345,11 +351,11 @@ def test_past_its_patience_the_applier_takes_turns_with_a_burst(tmp_path: Path) 
         pauses.clear()
         applier.give_way(T0 - 2 * YIELD_LAG, turn=0.2)  # twice the patience: no turn at all
         assert pauses == []
-        ingest_after[4] = 1  # the burst ends after 4 pauses: quiet for QUIET, then apply
+        ingest_after[4] = 0  # the burst ends after 4 pauses: quiet for QUIET, then apply
         applier.give_way(T0 - 1.0, turn=0.2)
         assert sum(pauses) == pytest.approx(4 * PAUSE + QUIET, abs=PAUSE)
         pauses.clear()
-        applier.give_way(T0 - YIELD_LAG, turn=0.2)  # one request at a time: no burst at all
+        applier.give_way(T0 - YIELD_LAG, turn=0.2)  # nothing in flight: no burst at all
         assert pauses == []
     finally:
         sidecar.stop()
