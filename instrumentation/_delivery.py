@@ -49,6 +49,9 @@ class Delivery:
         self._counts = {"sent": 0, "dropped": 0, "spooled": 0, "rejected": 0, "quarantined": 0}
         self._lock = threading.Lock()
         self._last_accepted = False  # the sidecar accepted the latest post (any answer but retry)
+        # The longest batch to send: lowered when the sidecar answers 413 (its limits are its
+        # own configuration), so that one oversized batch is split and the next ones fit.
+        self.batch_limit: int | None = None
 
     def reset_after_fork(self) -> None:
         self._lock = threading.Lock()
@@ -95,7 +98,8 @@ class Delivery:
         return out
 
     def post(self, transport: Transport, batch: list[dict[str, Any]]) -> Reply:
-        """Post ``batch`` and settle the answer; the caller handles ``retry``."""
+        """Post ``batch`` and settle the answer; the caller handles ``retry``, and ``split``
+        (413 for a batch of more than one event: nothing was taken, send it in halves)."""
         sent_at = format_ts(self._clock())
         body = json.dumps(
             [{**event, "sent_at": sent_at} for event in batch],
@@ -104,6 +108,11 @@ class Delivery:
         ).encode()
         reply = transport.post(body)
         self._last_accepted = reply.outcome != "retry"
+        if reply.outcome == "final" and reply.status == 413 and len(batch) > 1:
+            # Over the sidecar's batch or body limit: the caller sends it in halves, and
+            # later batches no longer than that.
+            self.batch_limit = len(batch) // 2
+            return Reply("split", reply.status, reply.detail)
         if reply.outcome == "delivered":
             rejected = len(reply.rejected)
             self.count("sent", len(batch) - rejected)
@@ -158,8 +167,17 @@ class Delivery:
 
         A batch that gets a server error is charged with a failure when the sidecar accepts
         other batches (see the module docstring) and the drain goes on behind it."""
+        while True:
+            done = self._drain_pass(transport, stopping)
+            if done is not None:
+                return done
+
+    def _drain_pass(self, transport: Transport, stopping: Callable[[], bool]) -> bool | None:
+        """One pass over the spool: as :meth:`drain_spool`, or None when a batch was split in
+        halves (the halves wait in its place for the next pass)."""
         store = self.spool_store
         left = False
+        split = False
         suspects: list[tuple[Path, int, Reply]] = []  # 5xx in this pass, not yet shown theirs
         for path in store.pending():
             if stopping():
@@ -173,6 +191,15 @@ class Delivery:
                 continue
             accepted_before = self._last_accepted
             reply = self.post(transport, batch)
+            if reply.outcome == "split":
+                try:
+                    store.split(claimed, batch)
+                except OSError as exc:
+                    where = store.directory
+                    self.warn_once("spool_error", f"cannot write the spool {where}: {exc}")
+                    return False
+                split = True
+                continue
             if reply.outcome != "retry":
                 store.done(claimed)
                 for suspect, size, failed in suspects:  # others go through: theirs was the fault
@@ -191,7 +218,7 @@ class Delivery:
             suspects.append((store.release(claimed), len(batch), reply))
             if len(suspects) >= _SUSPECTS_IN_A_ROW:
                 return False  # server errors in a row: the sidecar's trouble, not the batches'
-        return not left
+        return None if split else not left
 
     def _charge(self, claimed: Path, size: int, reply: Reply) -> None:
         """Count one more failure of the batch at ``claimed``; quarantine it at the limit."""

@@ -48,18 +48,40 @@ class Spool:
 
         Raises OSError when the directory cannot be written.
         """
-        data = json.dumps(batch, separators=(",", ":")).encode()
+        data = _encode(batch)
         self.directory.mkdir(parents=True, exist_ok=True)
         if self.size() + len(data) > self.max_bytes:
             return False
-        name = f"{time.time_ns():020d}-{os.getpid()}-{uuid.uuid4().hex[:8]}{SUFFIX}"
+        self._put(f"{time.time_ns():020d}-{os.getpid()}-{uuid.uuid4().hex[:8]}{SUFFIX}", data)
+        return True
+
+    def split(self, claimed: Path, batch: list[dict[str, Any]]) -> None:
+        """Replace the claimed ``batch`` (of two events or more) with its two halves, in its
+        place in the spool's order and with its count of failures (the sidecar's limits are
+        below its length). The halves replace the same bytes, so the size bound is not
+        checked.
+
+        Raises OSError when the directory cannot be written (the claim is then released)."""
+        match = _NAME_RE.match(claimed.name)
+        stem = match["stem"] if match is not None else uuid.uuid4().hex
+        failures = f".f{match['failures']}" if match is not None and match["failures"] else ""
+        half = len(batch) // 2
+        try:
+            for part, events in (("a", batch[:half]), ("b", batch[half:])):
+                self._put(f"{stem}-{part}{failures}{SUFFIX}", _encode(events))
+        except OSError:
+            self.release(claimed)
+            raise
+        self.done(claimed)
+
+    def _put(self, name: str, data: bytes) -> None:
+        """Write ``data`` to ``name``, whole or not at all."""
         tmp = self.directory / f".{name}.tmp"
         with open(tmp, "wb") as fh:
             fh.write(data)
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(tmp, self.directory / name)
-        return True
 
     def size(self) -> int:
         """Bytes held by spooled batches (claimed ones included)."""
@@ -148,3 +170,7 @@ class Spool:
                         yield Path(entry.path)
         except FileNotFoundError:
             return
+
+
+def _encode(batch: list[dict[str, Any]]) -> bytes:
+    return json.dumps(batch, separators=(",", ":")).encode()

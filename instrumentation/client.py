@@ -33,7 +33,10 @@ from .wire import Event, EventValues
 
 __all__ = ["ClientStats", "EventSink", "HeartbeatClient", "flush_main", "get_client", "set_client"]
 
-BATCH_SIZE: Final = 500
+# The sidecar's default limit of events per request (``max_batch_events``): a process that
+# exits sends what is queued in as few requests as it allows. A sidecar configured lower
+# answers 413, and the client sends in halves from then on (``Delivery.batch_limit``).
+BATCH_SIZE: Final = 1000
 EXIT_TIMEOUT: Final = 2.0
 SPOOL_AFTER_FAILURES: Final = 5
 SPOOL_RETRY_INTERVAL: Final = 30.0
@@ -50,6 +53,7 @@ class HeartbeatClient:
 
     _queue: deque[Event | EventValues]
     _inflight: list[dict[str, Any]] | None
+    _held: deque[list[dict[str, Any]]]  # encoded batches to send before the queue (split)
     _thread: threading.Thread | None
 
     def __init__(
@@ -139,14 +143,14 @@ class HeartbeatClient:
             return True
         thread = self._thread
         if thread is None or not thread.is_alive():
-            return not self._queue and self._inflight is None
+            return not self._queue and self._inflight is None and not self._held
         deadline = time.monotonic() + (self._exit_timeout if timeout is None else timeout)
         with self._lock:
             failures = self._failures
         self._urgent.set()
         self._wake.set()
         with self._idle:
-            while self._queue or self._inflight is not None:
+            while self._queue or self._inflight is not None or self._held:
                 remaining = deadline - time.monotonic()
                 if self._failures != failures or remaining <= 0:
                     return False
@@ -171,10 +175,13 @@ class HeartbeatClient:
             self._closed = True
             leftovers = list(self._inflight or [])
             self._inflight = None
+            while self._held:
+                leftovers.extend(self._held.popleft())
             while self._queue:
                 leftovers.extend(self._delivery.encode([self._queue.popleft()]))
-        for i in range(0, len(leftovers), self._batch_size):
-            self._delivery.spool(leftovers[i : i + self._batch_size])
+        step = min(self._batch_size, self._delivery.batch_limit or self._batch_size)
+        for i in range(0, len(leftovers), step):
+            self._delivery.spool(leftovers[i : i + step])
         atexit.unregister(self._close_at_exit)
 
     def deliver_spool(self) -> bool:
@@ -205,6 +212,7 @@ class HeartbeatClient:
         self._urgent = threading.Event()  # flush or close: cut a backoff short
         self._queue = deque()
         self._inflight = None
+        self._held = deque()
         self._thread = None
         self._stopping = False
         self._failures = 0
@@ -249,6 +257,11 @@ class HeartbeatClient:
                     continue
                 reply = self._delivery.post(transport, batch)
                 with self._idle:
+                    if reply.outcome == "split":  # over the sidecar's limits: in halves
+                        half = len(batch) // 2
+                        self._inflight = batch[:half]
+                        self._held.appendleft(batch[half:])
+                        continue
                     if reply.outcome != "retry":
                         self._inflight = None
                     else:
@@ -273,9 +286,12 @@ class HeartbeatClient:
         with self._lock:
             if self._closed:
                 return None
-            if self._inflight is None and self._queue:
+            if self._inflight is None and self._held:
+                self._inflight = self._held.popleft()
+            elif self._inflight is None and self._queue:
+                limit = min(self._batch_size, self._delivery.batch_limit or self._batch_size)
                 events: list[Event | EventValues] = []
-                while self._queue and len(events) < self._batch_size:
+                while self._queue and len(events) < limit:
                     events.append(self._queue.popleft())
                 self._inflight = self._delivery.encode(events)
             return self._inflight
@@ -289,7 +305,7 @@ class HeartbeatClient:
                 batch, self._inflight = self._inflight, None
             if batch:
                 self._delivery.spool(batch)
-            if not self._queue or self._take() is None:
+            if not (self._queue or self._held) or self._take() is None:
                 return
 
     def _pause(self, delay: float) -> None:

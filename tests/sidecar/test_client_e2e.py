@@ -149,3 +149,33 @@ def test_a_process_that_runs_a_job_2000_times_delivers_every_run_before_it_exits
         runs = _job(served, "busy")["runs"]
         assert runs == {"success": 1980, "failure": 20, "timeout": 0, "cancelled": 0, "retry": 0}
         assert _job(served, "busy-async")["runs"]["success"] == 2  # type: ignore[index]
+
+
+def test_a_sidecar_with_lower_limits_gets_every_event_in_smaller_batches(tmp_path: Path) -> None:
+    # The client sends up to 1,000 events a request (the sidecar's default limit); a sidecar
+    # configured lower answers 413, which is not the batch's fault: the client halves it (in
+    # memory and in the spool) and sends no longer batches after that. Nothing is dropped.
+    spool = tmp_path / "spool"
+    env = {"JOBPULSE_MAX_BATCH_EVENTS": "7"}
+    with Served(tmp_path, "", env=env) as served:
+        client = HeartbeatClient(url=served.url, spool_dir=str(spool), start=False)
+        job = monitor("limited", every="1h", client=client)(lambda: None)
+        for _ in range(60):
+            job()
+        client.close(20.0)  # the sender starts with all 120 events queued: 120 > 7
+        stats = client.stats
+        assert (stats.sent, stats.rejected, stats.dropped, stats.spooled) == (120, 0, 0, 0)
+        assert _job(served, "limited")["runs"]["success"] == 60  # type: ignore[index]
+
+        # A batch spooled by an earlier process, longer than the limit, is split in its place.
+        down = HeartbeatClient(url="http://127.0.0.1:9", spool_dir=str(spool), timeout=0.2)
+        offline = monitor("spooled", every="1h", client=down)(lambda: None)
+        for _ in range(25):
+            offline()
+        down.close(0.5)
+        assert down.stats.spooled == 50
+        flush_env = {**os.environ, "JOBPULSE_URL": served.url, "JOBPULSE_SPOOL_DIR": str(spool)}
+        proc = subprocess.run([JOBPULSE, "flush"], capture_output=True, timeout=60, env=flush_env)
+        assert proc.returncode == 0, proc.stderr.decode()
+        assert not [p for p in spool.rglob("*") if p.is_file()]
+        assert _job(served, "spooled")["runs"]["success"] == 25  # type: ignore[index]
