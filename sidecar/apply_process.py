@@ -48,8 +48,7 @@ from typing import TYPE_CHECKING, Any
 
 from prometheus_client import Counter, Gauge
 
-from .applying import BURST_BESIDE
-from .service import Sidecar, tune_gc
+from .service import ServerLink, Sidecar, tune_gc
 
 if TYPE_CHECKING:
     from .config import FileConfig
@@ -98,7 +97,6 @@ class ApplierProcess:
         self._stopping = False
         self._counted: Samples = {}  # the running applier process's counters, as last seen
         self.leading = False  # the applier process runs and judges
-        self.starts = 0
 
     # ------------------------------------------------------------------ lifecycle
     def start(self) -> None:
@@ -121,7 +119,6 @@ class ApplierProcess:
         with self._send_lock:
             self._conn, self._process = here, process
         self._counted = {}
-        self.starts += 1
         log.info("the applier process (%s) applies the inbox and evaluates", process.pid)
         threading.Thread(
             target=self._listen, args=(here, process), name="jobpulse-applier-reports", daemon=True
@@ -176,7 +173,7 @@ class ApplierProcess:
                 break
             kind = message[0]
             if kind == "applied":
-                sidecar._call_soon(sidecar._signal_applied)
+                sidecar.note_applied()
             elif kind == "status":
                 self._take_status(message[1])
         self.leading = False
@@ -242,19 +239,20 @@ def run_applier(
     )
     logging.getLogger("alembic").setLevel(logging.WARNING)
     tune_gc()
-    sidecar = Sidecar(settings, file_config=config, role="applier")
-    sidecar.engine.judge_from = judge_from
-    sidecar.applier.ingesting = lambda: in_flight.value
-    sidecar.applier.burst = BURST_BESIDE
     writes: list[float] = []
-    sidecar.on_write = writes.append
     sends = threading.Lock()
 
     def send(message: tuple[Any, ...]) -> None:
         with sends, contextlib.suppress(OSError, ValueError):
             conn.send(message)
 
-    sidecar.applier.on_applied = lambda: send(("applied",))
+    link = ServerLink(
+        judge_from=judge_from,
+        in_flight=in_flight,
+        on_applied=lambda: send(("applied",)),
+        on_write=writes.append,
+    )
+    sidecar = Sidecar(settings, file_config=config, server=link)
     sidecar.start_applying()
     try:
         asyncio.run(_apply(sidecar, conn, send, writes))
@@ -273,7 +271,7 @@ async def _apply(
 
     def configure(config: FileConfig) -> None:
         sidecar.configure(config)
-        sidecar._wake.set()
+        sidecar.wake_evaluator()
 
     def listen() -> None:
         while True:
@@ -286,7 +284,7 @@ async def _apply(
                 break
             kind = message[0]
             if kind == "wake":
-                loop.call_soon_threadsafe(sidecar._wake.set)
+                sidecar.wake_evaluator()
             elif kind == "notify":
                 loop.call_soon_threadsafe(sidecar.notifier.wake.set)
             elif kind == "config":

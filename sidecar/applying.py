@@ -57,6 +57,7 @@ class InboxApplier:
         metrics: SelfMetrics,
         ingesting: Callable[[], int],
         on_applied: Callable[[], None],
+        burst: int = BURST,
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:
         self.store = store
@@ -66,7 +67,7 @@ class InboxApplier:
         self.clock = clock
         self.metrics = metrics
         self.ingesting = ingesting  # ingest requests in flight
-        self.burst = BURST  # that many of them at once are a burst (see busy)
+        self.burst = burst  # that many of them at once are a burst (see busy)
         self.on_applied = on_applied  # after every batch applied
         self._sleep = sleep
         # Inbox rows of every: jobs held back during the catch-up delay (see apply_rows).
