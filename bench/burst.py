@@ -10,7 +10,8 @@
 - ``apply_lag``: the peak rate of 100-event batches (4 connections, answers not waiting for the
   applier) is measured first; then events are sent open-loop at half that rate, and
   ``/readyz``'s age of the oldest waiting event is sampled every 20 ms. Target: p99 ≤ 250 ms.
-  Reported beside it: the same with ``apply_process`` on (the applier in its own process).
+  Measured as configured by default (``apply_process`` on: the applier in a process of its
+  own); reported beside it: the same with ``apply_process`` off (one process).
 """
 
 from __future__ import annotations
@@ -279,20 +280,20 @@ def _lag_rounds(rounds: int, seconds: float, env: dict[str, str]) -> tuple[list[
 
 
 def apply_lag(quick: bool) -> Result:
-    """The sidecar as configured by default, and with ``apply_process`` (reported): the
-    applier in a process of its own, with a core of its own."""
+    """The sidecar as configured by default (``apply_process`` on: the applier in a process of
+    its own, with a core of its own), and in one process (reported)."""
     seconds = 1 if quick else 8
     rounds = 1 if quick else 3
-    peaks, p99s = _lag_rounds(rounds, seconds, {"JOBPULSE_APPLY_PROCESS": "0"})
-    beside_peaks, beside_p99s = _lag_rounds(rounds, seconds, {"JOBPULSE_APPLY_PROCESS": "1"})
+    peaks, p99s = _lag_rounds(rounds, seconds, {"JOBPULSE_APPLY_PROCESS": "1"})
+    one_peaks, one_p99s = _lag_rounds(rounds, seconds, {"JOBPULSE_APPLY_PROCESS": "0"})
     return Result(
         "apply_lag",
         "Apply lag at half the peak ingest rate (100-event batches)",
         [
             Check("p99 apply lag", median(p99s), 0.25, "<= 250 ms", "s", "max", 1.0),
             Check(
-                "p99 apply lag, apply_process on",
-                median(beside_p99s),
+                "p99 apply lag, one process (apply_process off)",
+                median(one_p99s),
                 0.25,
                 "reported",
                 "s",
@@ -303,8 +304,8 @@ def apply_lag(quick: bool) -> Result:
         {
             "peak_events_per_s": peaks,
             "half_peak_p99_lag_s": p99s,
-            "apply_process_peak_events_per_s": beside_peaks,
-            "apply_process_half_peak_p99_lag_s": beside_p99s,
+            "one_process_peak_events_per_s": one_peaks,
+            "one_process_half_peak_p99_lag_s": one_p99s,
             "seconds": seconds,
         },
     )

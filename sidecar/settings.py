@@ -124,11 +124,11 @@ class Settings:
         "bool",
     )
     apply_process: bool = _f(
-        False,
+        True,
         "JOBPULSE_APPLY_PROCESS",
         "SQLite: apply the inbox and evaluate in a second process beside the server, so "
         "ingest and the applier each have a core (PostgreSQL: ignored; replicas share the "
-        "work).",
+        "work). Off: one process does both.",
         "bool",
     )
     runbook_url: str = _f(

@@ -173,7 +173,9 @@ def create_app(
     run_evaluator: bool = True,
 ) -> web.Application:
     """Build the sidecar's app. ``run_evaluator=False`` leaves ticking to the caller (tests
-    with a manual clock call ``app[SIDECAR].tick_sync()``)."""
+    with a manual clock call ``app[SIDECAR].tick_sync()``). With either of those test seams,
+    an injected ``clock`` or ``run_evaluator=False``, the sidecar is one process whatever
+    ``apply_process`` says: an applier process could share neither."""
     app = web.Application(
         client_max_size=settings.max_body_bytes,
         middlewares=[ingest_middleware, error_middleware, auth_middleware],
@@ -184,7 +186,7 @@ def create_app(
         clock=clock,
         file_config=file_config,
         rule_settings=rules,
-        applier_process=ApplierProcess,
+        applier_process=ApplierProcess if clock is None and run_evaluator else None,
     )
     app[SIDECAR] = sidecar
     app[RULE_SETTINGS] = rules
