@@ -322,11 +322,12 @@ class Appender(GroupCommit[_Request]):
         keyed = {(ev.job, ev.run_id) for req in batch if req.check_keys for ev in req.events}
         found: set[tuple[str, str, str, float]] = set()
         pairs = sorted(keyed)
+        pg = not self._store.is_sqlite
         for i in range(0, len(pairs), MAX_PAIRS):
             chunk = pairs[i : i + MAX_PAIRS]
-            params = pairs_params(chunk)
+            params = pairs_params(chunk, postgresql=pg)
             for template in _KEYS_STORED:
-                query = pairs_statement(template, len(chunk))
+                query = pairs_statement(template, len(chunk), postgresql=pg)
                 for job, run_id, etype, kts in conn.execute(query, params):
                     found.add((job, run_id, etype, float(kts)))
         return found

@@ -10,6 +10,11 @@ and PostgreSQL alike (up to ``MAX_PAIRS`` pairs: see there).
 The statements are ``text`` built once per size. Sizes are padded to a power of two (the last
 pair repeated) so a few statements serve every batch; a padded pair only repeats a row, and
 callers collect rows into sets or dicts.
+
+On PostgreSQL the pairs are two arrays instead, ``unnest``-ed: one short statement for every
+size. A ``VALUES`` list of 128 pairs is over psycopg's 4 KB limit for the statements whose
+conversion it caches, so every execution parsed its text again with regular expressions: 12%
+of a PostgreSQL sidecar's CPU under batched ingest (docs/benchmarks.md, sixteenth round).
 """
 
 from __future__ import annotations
@@ -44,16 +49,33 @@ def _statement(template: str, size: int) -> TextClause:
     return text(template.format(pairs=f"VALUES {rows}"))
 
 
-def pairs_statement(template: str, count: int) -> TextClause:
+@lru_cache(maxsize=64)
+def _unnest_statement(template: str, types: tuple[str, str]) -> TextClause:
+    arrays = f"CAST(:a AS {types[0]}[]), CAST(:b AS {types[1]}[])"
+    return text(template.format(pairs=f"SELECT * FROM unnest({arrays})"))
+
+
+def pairs_statement(
+    template: str,
+    count: int,
+    *,
+    postgresql: bool = False,
+    types: tuple[str, str] = ("text", "text"),
+) -> TextClause:
     """``template`` with ``{pairs}`` replaced by a ``VALUES`` list for ``count`` pairs
-    (padded), as in ``WITH k(a, b) AS ({pairs}) SELECT ... FROM k JOIN t ON ...``."""
+    (padded), as in ``WITH k(a, b) AS ({pairs}) SELECT ... FROM k JOIN t ON ...``; on
+    ``postgresql``, by two arrays of the SQL ``types``, unnested."""
     if not 0 < count <= MAX_PAIRS:
         raise ValueError(f"{count} pairs: a statement takes 1 to {MAX_PAIRS}")
+    if postgresql:
+        return _unnest_statement(template, types)
     return _statement(template, _padded(count))
 
 
-def pairs_params(pairs: Sequence[tuple[Any, Any]]) -> dict[str, Any]:
+def pairs_params(pairs: Sequence[tuple[Any, Any]], *, postgresql: bool = False) -> dict[str, Any]:
     """The parameters of :func:`pairs_statement` for ``pairs``, padded the same way."""
+    if postgresql:
+        return {"a": [a for a, _ in pairs], "b": [b for _, b in pairs]}
     params: dict[str, Any] = {}
     last = len(pairs) - 1
     for i in range(_padded(len(pairs))):

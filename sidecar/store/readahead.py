@@ -44,6 +44,7 @@ _RUNS = (  # by (job id, run id) pairs, one index probe each (see pairs.py)
     f"SELECT {', '.join(f'r.{c.name}' for c in _RUN_COLUMNS)} FROM k "
     f"JOIN {Run.__tablename__} r ON r.job_id = k.job_id AND r.run_id = k.run_id"
 )
+_ID_TEXT = ("integer", "text")  # the SQL types of (job id, run id) pairs
 _SLOTS = select(Slot).where(
     Slot.job_id.in_(_IDS), Slot.slot >= bindparam("lo"), Slot.slot <= bindparam("hi")
 )
@@ -128,8 +129,11 @@ class ReadAhead:
                     running[run.job_id].append(self._known(run))
                 self._running.update(running)
             for part in _chunks(sorted(keys - self._runs.keys()), MAX_PAIRS):
-                query = _runs_query(pairs_statement(_RUNS, len(part)))
-                rows: Iterable[Run] = self.session.scalars(query, pairs_params(part))
+                pg = self.locking  # PostgreSQL
+                statement = pairs_statement(_RUNS, len(part), postgresql=pg, types=_ID_TEXT)
+                rows: Iterable[Run] = self.session.scalars(
+                    _runs_query(statement), pairs_params(part, postgresql=pg)
+                )
                 found = {(run.job_id, run.run_id): run for run in rows}
                 for key in part:  # not held yet (the keys left), so nothing is replaced
                     self._runs[key] = found.get(key)
@@ -173,12 +177,13 @@ class ReadAhead:
         wanted = sorted(set(keys) - self._keys.keys())
         for chunk in _chunks(wanted, MAX_PAIRS):  # at most as many pairs as keys
             pairs = sorted({key[:2] for key in chunk})
-            query = pairs_statement(_EVENT_KEYS, len(pairs))
+            pg = self.locking  # PostgreSQL
+            query = pairs_statement(_EVENT_KEYS, len(pairs), postgresql=pg, types=_ID_TEXT)
             with self.session.no_autoflush:
                 stored = {
                     (job_id, run_id, etype, float(kts))
                     for job_id, run_id, etype, kts in self.session.execute(
-                        query, pairs_params(pairs)
+                        query, pairs_params(pairs, postgresql=pg)
                     )
                 }
             for key in chunk:
