@@ -41,6 +41,13 @@ BURST = 1
 # The same for an applier process (apply_process), which has a core of its own: what it shares
 # with ingest is the write lock and the disk's flushes, which a few requests at once share well.
 BURST_BESIDE = 4
+# How old the oldest waiting event is when a batch holds the write lock from its start, so
+# that appends wait for whole batches (the backpressure of a sustained overload): in one
+# process, YIELD_LAG. An applier process has a core of its own and applies while the server
+# appends; holding appends back for its whole batches cost a ping flood a third of its pace
+# (docs/benchmarks.md, sixteenth round). It slows ingest only once it is this far behind.
+HOLD_LAG = YIELD_LAG
+HOLD_LAG_BESIDE = 10.0
 QUIET = 0.05  # seconds unsaturated that end a burst
 PAUSE = 0.005  # the applier's step while it gives way
 
@@ -58,6 +65,7 @@ class InboxApplier:
         ingesting: Callable[[], int],
         on_applied: Callable[[], None],
         burst: int = BURST,
+        hold_lag: float = HOLD_LAG,
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:
         self.store = store
@@ -68,6 +76,7 @@ class InboxApplier:
         self.metrics = metrics
         self.ingesting = ingesting  # ingest requests in flight
         self.burst = burst  # that many of them at once are a burst (see busy)
+        self.hold_lag = hold_lag  # see HOLD_LAG
         self.on_applied = on_applied  # after every batch applied
         self._sleep = sleep
         # Inbox rows of every: jobs held back during the catch-up delay (see apply_rows).
@@ -93,9 +102,9 @@ class InboxApplier:
         of appends go first while the backlog is younger than ``YIELD_LAG``, so a burst is
         acknowledged at the speed of the inbox and applied just behind it; past that, take
         turns with it (see :meth:`give_way`). On SQLite a batch whose oldest event is older
-        than ``YIELD_LAG`` holds the write lock from its start (appends wait for it, as they
-        wait for its writes in any case), so a sustained overload slows ingest to the
-        applier's pace instead of growing the backlog without bound."""
+        than ``hold_lag`` (see ``HOLD_LAG``) holds the write lock from its start (appends
+        wait for it, as they wait for its writes in any case), so a sustained overload slows
+        ingest to the applier's pace instead of growing the backlog without bound."""
         until = None if patience is None else time.monotonic() + patience
         at = self.clock.now() if now is None else now
         outcomes: dict[int, Outcome] = {}
@@ -162,7 +171,7 @@ class InboxApplier:
     def _apply_batch(
         self, *, after: int, now: float, only: Sequence[int] | None = None
     ) -> tuple[dict[int, Outcome], int, int]:
-        hold_before = self.clock.now() - YIELD_LAG
+        hold_before = self.clock.now() - self.hold_lag
 
         def work(tx: Tx) -> tuple[dict[int, Outcome], int, int]:
             return apply_rows(
