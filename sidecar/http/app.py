@@ -27,7 +27,7 @@ from .api_maintenance import routes as maintenance_routes
 from .artifacts import RULE_SETTINGS, served_rule_settings
 from .artifacts import routes as artifact_routes
 from .auth import COOKIE, Auth, request_token, scope_for
-from .errors import error_middleware, json_error
+from .errors import error_response, json_error
 from .ingest import events_handler, ping_handler
 from .keys import AUTH, SIDECAR
 from .openapi import openapi_handler
@@ -39,48 +39,56 @@ __all__ = ["create_app"]
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
-@web.middleware
-async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-    auth = request.app[AUTH]
-    scope = scope_for(request.method, request.path)
-    if not auth.enabled or scope is None:
-        return await handler(request)
-    token = request_token(request)
-    scopes = auth.scopes_of(token) if token is not None else set()
-    if scope not in scopes:
-        if scope == "ingest":
-            request.app[SIDECAR].metrics.rejected.labels("unauthorized").inc()
-        if scopes:
-            return json_error(403, "forbidden", f"this endpoint needs a {scope} token")
-        denied = json_error(
-            401,
-            "unauthorized",
-            f"this endpoint needs a {scope} token: send Authorization: Bearer <token>"
-            + ("; the token is unknown" if token is not None else ""),
-        )
-        denied.headers["WWW-Authenticate"] = 'Basic realm="jobpulse", charset="UTF-8"'
-        return denied
-    response = await handler(request)
-    if token is not None and request.query.get("token") == token and request.method == "GET":
-        secure = request.secure or request.headers.get("X-Forwarded-Proto") == "https"
-        response.set_cookie(COOKIE, token, httponly=True, samesite="Strict", secure=secure)
-    return response
-
-
 _INGEST_PATHS = ("/api/v1/events", "/ping/", "/v1/traces")
 
 
 @web.middleware
-async def ingest_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """Counts the ingest requests in flight: while there are any, the applier gives way."""
-    if not request.path.startswith(_INGEST_PATHS):
-        return await handler(request)
-    sidecar = request.app[SIDECAR]
-    sidecar.ingesting += 1
+async def sidecar_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Every request: counted while in flight if it ingests (while any is, the applier gives
+    way), authorized, and answered with a JSON error for what its handler raises. One
+    middleware rather than three: each is a coroutine and an await per request, and a ping is
+    not much more than aiohttp's own work."""
+    ingest = request.path.startswith(_INGEST_PATHS)
+    if ingest:
+        request.app[SIDECAR].ingesting += 1
     try:
-        return await handler(request)
+        auth = request.app[AUTH]
+        scope = scope_for(request.method, request.path) if auth.enabled else None
+        if scope is None:
+            return await handler(request)
+        token = request_token(request)
+        denied = _denied(request, auth, scope, token)
+        if denied is not None:
+            return denied
+        response = await handler(request)
+        if token is not None and request.query.get("token") == token and request.method == "GET":
+            secure = request.secure or request.headers.get("X-Forwarded-Proto") == "https"
+            response.set_cookie(COOKIE, token, httponly=True, samesite="Strict", secure=secure)
+        return response
+    except Exception as exc:
+        return error_response(request, exc)
     finally:
-        sidecar.ingesting -= 1
+        if ingest:
+            request.app[SIDECAR].ingesting -= 1
+
+
+def _denied(request: web.Request, auth: Auth, scope: str, token: str | None) -> web.Response | None:
+    """The 401 or 403 for a request whose ``token`` lacks ``scope``; None when it has it."""
+    scopes = auth.scopes_of(token) if token is not None else set()
+    if scope in scopes:
+        return None
+    if scope == "ingest":
+        request.app[SIDECAR].metrics.rejected.labels("unauthorized").inc()
+    if scopes:
+        return json_error(403, "forbidden", f"this endpoint needs a {scope} token")
+    denied = json_error(
+        401,
+        "unauthorized",
+        f"this endpoint needs a {scope} token: send Authorization: Bearer <token>"
+        + ("; the token is unknown" if token is not None else ""),
+    )
+    denied.headers["WWW-Authenticate"] = 'Basic realm="jobpulse", charset="UTF-8"'
+    return denied
 
 
 async def metrics_handler(request: web.Request) -> web.StreamResponse:
@@ -178,7 +186,7 @@ def create_app(
     ``apply_process`` says: an applier process could share neither."""
     app = web.Application(
         client_max_size=settings.max_body_bytes,
-        middlewares=[ingest_middleware, error_middleware, auth_middleware],
+        middlewares=[sidecar_middleware],
     )
     rules = served_rule_settings(settings, os.environ)  # before anything is opened
     sidecar = Sidecar(

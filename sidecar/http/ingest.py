@@ -243,7 +243,7 @@ async def ping_handler(request: web.Request) -> web.StreamResponse:
             return _text(403, result.rejected[0]["reason"])
         return _text(400, result.rejected[0]["reason"])
     if result.accepted:
-        sidecar.metrics.received.labels(etype).inc()
+        sidecar.metrics.received_by_type[etype].inc()
     return _text(200, "OK")
 
 
