@@ -36,7 +36,7 @@ from .inbox import (
     key_ts,
     lock_for_pass,
 )
-from .pairs import MAX_PAIRS, pairs_params, pairs_statement
+from .pairs import MAX_PAIRS, pairs_args, pairs_sql
 
 if TYPE_CHECKING:
     from ..domain.clock import Clock
@@ -325,9 +325,9 @@ class Appender(GroupCommit[_Request]):
         pg = not self._store.is_sqlite
         for i in range(0, len(pairs), MAX_PAIRS):
             chunk = pairs[i : i + MAX_PAIRS]
-            params = pairs_params(chunk, postgresql=pg)
+            args = pairs_args(chunk, postgresql=pg)
             for template in _KEYS_STORED:
-                query = pairs_statement(template, len(chunk), postgresql=pg)
-                for job, run_id, etype, kts in conn.execute(query, params):
+                query = pairs_sql(template, len(chunk), postgresql=pg)
+                for job, run_id, etype, kts in conn.exec_driver_sql(query, args):
                     found.add((job, run_id, etype, float(kts)))
         return found

@@ -25,7 +25,7 @@ from typing import Any
 
 from sqlalchemy import TextClause, text
 
-__all__ = ["MAX_PAIRS", "pairs_params", "pairs_statement"]
+__all__ = ["MAX_PAIRS", "pairs_args", "pairs_params", "pairs_sql", "pairs_statement"]
 
 # Pairs per statement. Not more: SQLite's planner (with no statistics, as jobpulse keeps none)
 # joins a VALUES list of 512 rows to the table by building an automatic index over the whole
@@ -83,3 +83,29 @@ def pairs_params(pairs: Sequence[tuple[Any, Any]], *, postgresql: bool = False) 
         params[f"a{i}"] = a
         params[f"b{i}"] = b
     return params
+
+
+@lru_cache(maxsize=64)
+def _sql(template: str, size: int, postgresql: bool) -> str:
+    if postgresql:
+        return template.format(pairs="SELECT * FROM unnest(CAST(%s AS text[]), CAST(%s AS text[]))")
+    return template.format(pairs="VALUES " + ", ".join(["(?, ?)"] * size))
+
+
+def pairs_sql(template: str, count: int, *, postgresql: bool = False) -> str:
+    """:func:`pairs_statement` for pairs of text as the driver takes it
+    (``Connection.exec_driver_sql``), with :func:`pairs_args`: the appender's duplicate check
+    runs on every group commit, and SQLAlchemy's processing of a text statement's 256 named
+    parameters (its cache key, each parameter's processor) was a third of the appender's
+    time under batched ingest (docs/benchmarks.md, sixteenth round)."""
+    if not 0 < count <= MAX_PAIRS:
+        raise ValueError(f"{count} pairs: a statement takes 1 to {MAX_PAIRS}")
+    return _sql(template, 0 if postgresql else _padded(count), postgresql)
+
+
+def pairs_args(pairs: Sequence[tuple[Any, Any]], *, postgresql: bool = False) -> tuple[Any, ...]:
+    """The positional parameters of :func:`pairs_sql` for ``pairs``, padded the same way."""
+    if postgresql:
+        return ([a for a, _ in pairs], [b for _, b in pairs])
+    last = len(pairs) - 1
+    return tuple(v for i in range(_padded(len(pairs))) for v in pairs[min(i, last)])

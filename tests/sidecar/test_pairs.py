@@ -18,7 +18,13 @@ from sqlalchemy import event, text
 
 from jobpulse.instrumentation.wire import Event
 from jobpulse.sidecar.store import appender, readahead
-from jobpulse.sidecar.store.pairs import MAX_PAIRS, pairs_params, pairs_statement
+from jobpulse.sidecar.store.pairs import (
+    MAX_PAIRS,
+    pairs_args,
+    pairs_params,
+    pairs_sql,
+    pairs_statement,
+)
 from tests.sidecar.harness import T0, Harness
 
 TEMPLATES = {
@@ -49,6 +55,10 @@ def test_every_size_up_to_the_cap_probes_the_index(tmp_path: Path, name: str) ->
                 # The table itself: one search of its unique index per pair.
                 probes = [step for step in plan if step.startswith("SEARCH") and "INDEX" in step]
                 assert probes, (size, plan)
+                # The same statement at the driver (the appender's), the same plan.
+                driver = pairs_sql(TEMPLATES[name], size)
+                rows = conn.exec_driver_sql(f"EXPLAIN QUERY PLAN {driver}", pairs_args(pairs))
+                assert [row[-1] for row in rows] == plan
     finally:
         h.close()
 
