@@ -4,6 +4,7 @@ it: a real `jobpulse serve`, a real applier process, real signals."""
 
 from __future__ import annotations
 
+import ctypes
 import json
 import os
 import re
@@ -21,7 +22,7 @@ import pytest
 
 from jobpulse.instrumentation.wire import format_ts
 from jobpulse.sidecar.config import FileConfig
-from jobpulse.sidecar.service import Sidecar
+from jobpulse.sidecar.service import ServerLink, Sidecar
 from jobpulse.sidecar.settings import Settings
 from jobpulse.sidecar.store.database import FileLock, Store
 from tests.security.test_inbox_crash import Burst, job_runs, stored_runs
@@ -272,3 +273,31 @@ def test_apply_process_is_for_sqlite_files_only(store: str) -> None:
     assert sidecar.role == "whole" and sidecar.applier_process is None and not started
     assert not sidecar.store.shared
     sidecar.store.dispose()
+
+
+def test_an_applier_process_gives_way_to_bursts_and_holds_appends_back_later(
+    tmp_path: Path,
+) -> None:
+    """The applier role's own rules: it gives way to four requests at once, not one, and its
+    batches hold appends back from HOLD_LAG_BESIDE of lag, not from one process's HOLD_LAG."""
+    from jobpulse.sidecar.applying import BURST_BESIDE, HOLD_LAG, HOLD_LAG_BESIDE
+
+    in_flight = ctypes.c_int(0)
+    link = ServerLink(
+        judge_from=123.0, in_flight=in_flight, on_applied=lambda: None, on_write=lambda s: None
+    )
+    store = f"sqlite:///{tmp_path}/s.db"
+    whole = Sidecar(Settings(store=store), file_config=FileConfig())
+    beside = Sidecar(Settings(store=store), file_config=FileConfig(), server=link)
+    try:
+        assert beside.role == "applier" and beside.store.shared and not whole.store.shared
+        assert (beside.applier.hold_lag, whole.applier.hold_lag) == (HOLD_LAG_BESIDE, HOLD_LAG)
+        assert HOLD_LAG_BESIDE > HOLD_LAG
+        assert beside.engine.judge_from == 123.0
+        in_flight.value = BURST_BESIDE - 1
+        assert not beside.applier.busy()
+        in_flight.value = BURST_BESIDE  # the server's count, read from its shared memory
+        assert beside.applier.busy()
+    finally:
+        whole.store.dispose()
+        beside.store.dispose()

@@ -16,7 +16,7 @@ from sqlalchemy import func, select
 from jobpulse.instrumentation.errors import ConfigError
 from jobpulse.instrumentation.wire import Event
 from jobpulse.sidecar import applying
-from jobpulse.sidecar.applying import YIELD_LAG
+from jobpulse.sidecar.applying import HOLD_LAG, HOLD_LAG_BESIDE
 from jobpulse.sidecar.domain.tables import Job, Run, new_row
 from jobpulse.sidecar.store.inbox import APPLY_BATCH, IngestResult
 from jobpulse.sidecar.store.pairs import pairs_params, pairs_statement
@@ -182,13 +182,17 @@ def _free_elsewhere(lock: object) -> bool:
     return free[0]
 
 
+@pytest.mark.parametrize(
+    "hold_lag", [HOLD_LAG, HOLD_LAG_BESIDE], ids=["one-process", "applier-process"]
+)
 def test_a_batch_far_behind_holds_the_write_lock_from_its_read(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, hold_lag: float
 ) -> None:
     # Backpressure: appends commit while the applier works out a batch only as long as it keeps
-    # up. Once its oldest event is YIELD_LAG old, appends wait for the whole batch, so a
+    # up. Once its oldest event is hold_lag old, appends wait for the whole batch, so a
     # sustained overload slows ingest to the applier's pace instead of growing the backlog.
     h = Harness(f"sqlite:///{tmp_path}/s.db", "", start=T0)
+    h.sidecar.applier.hold_lag = hold_lag
     engine = h.sidecar.engine
     prefetch = engine.prefetch
     free: list[bool] = []
@@ -200,10 +204,10 @@ def test_a_batch_far_behind_holds_the_write_lock_from_its_read(
     monkeypatch.setattr(engine, "prefetch", watched)
     try:
         _append(h, "r1").result(timeout=5)
-        h.clock.set(T0 + YIELD_LAG - 0.5)
+        h.clock.set(T0 + hold_lag - 0.5)
         h.sidecar.apply_pending()
         _append(h, "r2").result(timeout=5)  # arrives now
-        h.clock.set(T0 + 2 * YIELD_LAG)  # and is YIELD_LAG and a half old when applied
+        h.clock.set(T0 + 2 * hold_lag)  # and is hold_lag and a half old when applied
         h.sidecar.apply_pending()
         assert free == [True, False]
         assert [r.run_id for r in h.runs("nightly")] == ["r1", "r2"]
