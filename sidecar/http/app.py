@@ -138,7 +138,10 @@ async def readyz(request: web.Request) -> web.Response:
     if sidecar.leads():
         last = sidecar.evaluator_last_run
         now = sidecar.clock.now()
-        if now >= sidecar.engine.judge_from and (last is None or now - last > 30):
+        # Never judged yet: counted from when it could first judge (a first pass through a
+        # backlog applies for up to 10 s before it judges, and is no reason to be unready).
+        since = max(sidecar.started_at, sidecar.engine.judge_from) if last is None else last
+        if now >= sidecar.engine.judge_from and now - since > 30:
             ran = sidecar.evaluator_ran_at
             if last is not None and ran is not None and now - ran <= 30:
                 problems.append(

@@ -116,6 +116,9 @@ def test_soak_mixed_traffic_memory_flat_and_nothing_lost(tmp_path: Path) -> None
         for t in threads:
             t.join()
         final = rss_kib(pid)
+        # A sustained overload leaves a backlog of up to HOLD_LAG_BESIDE (10 s) of ingest for
+        # the applier process, which it then applies at its own pace: wait for all of it.
+        served.wait_applied(timeout=90)
         _, metrics = served.get("/metrics")
     finally:
         stop.set()

@@ -267,6 +267,24 @@ async def test_readyz_says_when_the_evaluator_judges_behind_a_backlog(
     assert (await client.get("/readyz")).status == 200
 
 
+async def test_readyz_gives_a_first_pass_30_s_before_it_says_the_evaluator_has_not_run(
+    client: TestClient[Any, Any],
+) -> None:
+    # A sidecar that has not judged yet (its first pass may apply a backlog left from before a
+    # restart for up to TICK_PATIENCE before it judges) is ready until 30 s after it could
+    # first judge; then /readyz says the evaluator has not run.
+    sidecar = client.app[SIDECAR]
+    assert sidecar.evaluator_last_run is None
+    sidecar.clock.advance(29)
+    assert (await client.get("/readyz")).status == 200
+    sidecar.clock.advance(2)
+    resp = await client.get("/readyz")
+    assert resp.status == 503
+    assert (await resp.json())["detail"] == "the evaluator has not run in the last 30 s"
+    await asyncio.to_thread(sidecar.tick_sync)
+    assert (await client.get("/readyz")).status == 200
+
+
 async def test_ndjson_line_that_does_not_parse_is_rejected_alone(
     client: TestClient[Any, Any],
 ) -> None:
