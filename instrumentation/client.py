@@ -179,7 +179,7 @@ class HeartbeatClient:
                 leftovers.extend(self._held.popleft())
             while self._queue:
                 leftovers.extend(self._delivery.encode([self._queue.popleft()]))
-        step = min(self._batch_size, self._delivery.batch_limit or self._batch_size)
+        step = self._batch_limit()
         for i in range(0, len(leftovers), step):
             self._delivery.spool(leftovers[i : i + step])
         atexit.unregister(self._close_at_exit)
@@ -289,12 +289,16 @@ class HeartbeatClient:
             if self._inflight is None and self._held:
                 self._inflight = self._held.popleft()
             elif self._inflight is None and self._queue:
-                limit = min(self._batch_size, self._delivery.batch_limit or self._batch_size)
+                limit = self._batch_limit()
                 events: list[Event | EventValues] = []
                 while self._queue and len(events) < limit:
                     events.append(self._queue.popleft())
                 self._inflight = self._delivery.encode(events)
             return self._inflight
+
+    def _batch_limit(self) -> int:
+        """Events per batch: ``batch_size``, or fewer once the sidecar answered 413."""
+        return min(self._batch_size, self._delivery.batch_limit or self._batch_size)
 
     def _spool_backlog(self) -> None:
         """The sidecar keeps failing: move the in-flight batch and the queue to disk."""

@@ -19,7 +19,7 @@ of a PostgreSQL sidecar's CPU under batched ingest (docs/benchmarks.md, sixteent
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from functools import lru_cache
 from typing import Any
 
@@ -43,6 +43,26 @@ def _padded(count: int) -> int:
     return size
 
 
+def _check(count: int) -> None:
+    if not 0 < count <= MAX_PAIRS:
+        raise ValueError(f"{count} pairs: a statement takes 1 to {MAX_PAIRS}")
+
+
+def _unnest(a: str, b: str, types: tuple[str, str]) -> str:
+    """The pairs as two arrays (parameters ``a`` and ``b``) of the SQL ``types``, unnested."""
+    return f"SELECT * FROM unnest(CAST({a} AS {types[0]}[]), CAST({b} AS {types[1]}[]))"
+
+
+def _arrays(pairs: Sequence[tuple[Any, Any]]) -> tuple[list[Any], list[Any]]:
+    return [a for a, _ in pairs], [b for _, b in pairs]
+
+
+def _padded_pairs(pairs: Sequence[tuple[Any, Any]]) -> Iterator[tuple[Any, Any]]:
+    last = len(pairs) - 1
+    for i in range(_padded(len(pairs))):
+        yield pairs[min(i, last)]
+
+
 @lru_cache(maxsize=64)
 def _statement(template: str, size: int) -> TextClause:
     rows = ", ".join(f"(:a{i}, :b{i})" for i in range(size))
@@ -51,8 +71,7 @@ def _statement(template: str, size: int) -> TextClause:
 
 @lru_cache(maxsize=64)
 def _unnest_statement(template: str, types: tuple[str, str]) -> TextClause:
-    arrays = f"CAST(:a AS {types[0]}[]), CAST(:b AS {types[1]}[])"
-    return text(template.format(pairs=f"SELECT * FROM unnest({arrays})"))
+    return text(template.format(pairs=_unnest(":a", ":b", types)))
 
 
 def pairs_statement(
@@ -65,8 +84,7 @@ def pairs_statement(
     """``template`` with ``{pairs}`` replaced by a ``VALUES`` list for ``count`` pairs
     (padded), as in ``WITH k(a, b) AS ({pairs}) SELECT ... FROM k JOIN t ON ...``; on
     ``postgresql``, by two arrays of the SQL ``types``, unnested."""
-    if not 0 < count <= MAX_PAIRS:
-        raise ValueError(f"{count} pairs: a statement takes 1 to {MAX_PAIRS}")
+    _check(count)
     if postgresql:
         return _unnest_statement(template, types)
     return _statement(template, _padded(count))
@@ -75,11 +93,10 @@ def pairs_statement(
 def pairs_params(pairs: Sequence[tuple[Any, Any]], *, postgresql: bool = False) -> dict[str, Any]:
     """The parameters of :func:`pairs_statement` for ``pairs``, padded the same way."""
     if postgresql:
-        return {"a": [a for a, _ in pairs], "b": [b for _, b in pairs]}
+        a, b = _arrays(pairs)
+        return {"a": a, "b": b}
     params: dict[str, Any] = {}
-    last = len(pairs) - 1
-    for i in range(_padded(len(pairs))):
-        a, b = pairs[min(i, last)]
+    for i, (a, b) in enumerate(_padded_pairs(pairs)):
         params[f"a{i}"] = a
         params[f"b{i}"] = b
     return params
@@ -88,7 +105,7 @@ def pairs_params(pairs: Sequence[tuple[Any, Any]], *, postgresql: bool = False) 
 @lru_cache(maxsize=64)
 def _sql(template: str, size: int, postgresql: bool) -> str:
     if postgresql:
-        return template.format(pairs="SELECT * FROM unnest(CAST(%s AS text[]), CAST(%s AS text[]))")
+        return template.format(pairs=_unnest("%s", "%s", ("text", "text")))
     return template.format(pairs="VALUES " + ", ".join(["(?, ?)"] * size))
 
 
@@ -98,14 +115,12 @@ def pairs_sql(template: str, count: int, *, postgresql: bool = False) -> str:
     runs on every group commit, and SQLAlchemy's processing of a text statement's 256 named
     parameters (its cache key, each parameter's processor) was a third of the appender's
     time under batched ingest (docs/benchmarks.md, sixteenth round)."""
-    if not 0 < count <= MAX_PAIRS:
-        raise ValueError(f"{count} pairs: a statement takes 1 to {MAX_PAIRS}")
+    _check(count)
     return _sql(template, 0 if postgresql else _padded(count), postgresql)
 
 
 def pairs_args(pairs: Sequence[tuple[Any, Any]], *, postgresql: bool = False) -> tuple[Any, ...]:
     """The positional parameters of :func:`pairs_sql` for ``pairs``, padded the same way."""
     if postgresql:
-        return ([a for a, _ in pairs], [b for _, b in pairs])
-    last = len(pairs) - 1
-    return tuple(v for i in range(_padded(len(pairs))) for v in pairs[min(i, last)])
+        return _arrays(pairs)
+    return tuple(value for pair in _padded_pairs(pairs) for value in pair)
