@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import functools
 import logging
 import time
 from collections.abc import Callable, Sequence
@@ -36,7 +35,7 @@ from .inbox import (
     key_ts,
     lock_for_pass,
 )
-from .pairs import MAX_PAIRS, pairs_args, pairs_sql
+from .pairs import MAX_PAIRS, PairsQuery, pairs_args, pairs_sql
 
 if TYPE_CHECKING:
     from ..domain.clock import Clock
@@ -51,26 +50,38 @@ _EVENTS = cast(Table, EventKey.__table__)
 _COLUMNS = ("job", "run_id", "type", "key_ts", "ts", "arrived_at", "flags", "body")
 _INSERT_INTO = f"INSERT INTO {INBOX.name} ({', '.join(_COLUMNS)}) VALUES "
 _INSERT_SQLITE = _INSERT_INTO + "(" + ", ".join("?" * len(_COLUMNS)) + ")"
-_PG_ROWS = 1000  # rows per multi-row INSERT (8 parameters each, under PostgreSQL's 65,535)
-_PG_VALUES = "(" + ", ".join(["%s"] * len(_COLUMNS)) + ")"
-
-
-@functools.lru_cache(maxsize=64)
-def _insert_pg(n: int) -> str:
-    return _INSERT_INTO + ", ".join([_PG_VALUES] * n) + " RETURNING id, job, run_id, type, key_ts"
+# PostgreSQL: one array per column, unnested: one short statement for any number of rows. A
+# multi-row VALUES list was over psycopg's 4 KB limit for the statements whose conversion it
+# caches, so every group commit parsed its thousands of placeholders again with regular
+# expressions: half of the appender's time under batched ingest (docs/benchmarks.md,
+# seventeenth round; the pairs lookups had the same cost, see pairs.py). The arrays go in
+# binary (%b): psycopg quotes each element of a text-format array with a regular expression,
+# 8x the CPU for 1,000 rows.
+_PG_TYPES = ("text", "text", "text", "float8", "float8", "float8", "integer", "text")
+_INSERT_PG = (
+    f"INSERT INTO {INBOX.name} ({', '.join(_COLUMNS)}) SELECT * FROM unnest("
+    + ", ".join(f"CAST(%b AS {sql_type}[])" for sql_type in _PG_TYPES)
+    + ") RETURNING id, job, run_id, type, key_ts"
+)
 
 
 # Keys among a batch's (job, run_id) pairs already stored: waiting in the inbox, or applied
 # (the engine's ``events`` table). Both read through the unique keys' indexes, (job, run_id,
 # ...) and (job_id, ...), one probe per pair (see ``pairs.py``).
 _KEYS_STORED = (
-    f"WITH k(job, run_id) AS ({{pairs}}) "
-    f"SELECT i.job, i.run_id, i.type, i.key_ts FROM k "
-    f"JOIN {INBOX.name} i ON i.job = k.job AND i.run_id = k.run_id",
-    f"WITH k(job, run_id) AS ({{pairs}}) "
-    f"SELECT j.name, e.run_id, e.type, e.key_ts FROM k "
-    f"JOIN {Job.__tablename__} j ON j.name = k.job "
-    f"JOIN {_EVENTS.name} e ON e.job_id = j.id AND e.run_id = k.run_id",
+    PairsQuery(
+        names="job, run_id",
+        columns="i.job, i.run_id, i.type, i.key_ts",
+        lookups=((INBOX.name, "i", "i.job = k.job AND i.run_id = k.run_id"),),
+    ),
+    PairsQuery(
+        names="job, run_id",
+        columns="j.name, e.run_id, e.type, e.key_ts",
+        lookups=(
+            (Job.__tablename__, "j", "j.name = k.job"),
+            (_EVENTS.name, "e", "e.job_id = j.id AND e.run_id = k.run_id"),
+        ),
+    ),
 )
 
 
@@ -302,16 +313,13 @@ class Appender(GroupCommit[_Request]):
             conn.exec_driver_sql(_INSERT_SQLITE, rows)
             last = conn.exec_driver_sql("SELECT last_insert_rowid()").scalar_one()
             return list(range(last - len(rows) + 1, last + 1))
-        # PostgreSQL: multi-row INSERTs at the driver, the ids matched to the rows by their key
-        # (unique in a batch) rather than by the order of RETURNING.
-        ids: dict[tuple[str, str, str, float], int] = {}
-        for i in range(0, len(rows), _PG_ROWS):
-            chunk = rows[i : i + _PG_ROWS]
-            flat = tuple(value for row in chunk for value in row)
-            for row_id, job, run_id, etype, kts in conn.exec_driver_sql(
-                _insert_pg(len(chunk)), flat
-            ):
-                ids[(job, run_id, etype, float(kts))] = row_id
+        # PostgreSQL: one INSERT of the columns as arrays, at the driver; the ids matched to
+        # the rows by their key (unique in a batch) rather than by the order of RETURNING.
+        columns = tuple(list(column) for column in zip(*rows, strict=True))
+        ids = {
+            (job, run_id, etype, float(kts)): row_id
+            for row_id, job, run_id, etype, kts in conn.exec_driver_sql(_INSERT_PG, columns)
+        }
         return [ids[(r[0], r[1], r[2], r[3])] for r in rows]
 
     def _stored_keys(

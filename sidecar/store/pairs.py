@@ -15,17 +15,24 @@ On PostgreSQL the pairs are two arrays instead, ``unnest``-ed: one short stateme
 size. A ``VALUES`` list of 128 pairs is over psycopg's 4 KB limit for the statements whose
 conversion it caches, so every execution parsed its text again with regular expressions: 12%
 of a PostgreSQL sidecar's CPU under batched ingest (docs/benchmarks.md, sixteenth round).
+And there the table is joined ``LATERAL``, behind an ``OFFSET 0`` fence the planner does not
+flatten: one index probe per pair whatever the table's statistics say. A plain join let the
+planner hash the whole table for every statement while it thought the table small (never
+analyzed, or analyzed when it was): under batched ingest on a fresh database, 3x the
+database's CPU per event until the table grew past its estimate (docs/benchmarks.md,
+seventeenth round).
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
 
 from sqlalchemy import TextClause, text
 
-__all__ = ["MAX_PAIRS", "pairs_args", "pairs_params", "pairs_sql", "pairs_statement"]
+__all__ = ["MAX_PAIRS", "PairsQuery", "pairs_args", "pairs_params", "pairs_sql", "pairs_statement"]
 
 # Pairs per statement. Not more: SQLite's planner (with no statistics, as jobpulse keeps none)
 # joins a VALUES list of 512 rows to the table by building an automatic index over the whole
@@ -34,6 +41,29 @@ __all__ = ["MAX_PAIRS", "pairs_args", "pairs_params", "pairs_sql", "pairs_statem
 # more as the table grew. tests/sidecar/test_pairs.py pins the plans.
 MAX_PAIRS = 256
 _SMALLEST = 8
+
+
+@dataclass(frozen=True)
+class PairsQuery:
+    """``SELECT columns FROM k JOIN table alias ON on ...``, where ``k(names)`` is a list of
+    pairs and each of ``lookups`` is a (table, alias, on) joined in turn: the rows that match
+    each pair through the tables' unique indexes. On PostgreSQL each lookup is a ``LATERAL``
+    subquery (see the module's text)."""
+
+    names: str  # k's two columns, "job_id, run_id"
+    columns: str  # of the result, as "alias.column, ..."
+    lookups: tuple[tuple[str, str, str], ...]
+
+    def sqlite(self, pairs: str) -> str:
+        joins = " ".join(f"JOIN {table} {alias} ON {on}" for table, alias, on in self.lookups)
+        return f"WITH k({self.names}) AS ({pairs}) SELECT {self.columns} FROM k {joins}"
+
+    def postgresql(self, pairs: str) -> str:
+        joins = " ".join(
+            f"CROSS JOIN LATERAL (SELECT * FROM {table} {alias} WHERE {on} OFFSET 0) {alias}"
+            for table, alias, on in self.lookups
+        )
+        return f"WITH k({self.names}) AS ({pairs}) SELECT {self.columns} FROM k {joins}"
 
 
 def _padded(count: int) -> int:
@@ -64,30 +94,29 @@ def _padded_pairs(pairs: Sequence[tuple[Any, Any]]) -> Iterator[tuple[Any, Any]]
 
 
 @lru_cache(maxsize=64)
-def _statement(template: str, size: int) -> TextClause:
+def _statement(query: PairsQuery, size: int) -> TextClause:
     rows = ", ".join(f"(:a{i}, :b{i})" for i in range(size))
-    return text(template.format(pairs=f"VALUES {rows}"))
+    return text(query.sqlite(f"VALUES {rows}"))
 
 
 @lru_cache(maxsize=64)
-def _unnest_statement(template: str, types: tuple[str, str]) -> TextClause:
-    return text(template.format(pairs=_unnest(":a", ":b", types)))
+def _unnest_statement(query: PairsQuery, types: tuple[str, str]) -> TextClause:
+    return text(query.postgresql(_unnest(":a", ":b", types)))
 
 
 def pairs_statement(
-    template: str,
+    query: PairsQuery,
     count: int,
     *,
     postgresql: bool = False,
     types: tuple[str, str] = ("text", "text"),
 ) -> TextClause:
-    """``template`` with ``{pairs}`` replaced by a ``VALUES`` list for ``count`` pairs
-    (padded), as in ``WITH k(a, b) AS ({pairs}) SELECT ... FROM k JOIN t ON ...``; on
-    ``postgresql``, by two arrays of the SQL ``types``, unnested."""
+    """``query`` over a ``VALUES`` list of ``count`` pairs (padded); on ``postgresql``, over
+    two arrays of the SQL ``types``, unnested."""
     _check(count)
     if postgresql:
-        return _unnest_statement(template, types)
-    return _statement(template, _padded(count))
+        return _unnest_statement(query, types)
+    return _statement(query, _padded(count))
 
 
 def pairs_params(pairs: Sequence[tuple[Any, Any]], *, postgresql: bool = False) -> dict[str, Any]:
@@ -103,20 +132,20 @@ def pairs_params(pairs: Sequence[tuple[Any, Any]], *, postgresql: bool = False) 
 
 
 @lru_cache(maxsize=64)
-def _sql(template: str, size: int, postgresql: bool) -> str:
-    if postgresql:
-        return template.format(pairs=_unnest("%s", "%s", ("text", "text")))
-    return template.format(pairs="VALUES " + ", ".join(["(?, ?)"] * size))
+def _sql(query: PairsQuery, size: int, postgresql: bool) -> str:
+    if postgresql:  # binary arrays: see appender.py's _INSERT_PG
+        return query.postgresql(_unnest("%b", "%b", ("text", "text")))
+    return query.sqlite("VALUES " + ", ".join(["(?, ?)"] * size))
 
 
-def pairs_sql(template: str, count: int, *, postgresql: bool = False) -> str:
+def pairs_sql(query: PairsQuery, count: int, *, postgresql: bool = False) -> str:
     """:func:`pairs_statement` for pairs of text as the driver takes it
     (``Connection.exec_driver_sql``), with :func:`pairs_args`: the appender's duplicate check
     runs on every group commit, and SQLAlchemy's processing of a text statement's 256 named
     parameters (its cache key, each parameter's processor) was a third of the appender's
     time under batched ingest (docs/benchmarks.md, sixteenth round)."""
     _check(count)
-    return _sql(template, 0 if postgresql else _padded(count), postgresql)
+    return _sql(query, 0 if postgresql else _padded(count), postgresql)
 
 
 def pairs_args(pairs: Sequence[tuple[Any, Any]], *, postgresql: bool = False) -> tuple[Any, ...]:

@@ -17,7 +17,7 @@ from sqlalchemy.sql.selectable import ExecutableReturnsRows
 
 from ..domain.rollup import HourRollup, Stats, hour_of, stats_from_rows
 from ..domain.tables import EventKey, Job, JobUpstream, Rollup, Run, Slot
-from .pairs import MAX_PAIRS, pairs_params, pairs_statement
+from .pairs import MAX_PAIRS, PairsQuery, pairs_params, pairs_statement
 
 __all__ = ["ROLLUPS", "ROLLUP_FIELDS", "SELECT_ROLLUPS", "ReadAhead"]
 
@@ -39,10 +39,10 @@ _JOBS = select(Job).where(Job.name.in_(_NAMES)).order_by(Job.name)
 _JOBS_LOCKED = _JOBS.with_for_update()
 _RUNNING = select(Run).where(Run.job_id.in_(_IDS), Run.outcome == "running")
 _RUN_COLUMNS = cast(Table, Run.__table__).c
-_RUNS = (  # by (job id, run id) pairs, one index probe each (see pairs.py)
-    f"WITH k(job_id, run_id) AS ({{pairs}}) "
-    f"SELECT {', '.join(f'r.{c.name}' for c in _RUN_COLUMNS)} FROM k "
-    f"JOIN {Run.__tablename__} r ON r.job_id = k.job_id AND r.run_id = k.run_id"
+_RUNS = PairsQuery(  # by (job id, run id) pairs, one index probe each (see pairs.py)
+    names="job_id, run_id",
+    columns=", ".join(f"r.{c.name}" for c in _RUN_COLUMNS),
+    lookups=((Run.__tablename__, "r", "r.job_id = k.job_id AND r.run_id = k.run_id"),),
 )
 _ID_TEXT = ("integer", "text")  # the SQL types of (job id, run id) pairs
 _SLOTS = select(Slot).where(
@@ -50,10 +50,10 @@ _SLOTS = select(Slot).where(
 )
 _ROLLUPS_AT = SELECT_ROLLUPS.where(ROLLUPS.c.job_id.in_(_IDS), ROLLUPS.c.hour.in_(_HOURS))
 _ROLLUPS_SINCE = SELECT_ROLLUPS.where(ROLLUPS.c.job_id.in_(_IDS), ROLLUPS.c.hour >= bindparam("lo"))
-_EVENT_KEYS = (
-    "WITH k(job_id, run_id) AS ({pairs}) "
-    f"SELECT e.job_id, e.run_id, e.type, e.key_ts FROM k "
-    f"JOIN {EventKey.__tablename__} e ON e.job_id = k.job_id AND e.run_id = k.run_id"
+_EVENT_KEYS = PairsQuery(
+    names="job_id, run_id",
+    columns="e.job_id, e.run_id, e.type, e.key_ts",
+    lookups=((EventKey.__tablename__, "e", "e.job_id = k.job_id AND e.run_id = k.run_id"),),
 )
 _DOWNSTREAMS = (
     select(JobUpstream.upstream, Job.name)

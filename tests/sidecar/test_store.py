@@ -19,7 +19,7 @@ from jobpulse.sidecar import applying
 from jobpulse.sidecar.applying import HOLD_LAG, HOLD_LAG_BESIDE
 from jobpulse.sidecar.domain.tables import Job, Run, new_row
 from jobpulse.sidecar.store.inbox import APPLY_BATCH, IngestResult
-from jobpulse.sidecar.store.pairs import pairs_params, pairs_statement
+from jobpulse.sidecar.store.pairs import PairsQuery, pairs_params, pairs_statement
 from jobpulse.sidecar.store.tx import Tx
 from tests.sidecar.harness import T0, Harness
 
@@ -109,11 +109,15 @@ def test_appends_commit_while_the_writer_reads_and_wait_once_it_writes(tmp_path:
     def work(tx: Tx) -> int:
         tx.session.scalar(select(func.count(Job.id)))
         # The readahead's lookups by pairs are WITH queries: reads too.
-        query = pairs_statement(
-            "WITH k(job, run_id) AS ({pairs}) SELECT r.id FROM k "
-            "JOIN jobs j ON j.name = k.job JOIN runs r ON r.job_id = j.id AND r.run_id = k.run_id",
-            1,
+        runs = PairsQuery(
+            names="job, run_id",
+            columns="r.id",
+            lookups=(
+                ("jobs", "j", "j.name = k.job"),
+                ("runs", "r", "r.job_id = j.id AND r.run_id = k.run_id"),
+            ),
         )
+        query = pairs_statement(runs, 1)
         tx.session.execute(query, pairs_params([("nightly", "r0")])).all()
         read.set()
         assert write.wait(10)
