@@ -265,10 +265,15 @@ class Engine(Runs):
             return Applied(duplicate=True, run_id=run_id)
 
         ts, scheduled_for, skewed = self._unskew(ev, now)
-        job.last_event_at = max(job.last_event_at or now, now)
+        # Set only what changes (an ORM set costs more than its read): a request's events
+        # share their arrival.
+        last = job.last_event_at
+        if last is None or now > last:
+            job.last_event_at = now
         if job.silent:
             job.silent = False
-        job.changed_at = now
+        if job.changed_at != now:
+            job.changed_at = now
         arrival = Arrival(ev, run_id, ts, scheduled_for, skewed, now)
         if ev.type == "start":
             self._on_start(tx, job, cfg, arrival)

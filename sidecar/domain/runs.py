@@ -201,7 +201,9 @@ class Runs(Dependencies):
                 earliest=ev.duration is None and scheduled_for is None,
                 now=now,
             )
-            job.last_start_at = max(job.last_start_at or start, start)
+            last = job.last_start_at
+            if last is None or start > last:
+                job.last_start_at = start
         abandoned = run.outcome == "timeout" and run.error_type == ABANDONED
         self._fill_details(run, ev)
         if abandoned:

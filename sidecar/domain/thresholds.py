@@ -4,6 +4,7 @@ that move a job down after ``failure_threshold`` and back up after ``recovery_th
 
 from __future__ import annotations
 
+from bisect import bisect_left
 from typing import TYPE_CHECKING
 
 from .jobconfig import JobConfig
@@ -30,16 +31,18 @@ class Thresholds(States):
         if outcome not in ("failure", "timeout") or not self._maintained(tx, job, at):
             setattr(roll, outcome, getattr(roll, outcome) + 1)
         if outcome == "success":
-            job.last_success_at = max(job.last_success_at or at, at)
+            last = job.last_success_at
+            if last is None or at > last:  # set only what changes, as in Engine.apply
+                job.last_success_at = at
         elif outcome in ("failure", "timeout"):
             job.last_failure_at = max(job.last_failure_at or at, at)
         if duration is not None and outcome != "timeout":
-            job.last_duration = duration
+            if job.last_duration != duration:
+                job.last_duration = duration
             buckets = list(job.duration_buckets or [])
             if len(buckets) != len(cfg.buckets) + 1:
                 buckets = [0] * (len(cfg.buckets) + 1)
-            idx = next((i for i, b in enumerate(cfg.buckets) if duration <= b), len(cfg.buckets))
-            buckets[idx] += 1
+            buckets[bisect_left(cfg.buckets, duration)] += 1  # the first bound >= duration
             job.duration_buckets = buckets
             job.duration_sum += duration
             job.duration_count += 1
