@@ -7,7 +7,7 @@ duplicate check 150 µs per event, most of an ingest request's time. Here the pa
 ``VALUES`` list joined to the table, so the database probes the index once per pair, on SQLite
 and PostgreSQL alike (up to ``MAX_PAIRS`` pairs: see there).
 
-The statements are ``text`` built once per size. Sizes are padded to a power of two (the last
+The statements are SQL strings built once per size. Sizes are padded to a power of two (the last
 pair repeated) so a few statements serve every batch; a padded pair only repeats a row, and
 callers collect rows into sets or dicts.
 
@@ -30,9 +30,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
 
-from sqlalchemy import TextClause, text
-
-__all__ = ["MAX_PAIRS", "PairsQuery", "pairs_args", "pairs_params", "pairs_sql", "pairs_statement"]
+__all__ = ["MAX_PAIRS", "PairsQuery", "pairs_args", "pairs_sql"]
 
 # Pairs per statement. Not more: SQLite's planner (with no statistics, as jobpulse keeps none)
 # joins a VALUES list of 512 rows to the table by building an automatic index over the whole
@@ -94,62 +92,32 @@ def _padded_pairs(pairs: Sequence[tuple[Any, Any]]) -> Iterator[tuple[Any, Any]]
 
 
 @lru_cache(maxsize=64)
-def _statement(query: PairsQuery, size: int) -> TextClause:
-    rows = ", ".join(f"(:a{i}, :b{i})" for i in range(size))
-    return text(query.sqlite(f"VALUES {rows}"))
+def _sql(query: PairsQuery, size: int, postgresql: bool, types: tuple[str, str]) -> str:
+    if postgresql:  # binary arrays: see appender.py's _INSERT_PG
+        return query.postgresql(_unnest("%b", "%b", types))
+    return query.sqlite("VALUES " + ", ".join(["(?, ?)"] * size))
 
 
-@lru_cache(maxsize=64)
-def _unnest_statement(query: PairsQuery, types: tuple[str, str]) -> TextClause:
-    return text(query.postgresql(_unnest(":a", ":b", types)))
-
-
-def pairs_statement(
+def pairs_sql(
     query: PairsQuery,
     count: int,
     *,
     postgresql: bool = False,
     types: tuple[str, str] = ("text", "text"),
-) -> TextClause:
-    """``query`` over a ``VALUES`` list of ``count`` pairs (padded); on ``postgresql``, over
-    two arrays of the SQL ``types``, unnested."""
+) -> str:
+    """``query`` over a ``VALUES`` list of ``count`` pairs (padded), or on ``postgresql`` over
+    two binary arrays of the SQL ``types``, unnested, as the driver takes it
+    (``Connection.exec_driver_sql``, with :func:`pairs_args`). At the driver because the
+    appender's duplicate check runs on every group commit, and the applier's read-ahead on
+    every batch: SQLAlchemy's processing of a text statement's 256 named parameters (its cache
+    key, each parameter's processor) was a third of the appender's time under batched ingest
+    (docs/benchmarks.md, sixteenth round)."""
     _check(count)
-    if postgresql:
-        return _unnest_statement(query, types)
-    return _statement(query, _padded(count))
-
-
-def pairs_params(pairs: Sequence[tuple[Any, Any]], *, postgresql: bool = False) -> dict[str, Any]:
-    """The parameters of :func:`pairs_statement` for ``pairs``, padded the same way."""
-    if postgresql:
-        a, b = _arrays(pairs)
-        return {"a": a, "b": b}
-    params: dict[str, Any] = {}
-    for i, (a, b) in enumerate(_padded_pairs(pairs)):
-        params[f"a{i}"] = a
-        params[f"b{i}"] = b
-    return params
-
-
-@lru_cache(maxsize=64)
-def _sql(query: PairsQuery, size: int, postgresql: bool) -> str:
-    if postgresql:  # binary arrays: see appender.py's _INSERT_PG
-        return query.postgresql(_unnest("%b", "%b", ("text", "text")))
-    return query.sqlite("VALUES " + ", ".join(["(?, ?)"] * size))
-
-
-def pairs_sql(query: PairsQuery, count: int, *, postgresql: bool = False) -> str:
-    """:func:`pairs_statement` for pairs of text as the driver takes it
-    (``Connection.exec_driver_sql``), with :func:`pairs_args`: the appender's duplicate check
-    runs on every group commit, and SQLAlchemy's processing of a text statement's 256 named
-    parameters (its cache key, each parameter's processor) was a third of the appender's
-    time under batched ingest (docs/benchmarks.md, sixteenth round)."""
-    _check(count)
-    return _sql(query, 0 if postgresql else _padded(count), postgresql)
+    return _sql(query, 0 if postgresql else _padded(count), postgresql, types)
 
 
 def pairs_args(pairs: Sequence[tuple[Any, Any]], *, postgresql: bool = False) -> tuple[Any, ...]:
-    """The positional parameters of :func:`pairs_sql` for ``pairs``, padded the same way."""
+    """The parameters of :func:`pairs_sql` for ``pairs``, padded the same way."""
     if postgresql:
         return _arrays(pairs)
     return tuple(value for pair in _padded_pairs(pairs) for value in pair)

@@ -8,16 +8,14 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import fields
-from functools import cache
 from typing import TypeVar, cast
 
-from sqlalchemy import BindParameter, Table, TextClause, bindparam, select
+from sqlalchemy import BindParameter, Table, bindparam, select
 from sqlalchemy.orm import Session
-from sqlalchemy.sql.selectable import ExecutableReturnsRows
 
 from ..domain.rollup import HourRollup, Stats, hour_of, stats_from_rows
 from ..domain.tables import EventKey, Job, JobUpstream, Rollup, Run, Slot
-from .pairs import MAX_PAIRS, PairsQuery, pairs_params, pairs_statement
+from .pairs import MAX_PAIRS, PairsQuery, pairs_args, pairs_sql
 
 __all__ = ["ROLLUPS", "ROLLUP_FIELDS", "SELECT_ROLLUPS", "ReadAhead"]
 
@@ -38,12 +36,13 @@ _HOURS: BindParameter[int] = bindparam("hours", expanding=True)
 _JOBS = select(Job).where(Job.name.in_(_NAMES)).order_by(Job.name)
 _JOBS_LOCKED = _JOBS.with_for_update()
 _RUNNING = select(Run).where(Run.job_id.in_(_IDS), Run.outcome == "running")
-_RUN_COLUMNS = cast(Table, Run.__table__).c
-_RUNS = PairsQuery(  # by (job id, run id) pairs, one index probe each (see pairs.py)
+# The ids of the stored runs among (job id, run id) pairs, one index probe each (see pairs.py).
+_RUN_IDS = PairsQuery(
     names="job_id, run_id",
-    columns=", ".join(f"r.{c.name}" for c in _RUN_COLUMNS),
+    columns="r.id",
     lookups=((Run.__tablename__, "r", "r.job_id = k.job_id AND r.run_id = k.run_id"),),
 )
+_RUNS_BY_ID = select(Run).where(Run.id.in_(_IDS))
 _ID_TEXT = ("integer", "text")  # the SQL types of (job id, run id) pairs
 _SLOTS = select(Slot).where(
     Slot.job_id.in_(_IDS), Slot.slot >= bindparam("lo"), Slot.slot <= bindparam("hi")
@@ -61,12 +60,6 @@ _DOWNSTREAMS = (
     .where(JobUpstream.upstream.in_(_NAMES))
     .order_by(Job.name)
 )
-
-
-@cache
-def _runs_query(pairs: TextClause) -> ExecutableReturnsRows:
-    """The ORM query over one of ``pairs_statement(_RUNS, n)``'s few padded statements."""
-    return select(Run).from_statement(pairs.columns(*_RUN_COLUMNS))
 
 
 def _chunks(items: Sequence[T], size: int = _CHUNK) -> Iterator[Sequence[T]]:
@@ -129,12 +122,16 @@ class ReadAhead:
                     running[run.job_id].append(self._known(run))
                 self._running.update(running)
             for part in _chunks(sorted(keys - self._runs.keys()), MAX_PAIRS):
+                # Which pairs are stored runs, at the driver (see pairs_sql; a batch's runs are
+                # mostly new), then those runs as the session's objects, by id.
                 pg = self.locking  # PostgreSQL
-                statement = pairs_statement(_RUNS, len(part), postgresql=pg, types=_ID_TEXT)
-                rows: Iterable[Run] = self.session.scalars(
-                    _runs_query(statement), pairs_params(part, postgresql=pg)
-                )
-                found = {(run.job_id, run.run_id): run for run in rows}
+                query = pairs_sql(_RUN_IDS, len(part), postgresql=pg, types=_ID_TEXT)
+                args = pairs_args(part, postgresql=pg)
+                ids = {row[0] for row in self.session.connection().exec_driver_sql(query, args)}
+                found: dict[tuple[int, str], Run] = {}
+                if ids:
+                    rows = self.session.scalars(_RUNS_BY_ID, {"ids": sorted(ids)})
+                    found = {(run.job_id, run.run_id): run for run in rows}
                 for key in part:  # not held yet (the keys left), so nothing is replaced
                     self._runs[key] = found.get(key)
 
@@ -178,14 +175,12 @@ class ReadAhead:
         for chunk in _chunks(wanted, MAX_PAIRS):  # at most as many pairs as keys
             pairs = sorted({key[:2] for key in chunk})
             pg = self.locking  # PostgreSQL
-            query = pairs_statement(_EVENT_KEYS, len(pairs), postgresql=pg, types=_ID_TEXT)
-            with self.session.no_autoflush:
-                stored = {
-                    (job_id, run_id, etype, float(kts))
-                    for job_id, run_id, etype, kts in self.session.execute(
-                        query, pairs_params(pairs, postgresql=pg)
-                    )
-                }
+            # At the driver, as the appender's duplicate check (see pairs_sql): plain rows.
+            query = pairs_sql(_EVENT_KEYS, len(pairs), postgresql=pg, types=_ID_TEXT)
+            rows = self.session.connection().exec_driver_sql(
+                query, pairs_args(pairs, postgresql=pg)
+            )
+            stored = {(job_id, run_id, etype, float(kts)) for job_id, run_id, etype, kts in rows}
             for key in chunk:
                 self._keys[key] = key in stored
 

@@ -19,7 +19,7 @@ from jobpulse.sidecar import applying
 from jobpulse.sidecar.applying import HOLD_LAG, HOLD_LAG_BESIDE
 from jobpulse.sidecar.domain.tables import Job, Run, new_row
 from jobpulse.sidecar.store.inbox import APPLY_BATCH, IngestResult
-from jobpulse.sidecar.store.pairs import PairsQuery, pairs_params, pairs_statement
+from jobpulse.sidecar.store.pairs import PairsQuery, pairs_args, pairs_sql
 from jobpulse.sidecar.store.tx import Tx
 from tests.sidecar.harness import T0, Harness
 
@@ -117,8 +117,8 @@ def test_appends_commit_while_the_writer_reads_and_wait_once_it_writes(tmp_path:
                 ("runs", "r", "r.job_id = j.id AND r.run_id = k.run_id"),
             ),
         )
-        query = pairs_statement(runs, 1)
-        tx.session.execute(query, pairs_params([("nightly", "r0")])).all()
+        conn = tx.session.connection()
+        conn.exec_driver_sql(pairs_sql(runs, 1), pairs_args([("nightly", "r0")])).all()
         read.set()
         assert write.wait(10)
         tx.session.add(Job(name="written", created_at=T0, state_since=T0, changed_at=T0))
