@@ -19,7 +19,7 @@ from .anomaly import is_slow
 from .base import DELIVERY_ALLOWANCE, Arrival
 from .dependencies import Dependencies
 from .jobconfig import JobConfig
-from .tables import Job, Run, new_row
+from .tables import Job, Run, new_row, set_new
 
 if TYPE_CHECKING:
     from .transaction import Tx
@@ -178,6 +178,7 @@ class Runs(Dependencies):
         ev, run_id, ts, scheduled_for, skewed, now = a
         outcome = "retry" if ev.type == "failure" and ev.will_retry else ev.type
         run = tx.run(job.id, run_id)
+        new = run is None
         if run is None:
             # A finish-only run (`job && curl .../ping/job`): it started `duration` earlier,
             # or, with no duration, at some unknown time before it finished.
@@ -210,9 +211,12 @@ class Runs(Dependencies):
             run.error_type = ABANDONED  # why its outcome, which a late finish keeps, is timeout
         duration = ev.duration if ev.duration is not None else max(0.0, ts - run.started_at)
         if run.outcome == "running":
-            run.outcome = outcome
-            run.finished_at = ts
-            run.duration = duration
+            if new:
+                set_new(run, outcome=outcome, finished_at=ts, duration=duration)
+            else:
+                run.outcome = outcome
+                run.finished_at = ts
+                run.duration = duration
             # Judged before its duration is counted: a run never raises its own bar.
             measured = ev.duration is not None or run.has_start
             anomaly = cfg.anomaly if outcome in ("success", "failure") and measured else None

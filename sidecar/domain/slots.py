@@ -9,7 +9,7 @@ import math
 from typing import TYPE_CHECKING
 
 from .jobconfig import JobConfig
-from .tables import Job, Run, Slot, new_row
+from .tables import Job, Run, Slot, new_row, set_new
 from .thresholds import Thresholds
 
 if TYPE_CHECKING:
@@ -45,6 +45,8 @@ class Slots(Thresholds):
     def _match_run(
         self, tx: Tx, job: Job, cfg: JobConfig, run: Run, t: float, *, earliest: bool, now: float
     ) -> None:
+        """Fill the slot that ``run``, just added (``Tx.add_run``), belongs to at ``t``, or mark
+        it late when the latest slot before it was missed."""
         every = cfg.schedule.every
         if every is not None:
             # Slots whose deadline this run's start has passed are missed whatever the order
@@ -66,11 +68,9 @@ class Slots(Thresholds):
                 )
             )
             tx.rollup(job.id, slot).due += 1
-            run.slot = slot
+            set_new(run, slot=slot)
         else:
-            late = self._latest_missed(tx, job, cfg, t)
-            if run.late != late:  # a new run starts on time: set only what changes
-                run.late = late
+            set_new(run, late=self._latest_missed(tx, job, cfg, t))
         if every is not None and (job.cursor is None or run.started_at + every > job.cursor):
             job.cursor = run.started_at + every
 

@@ -76,6 +76,14 @@ def new_row(cls: type[R], values: dict[str, Any]) -> R:
     return row
 
 
+def set_new(row: Base, **values: Any) -> None:
+    """Change a row that ``new_row`` made and a transaction keeps outside the session (a run or
+    slot it added: ``Tx.add_run``, ``Tx.add_slot``), without the ORM's attribute events: the
+    transaction writes, and compares to what it wrote, what the row's dict holds. A row read
+    from the store takes ordinary attribute sets."""
+    row.__dict__.update(values)
+
+
 class Job(Base):
     __tablename__ = "jobs"
 
