@@ -6,7 +6,10 @@ through the compiled statement, in Python, one call per row; for the applier tha
 as much as the statements themselves. Here the statement is compiled once per dialect and set
 of columns, and each row becomes a tuple (SQLite's positional ``?``) or stays a dict
 (psycopg's named parameters) with only the bind processors its types have (JSON), then goes to
-the driver's ``executemany``.
+the driver's ``executemany``. Rows already in a fixed column order go as tuples
+(:meth:`Bulk.execute_tuples`), without a dict per row. Booleans bind as they are: both
+drivers take Python's ``bool`` (sqlite3 as 0 and 1), and what writes here only sets bools,
+so SQLAlchemy's check and coercion of each one bought nothing.
 """
 
 from __future__ import annotations
@@ -14,7 +17,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-from sqlalchemy import Connection, Dialect
+from sqlalchemy import Boolean, Connection, Dialect
 from sqlalchemy.sql.compiler import SQLCompiler
 from sqlalchemy.sql.expression import UpdateBase
 
@@ -24,7 +27,7 @@ _Processor = Callable[[Any], Any]
 
 
 class _Plan:
-    __slots__ = ("names", "positional", "positions", "processors", "sql")
+    __slots__ = ("keys", "names", "order", "positional", "positions", "processors", "sql")
 
     def __init__(self, statement: UpdateBase, dialect: Dialect, keys: Sequence[str]) -> None:
         compiled = statement.compile(dialect=dialect, column_keys=list(keys))
@@ -32,11 +35,17 @@ class _Plan:
         self.sql = compiled.string
         self.positional = bool(dialect.positional)
         self.names = list(compiled.positiontup or ()) if self.positional else list(compiled.binds)
+        self.keys = list(keys)
+        self.order = [self.keys.index(name) for name in self.names]  # a tuple row's positions
         found: dict[str, _Processor | None] = {}
         for name in self.names:
             if name not in found:
-                bind = compiled.binds[name]
-                found[name] = bind.type.dialect_impl(dialect).bind_processor(dialect)
+                bind_type = compiled.binds[name].type
+                found[name] = (
+                    None
+                    if isinstance(bind_type, Boolean)
+                    else bind_type.dialect_impl(dialect).bind_processor(dialect)
+                )
         # By name for named parameters, by position (every one) for positional ones.
         self.processors = [(name, proc) for name, proc in found.items() if proc is not None]
         self.positions = [
@@ -65,6 +74,21 @@ class _Plan:
             positional.append(tuple(values))
         return positional
 
+    def tuple_params(self, rows: Sequence[Sequence[Any]]) -> list[Any]:
+        """:meth:`params` for rows given as values in the order of ``keys``."""
+        if not self.positional:
+            return self.params([dict(zip(self.keys, row, strict=True)) for row in rows])
+        order = self.order
+        if not self.positions:
+            return [tuple([row[i] for i in order]) for row in rows]
+        positional = []
+        for row in rows:
+            values = [row[i] for i in order]
+            for index, processor in self.positions:
+                values[index] = processor(values[index])
+            positional.append(tuple(values))
+        return positional
+
 
 class Bulk:
     """``statement`` (an INSERT or an UPDATE with bound parameters) for many rows at once."""
@@ -73,13 +97,25 @@ class Bulk:
         self.statement = statement
         self._plans: dict[tuple[str, tuple[str, ...]], _Plan] = {}
 
-    def execute(self, conn: Connection, rows: Sequence[Mapping[str, Any]]) -> None:
-        """Execute for every row of ``rows`` (all with the same keys) in one executemany."""
-        if not rows:
-            return
-        keys = tuple(rows[0])
+    def _plan(self, conn: Connection, keys: tuple[str, ...]) -> _Plan:
         plan = self._plans.get((conn.dialect.name, keys))
         if plan is None:
             plan = _Plan(self.statement, conn.dialect, keys)
             self._plans[(conn.dialect.name, keys)] = plan
+        return plan
+
+    def execute(self, conn: Connection, rows: Sequence[Mapping[str, Any]]) -> None:
+        """Execute for every row of ``rows`` (all with the same keys) in one executemany."""
+        if not rows:
+            return
+        plan = self._plan(conn, tuple(rows[0]))
         conn.exec_driver_sql(plan.sql, plan.params(rows))
+
+    def execute_tuples(
+        self, conn: Connection, keys: tuple[str, ...], rows: Sequence[Sequence[Any]]
+    ) -> None:
+        """:meth:`execute` for rows given as their values for ``keys``, in that order."""
+        if not rows:
+            return
+        plan = self._plan(conn, keys)
+        conn.exec_driver_sql(plan.sql, plan.tuple_params(rows))

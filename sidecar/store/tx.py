@@ -379,11 +379,14 @@ class Tx(ReadAhead):
                 written[run] = values
                 changed.append(values)
         if changed:
-            _UPDATE_RUN.execute(conn, [_run_update(values) for values in changed])
+            key = len(_RUN_KEY)
+            _UPDATE_RUN.execute_tuples(
+                conn, _RUN_UPDATE_KEYS, [values[key:] + values[:key] for values in changed]
+            )
         if self._new_runs:
             added, self._new_runs = self._new_runs, []
             rows = [_run_row(run) for run in added]
-            _INSERT_RUNS.execute(conn, [_run_insert(row) for row in rows])
+            _INSERT_RUNS.execute_tuples(conn, _RUN_COLUMNS, rows)
             written.update(zip(added, rows, strict=True))
 
     def slot(self, job_id: int, slot: float) -> Slot | None:
@@ -552,15 +555,8 @@ def _run_row(run: Run) -> tuple[Any, ...]:
     return row
 
 
-def _run_insert(row: tuple[Any, ...]) -> dict[str, Any]:
-    return dict(zip(_RUN_COLUMNS, row, strict=True))
-
-
-def _run_update(row: tuple[Any, ...]) -> dict[str, Any]:
-    values = _run_insert(row)
-    for name in _RUN_KEY:
-        values[f"key_{name}"] = values[name]
-    return values
+# An UPDATE's row: the values of the columns after the key, then the key as key_<column>.
+_RUN_UPDATE_KEYS = _RUN_COLUMNS[len(_RUN_KEY) :] + tuple(f"key_{name}" for name in _RUN_KEY)
 
 
 _UPDATE_ROLLUP = Bulk(_update_by_key(ROLLUPS, _ROLLUP_KEY, _COUNTERS))
