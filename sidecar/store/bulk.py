@@ -63,27 +63,22 @@ class _Plan:
                     mapping[name] = processor(mapping[name])
                 named.append(mapping)
             return named
-        names = self.names
-        if not self.positions:
-            return [tuple([row[name] for name in names]) for row in rows]
-        positional = []
-        for row in rows:
-            values = [row[name] for name in names]
-            for index, processor in self.positions:
-                values[index] = processor(values[index])
-            positional.append(tuple(values))
-        return positional
+        return self._positional(rows, self.names)
 
     def tuple_params(self, rows: Sequence[Sequence[Any]]) -> list[Any]:
         """:meth:`params` for rows given as values in the order of ``keys``."""
         if not self.positional:
             return self.params([dict(zip(self.keys, row, strict=True)) for row in rows])
-        order = self.order
+        return self._positional(rows, self.order)
+
+    def _positional(self, rows: Sequence[Any], picks: Sequence[Any]) -> list[Any]:
+        """Each row's values for the statement's positions, ``row[pick]`` each (a mapping's
+        names, or a tuple's indexes), processed."""
         if not self.positions:
-            return [tuple([row[i] for i in order]) for row in rows]
+            return [tuple([row[pick] for pick in picks]) for row in rows]
         positional = []
         for row in rows:
-            values = [row[i] for i in order]
+            values = [row[pick] for pick in picks]
             for index, processor in self.positions:
                 values[index] = processor(values[index])
             positional.append(tuple(values))
