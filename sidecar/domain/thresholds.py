@@ -7,6 +7,7 @@ from __future__ import annotations
 from bisect import bisect_left
 from typing import TYPE_CHECKING
 
+from .base import OUTCOMES
 from .jobconfig import JobConfig
 from .rollup import add_duration
 from .states import States
@@ -17,12 +18,15 @@ if TYPE_CHECKING:
 
 __all__ = ["Thresholds"]
 
+_COUNTERS = {outcome: f"runs_{outcome}" for outcome in OUTCOMES}  # the job's count of each
+
 
 class Thresholds(States):
     def _count_outcome(
         self, tx: Tx, job: Job, cfg: JobConfig, outcome: str, at: float, duration: float | None
     ) -> None:
-        setattr(job, f"runs_{outcome}", getattr(job, f"runs_{outcome}") + 1)
+        counter = _COUNTERS[outcome]
+        setattr(job, counter, getattr(job, counter) + 1)
         job_id = job.id
         roll = tx.rollup(job_id, at)
         # A failure or timeout in a maintenance window is recorded on the run and in the

@@ -482,8 +482,11 @@ class Tx(ReadAhead):
         """The job's durations in its rollups from ``since_hour`` on, this transaction's
         included: one statement per job per transaction, then kept current by
         :meth:`note_duration` (a batch of a job's runs reads its window once)."""
-        self.load_duration_windows({job_id: since_hour})
-        return self._windows[job_id][1]
+        cached = self._windows.get(job_id)
+        if cached is None or cached[0] != since_hour:
+            self.load_duration_windows({job_id: since_hour})
+            cached = self._windows[job_id]
+        return cached[1]
 
     def note_duration(self, job_id: int, at: float, duration: float) -> None:
         """A duration was added to the job's rollup of ``at``'s hour: count it in the window
