@@ -42,7 +42,7 @@ from .base import EPS
 from .jobconfig import JobConfig
 from .maintained import MAINTENANCE
 from .slots import Slots
-from .tables import Job, Run, Slot, new_row
+from .tables import Job, Run, Slot, new_row, set_new
 
 if TYPE_CHECKING:
     from .transaction import Tx
@@ -194,7 +194,7 @@ class Dependencies(Slots):
         if open_ticks:
             self._fill_tick(tx, job, min(open_ticks, key=lambda e: e["due"]), run, now)
         else:
-            run.late = self._latest_missed(tx, job, cfg, t)
+            set_new(run, late=self._latest_missed(tx, job, cfg, t))  # see Slots._match_run
 
     def _fill_tick(self, tx: Tx, job: Job, entry: dict[str, Any], run: Run, now: float) -> None:
         tick = entry["tick"]

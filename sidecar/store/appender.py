@@ -35,7 +35,7 @@ from .inbox import (
     key_ts,
     lock_for_pass,
 )
-from .pairs import MAX_PAIRS, PairsQuery, pairs_args, pairs_sql
+from .pairs import MAX_PAIRS, PairsQuery, pairs_args, pairs_sql, unnest_binary
 
 if TYPE_CHECKING:
     from ..domain.clock import Clock
@@ -50,18 +50,15 @@ _EVENTS = cast(Table, EventKey.__table__)
 _COLUMNS = ("job", "run_id", "type", "key_ts", "ts", "arrived_at", "flags", "body")
 _INSERT_INTO = f"INSERT INTO {INBOX.name} ({', '.join(_COLUMNS)}) VALUES "
 _INSERT_SQLITE = _INSERT_INTO + "(" + ", ".join("?" * len(_COLUMNS)) + ")"
-# PostgreSQL: one array per column, unnested: one short statement for any number of rows. A
-# multi-row VALUES list was over psycopg's 4 KB limit for the statements whose conversion it
-# caches, so every group commit parsed its thousands of placeholders again with regular
-# expressions: half of the appender's time under batched ingest (docs/benchmarks.md,
-# seventeenth round; the pairs lookups had the same cost, see pairs.py). The arrays go in
-# binary (%b): psycopg quotes each element of a text-format array with a regular expression,
-# 8x the CPU for 1,000 rows.
+# PostgreSQL: one binary array per column, unnested (see pairs.unnest_binary): one short
+# statement for any number of rows. A multi-row VALUES list was over psycopg's 4 KB limit for
+# the statements whose conversion it caches, so every group commit parsed its thousands of
+# placeholders again with regular expressions: half of the appender's time under batched
+# ingest (docs/benchmarks.md, seventeenth round; the pairs lookups had the same cost).
 _PG_TYPES = ("text", "text", "text", "float8", "float8", "float8", "integer", "text")
 _INSERT_PG = (
-    f"INSERT INTO {INBOX.name} ({', '.join(_COLUMNS)}) SELECT * FROM unnest("
-    + ", ".join(f"CAST(%b AS {sql_type}[])" for sql_type in _PG_TYPES)
-    + ") RETURNING id, job, run_id, type, key_ts"
+    f"INSERT INTO {INBOX.name} ({', '.join(_COLUMNS)}) {unnest_binary(*_PG_TYPES)} "
+    "RETURNING id, job, run_id, type, key_ts"
 )
 
 

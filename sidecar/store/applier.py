@@ -118,10 +118,11 @@ def apply_rows(
         done.append(row_id)
     # At the driver: one prepared DELETE per row on SQLite, one array on PostgreSQL (an IN list
     # of 400 ids cost SQLAlchemy a processed parameter each).
-    if done and tx.locking:
-        conn.exec_driver_sql(_DELETE_PG, (done,))
-    elif done:
-        conn.exec_driver_sql(_DELETE_SQLITE, [(row_id,) for row_id in done])
+    if done:
+        if tx.locking:
+            conn.exec_driver_sql(_DELETE_PG, (done,))
+        else:
+            conn.exec_driver_sql(_DELETE_SQLITE, [(row_id,) for row_id in done])
     return outcomes, last, read
 
 
