@@ -191,6 +191,7 @@ class Sidecar:
             on_applied=server.on_applied if server is not None else self.note_applied,
             burst=BURST_BESIDE if server is not None else BURST,
             hold_lag=HOLD_LAG_BESIDE if server is not None else HOLD_LAG,
+            beside=server is not None,
         )
         # Notifications: every committed flip adds its outbox rows in its own transaction;
         # the notifier sends them after commit, on the leader.

@@ -379,6 +379,38 @@ def test_past_its_patience_the_applier_takes_turns_with_a_burst(tmp_path: Path) 
         sidecar.stop()
 
 
+def test_requests_piled_up_behind_a_batch_are_waited_for_not_a_burst(tmp_path: Path) -> None:
+    """Requests in flight after a batch that started with ingest quiet piled up behind it:
+    the applier waits until they are answered, not for QUIET (that wait cost an applier
+    process a third of its time at a moderate flow); ingest still busy is a burst."""
+    from jobpulse.sidecar.applying import BURST, PAUSE, QUIET, YIELD_LAG
+    from jobpulse.sidecar.service import Sidecar
+
+    sidecar = Sidecar(Settings(store=f"sqlite:///{tmp_path}/s.db"), clock=ManualClock(T0))
+    applier = sidecar.applier
+    pauses: list[float] = []
+    ingest_after: dict[int, int] = {}
+
+    def sleep(seconds: float) -> None:
+        pauses.append(seconds)
+        sidecar.ingesting = ingest_after.get(len(pauses), sidecar.ingesting)
+
+    applier._sleep = sleep
+    try:
+        sidecar.ingesting = BURST
+        ingest_after[2] = 0  # answered at the next group commit
+        applier.give_way(T0 - 1.0, turn=0.2, piled=True)
+        assert sum(pauses) == pytest.approx(2 * PAUSE, abs=PAUSE / 2)
+        assert sum(pauses) < QUIET
+        pauses.clear()
+        ingest_after.clear()
+        sidecar.ingesting = BURST  # still busy: a burst, given way to as one
+        applier.give_way(T0 - 1.0, turn=0.2, piled=True)
+        assert sum(pauses) == pytest.approx(YIELD_LAG, abs=PAUSE)
+    finally:
+        sidecar.stop()
+
+
 async def test_appends_from_the_loop_each_get_their_own_answer(tmp_path: Path) -> None:
     """Requests appended together from the event loop are committed as one batch and answered
     together, each with its own result; after the stop an append is refused, not left
@@ -462,4 +494,37 @@ def test_looking_up_a_batchs_keys_costs_the_database_per_event_not_per_job_times
         again = h.sidecar.appender.submit(batch("b", 200), at=T0).result(10)
         assert (again.accepted, again.duplicates) == (0, 1600)
     finally:
+        h.close()
+
+
+@pytest.mark.parametrize("beside", [True, False])
+def test_only_an_applier_process_tells_a_pile_from_a_burst(tmp_path: Path, beside: bool) -> None:
+    """Between the batches of a pass, an applier process treats what is in flight as piled up
+    behind its last batch when ingest was quiet as that batch started, and as a burst when it
+    was busy; in one process (where a client sending back to back looks the same) it is
+    always a burst."""
+    h = Harness(f"sqlite:///{tmp_path}/s.db", "", start=T0)
+    applier = h.sidecar.applier
+    applier.beside = beside
+    seen: list[bool] = []
+    busy_at_start = iter([False, True, False])  # ingest as each batch starts
+
+    def give_way(newest: float, turn: float, *, piled: bool = False) -> None:
+        seen.append(piled)
+        h.sidecar.ingesting = applier.burst if next(busy_at_start) else 0
+
+    applier.give_way = give_way  # type: ignore[method-assign]
+    try:
+        events = [
+            Event(type="success", job="nightly", run_id=f"r{i}", ts=T0)
+            for i in range(2 * APPLY_BATCH + 10)
+        ]
+        h.sidecar.appender.submit(events).result(timeout=10)
+        h.sidecar.ingesting = 0
+        assert len(applier.apply_pending(yield_to_appends=True)) == len(events)
+        # Before the first batch whatever is in flight is a burst; after it, a pile (ingest
+        # was quiet as it started); after the second, a burst (it was busy).
+        assert seen == ([False, True, False] if beside else [False, False, False])
+    finally:
+        h.sidecar.ingesting = 0
         h.close()
