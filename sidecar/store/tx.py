@@ -25,7 +25,8 @@ from sqlalchemy import (
     update,
 )
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import InstanceState, Session
+from sqlalchemy.orm.attributes import instance_state
 
 from ..domain.maintenance import Window
 from ..domain.rollup import HourRollup, Stats, hour_of
@@ -353,6 +354,8 @@ class Tx(ReadAhead):
             flips, self._new_flips = self._new_flips, []
             conn = conn or self.session.connection()
             _INSERT_FLIPS.execute(conn, [_values(flip, _FLIP_FIELDS) for flip in flips])
+        if self._jobs:
+            conn = self._write_jobs(conn)
         if self._changed_rollups:
             changed, self._changed_rollups = self._changed_rollups, {}
             new = [
@@ -369,6 +372,36 @@ class Tx(ReadAhead):
                 _INSERT_ROLLUPS.execute(conn, new)
             if old:
                 _UPDATE_ROLLUP.execute(conn, old)
+
+    def _write_jobs(self, conn: Connection | None) -> Connection | None:
+        """The jobs this transaction read and changed: one executemany UPDATE of the columns
+        changed, per set of them, at the driver, and then the jobs are clean to the session,
+        as after its flush. The session's flush of them cost the applier more than everything
+        else it writes (its unit of work per job, and a statement's parameters built per row
+        in Python: a seventh of the applier's time at the top of the hour). Jobs the session
+        holds otherwise (an API write's queries) are flushed by it as before."""
+        identity = self.session.identity_map
+        groups: dict[tuple[str, ...], list[tuple[Any, ...]]] = {}
+        written: list[tuple[InstanceState[Job], dict[str, Any]]] = []
+        for job in self._jobs.values():
+            if job is None:
+                continue
+            state = instance_state(job)
+            changed = state.committed_state
+            if not changed or not state.persistent:
+                continue
+            values = state.dict
+            keys = tuple(sorted(changed))
+            groups.setdefault(keys, []).append((*[values[key] for key in keys], values["id"]))
+            written.append((state, values))
+        if not written:
+            return conn
+        conn = conn or self.session.connection()
+        for keys, rows in groups.items():
+            _job_update(keys).execute_tuples(conn, (*keys, "key_id"), rows)
+        for state, values in written:
+            state._commit_all(values, identity)
+        return conn
 
     def _write_runs(self, conn: Connection) -> None:
         written = self._written_runs
@@ -522,6 +555,17 @@ def _values(row: Any, fields: Sequence[str], key: Sequence[str] = ()) -> dict[st
     for name in key:
         values[f"key_{name}"] = getattr(row, name)
     return values
+
+
+_JOBS = cast(Table, Job.__table__)
+_JOB_UPDATES: dict[tuple[str, ...], Bulk] = {}  # by the columns a job's UPDATE sets
+
+
+def _job_update(keys: tuple[str, ...]) -> Bulk:
+    bulk = _JOB_UPDATES.get(keys)
+    if bulk is None:
+        bulk = _JOB_UPDATES[keys] = Bulk(_update_by_key(_JOBS, ("id",), keys))
+    return bulk
 
 
 _UPDATE_SLOT = Bulk(_update_by_key(_SLOTS, _SLOT_KEY, _SLOT_FIELDS))

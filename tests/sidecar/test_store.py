@@ -96,6 +96,36 @@ def test_a_run_written_mid_transaction_is_one_object_and_keeps_its_later_changes
         h.close()
 
 
+def test_the_jobs_a_transaction_changed_are_written_by_it_and_clean_to_the_session(
+    store_url: str,
+) -> None:
+    # The transaction writes the jobs it read and changed itself, one UPDATE per set of
+    # changed columns, and marks them clean: the session's flush (per job, in Python) does not
+    # write them again. Changes after that write reach the store at the next one.
+    h = Harness(store_url, "", start=T0)
+    try:
+        events = [Event(type="success", job="nightly", run_id="r0", ts=T0, duration=2.0)]
+        h.sidecar.appender.submit(events, at=T0).result(timeout=5)
+        h.sidecar.apply_pending(T0)
+        with h.sidecar.store.transaction() as tx:
+            job = tx.job("nightly")
+            assert job is not None
+            job.runs_success += 1
+            job.duration_buckets = [7] * len(job.duration_buckets or [])
+            job.silent = True
+            assert job in tx.session.dirty
+            tx.write_pending()
+            assert not tx.session.dirty
+            job.runs_failure = 5  # after the write: written by the next one (the commit's)
+        with h.sidecar.store.session() as session:
+            stored = session.scalars(select(Job).where(Job.name == "nightly")).one()
+            assert (stored.runs_success, stored.runs_failure, stored.silent) == (2, 5, True)
+            assert set(stored.duration_buckets or []) == {7}
+            assert stored.last_duration == 2.0  # the applier's own write of the job
+    finally:
+        h.close()
+
+
 def _append(h: Harness, run_id: str) -> Future[IngestResult]:
     return h.sidecar.appender.submit([Event(type="success", job="nightly", run_id=run_id, ts=T0)])
 
