@@ -84,6 +84,11 @@ class EngineBase:
         # Slots, timeouts and silences are not judged before this instant (catch-up delay).
         self.judge_from = judge_from
         self._configs: dict[int, tuple[Any, JobConfig]] = {}
+        # A job's cron slots near a time, by (job id, time), for the configuration they were
+        # worked out for (see Slots._slot_window).
+        self._slot_windows: dict[
+            tuple[int, float], tuple[JobConfig, tuple[float, float, tuple[float, ...]]]
+        ] = {}
 
     def config(self, job: Job) -> JobConfig:
         # Asked several times per event applied: the layers are read from the row's dict, not

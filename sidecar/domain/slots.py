@@ -17,6 +17,8 @@ if TYPE_CHECKING:
 
 __all__ = ["Slots"]
 
+_SLOT_WINDOWS = 4096  # (job, time) pairs whose slot windows are kept (see _slot_window)
+
 
 class Slots(Thresholds):
     def _find_slot(
@@ -24,13 +26,12 @@ class Slots(Thresholds):
     ) -> float | None:
         sched = cfg.schedule
         if sched.kind == "cron":
-            lo, hi = cfg.match_window(t)
-            taken = tx.slots_between(job.id, lo, hi)
-            candidates = [
-                s
-                for s in sched.between(lo, hi)
-                if s not in taken and s - cfg.early_at(s) <= t <= s + cfg.grace_at(s)
-            ]
+            job_id = job.id
+            lo, hi, fits = self._slot_window(job_id, cfg, t)
+            if not fits:
+                return None
+            taken = tx.slots_between(job_id, lo, hi)
+            candidates = [s for s in fits if s not in taken]
             if not candidates:
                 return None
             if earliest:
@@ -41,6 +42,27 @@ class Slots(Thresholds):
             if s - cfg.early_at(s) <= t <= s + cfg.grace_at(s) and tx.slot(job.id, s) is None:
                 return s
         return None
+
+    def _slot_window(
+        self, job_id: int, cfg: JobConfig, t: float
+    ) -> tuple[float, float, tuple[float, ...]]:
+        """The bounds of the cron slots near ``t`` and those of them whose window holds ``t``:
+        a function of the configuration and ``t`` alone, kept for the runs of a job that
+        report the same time (a scheduler's retries of one slot; a batch's finish-only runs)."""
+        memo = self._slot_windows
+        known = memo.get((job_id, t))
+        if known is not None and known[0] is cfg:
+            return known[1]
+        lo, hi = cfg.match_window(t)
+        fits = tuple(
+            s
+            for s in cfg.schedule.between(lo, hi)
+            if s - cfg.early_at(s) <= t <= s + cfg.grace_at(s)
+        )
+        if len(memo) >= _SLOT_WINDOWS:
+            memo.clear()
+        memo[(job_id, t)] = (cfg, (lo, hi, fits))
+        return lo, hi, fits
 
     def _match_run(
         self, tx: Tx, job: Job, cfg: JobConfig, run: Run, t: float, *, earliest: bool, now: float
