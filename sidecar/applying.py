@@ -124,11 +124,9 @@ class InboxApplier:
         after = 0
         newest = 0.0  # the arrival of the newest event applied in this pass
         turn = 0.0  # how long the last batch held the process
-        burst_before = True  # whether ingest was busy when the last batch started
         while True:
             if yield_to_appends:
-                self.give_way(newest, turn, piled=self.beside and not burst_before)
-                burst_before = self.busy()
+                self.give_way(newest, turn, piled=self.beside)
             started = time.monotonic()
             done, after, read = self._apply_batch(after=after, now=at)
             turn = time.monotonic() - started
@@ -163,14 +161,15 @@ class InboxApplier:
         answered at one instant, before their clients send the next. Reads the inbox only when
         a burst is on.
 
-        ``piled`` (an applier process only): ingest was not busy when the last batch started,
-        so what is in flight now piled up behind that batch's writes and is answered at the
-        next group commit: the applier waits only until it is, not for ``QUIET``. At 13,000
-        events/s in 100-event requests that wait took a third of the applier process's time
-        (docs/benchmarks.md, eighteenth round). Ingest still busy past that is a burst, given
-        way to as above. In one process it is not told apart: a client sending requests back
-        to back (a short-lived job's flush at exit) looks the same, and each of its requests
-        would wait for a batch."""
+        ``piled`` (an applier process, with a core of its own): the burst is over as soon as
+        ingest is not busy, not after ``QUIET``. Requests in flight after a batch are mostly
+        those that piled up behind its writes, answered at the next group commit; waiting
+        ``QUIET`` after them took a third of the applier process's time at 13,000 events/s in
+        100-event requests, and it fell behind (docs/benchmarks.md, eighteenth round). A burst
+        of many connections keeps ingest busy between its group commits and is still given
+        way to. In one process ``QUIET`` stays: the applier's batch holds the interpreter, and
+        a client sending requests back to back (a short-lived job's flush at exit) would wait
+        for one batch per request."""
         if not self.busy():
             return
         oldest = newest_applied or self._oldest_waiting()
