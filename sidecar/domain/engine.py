@@ -27,7 +27,7 @@ from .dependencies import tick_deadlines, tick_due
 from .jobconfig import JobConfig
 from .runs import Runs
 from .states import flip_state
-from .tables import Job
+from .tables import Job, loaded
 
 if TYPE_CHECKING:
     from .transaction import Tx
@@ -261,18 +261,19 @@ class Engine(Runs):
             # With none running, the ping starts a finish-only run under the id it came with.
             run_id = latest.run_id if latest is not None else ev.run_id
         key_ts = _key_ts(ev)
-        if not tx.claim_event(job.id, run_id, ev.type, key_ts, now, ev.message):
+        if not tx.claim_event(loaded(job)["id"], run_id, ev.type, key_ts, now, ev.message):
             return Applied(duplicate=True, run_id=run_id)
 
         ts, scheduled_for, skewed = self._unskew(ev, now)
         # Set only what changes (an ORM set costs more than its read): a request's events
         # share their arrival.
-        last = job.last_event_at
+        row = loaded(job)
+        last = row["last_event_at"]
         if last is None or now > last:
             job.last_event_at = now
-        if job.silent:
+        if row["silent"]:
             job.silent = False
-        if job.changed_at != now:
+        if row["changed_at"] != now:
             job.changed_at = now
         arrival = Arrival(ev, run_id, ts, scheduled_for, skewed, now)
         if ev.type == "start":
@@ -322,26 +323,27 @@ class Engine(Runs):
 
     def refresh(self, tx: Tx, job: Job, now: float) -> None:
         """Recompute derived fields: running gauges, `late`, and the next deadline."""
-        # Done after every event applied: each of the job's attributes is read once (an ORM
-        # attribute read costs several dict lookups), and only what changes is set.
+        # Done after every event applied: the job's columns are read from its dict (see
+        # tables.loaded), and only what changes is set.
         cfg = self.config(job)
-        job_id, cursor, state = job.id, job.cursor, job.state
+        row = loaded(job)
+        job_id, cursor, state = row["id"], row["cursor"], row["state"]
         running = tx.running_runs(job_id)
-        if job.running != len(running):
+        if row["running"] != len(running):
             job.running = len(running)
         oldest = min((r.started_at for r in running), default=None)
-        if job.oldest_running_start != oldest:
+        if row["oldest_running_start"] != oldest:
             job.oldest_running_start = oldest
-        ticks = job.ticks
+        ticks = row["ticks"]
         if state in ("up", "late"):
             due = (cursor is not None and cursor <= now and tx.slot(job_id, cursor) is None) or (
                 ticks is not None and tick_due(ticks, now)
             )
             target = "late" if due else "up"
-            if target != state or job.reason is not None:
+            if target != state or row["reason"] is not None:
                 self._set_state(tx, job, target, None, now)
                 state = target
-        removed = job.removed
+        removed = row["removed"]
         change = self._refresh_maintenance(tx, job, now) if not removed else None
         if removed or state == "paused":
             job.next_deadline = change  # a paused job's in_maintenance is still kept current
@@ -362,11 +364,11 @@ class Engine(Runs):
                 since = run.last_progress_at or run.started_at
                 stale_at = self._after_maintenance(tx, job, since + cfg.heartbeat_timeout)
                 deadlines.append(stale_at + EPS)
-        if cfg.max_silence is not None and not job.silent:
-            last = job.last_event_at or job.created_at
+        if cfg.max_silence is not None and not row["silent"]:
+            last = row["last_event_at"] or row["created_at"]
             deadlines.append(self._after_maintenance(tx, job, last + cfg.max_silence) + EPS)
         nxt = min(deadlines, default=None)
         if nxt is not None and nxt < self.judge_from:
             nxt = self.judge_from
-        if job.next_deadline != nxt:
+        if row["next_deadline"] != nxt:
             job.next_deadline = nxt

@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING
 from .base import EngineBase, EngineSettings
 from .jobconfig import JobConfig
 from .maintenance import Window, is_open, next_change, open_until, overlapping
-from .tables import Job, Slot, new_row
+from .tables import Job, Slot, loaded, new_row
 
 if TYPE_CHECKING:
     from .transaction import Tx
@@ -133,7 +133,7 @@ class Maintained(EngineBase):
         """Set ``job.in_maintenance`` as of ``now``; the next instant it may change."""
         windows = self.windows_for(tx, job)
         held = is_open(windows, now) if windows else False
-        if bool(job.in_maintenance) != held:
+        if bool(loaded(job)["in_maintenance"]) != held:
             job.in_maintenance = held
             job.changed_at = max(job.changed_at, now)
         return next_change(windows, now) if windows else None

@@ -19,7 +19,7 @@ from .anomaly import is_slow
 from .base import DELIVERY_ALLOWANCE, Arrival
 from .dependencies import Dependencies
 from .jobconfig import JobConfig
-from .tables import Job, Run, new_row, set_new
+from .tables import Job, Run, loaded, new_row, set_new
 
 if TYPE_CHECKING:
     from .transaction import Tx
@@ -177,7 +177,7 @@ class Runs(Dependencies):
     def _on_finish(self, tx: Tx, job: Job, cfg: JobConfig, a: Arrival) -> None:
         ev, run_id, ts, scheduled_for, skewed, now = a
         outcome = "retry" if ev.type == "failure" and ev.will_retry else ev.type
-        run = tx.run(job.id, run_id)
+        run = tx.run(loaded(job)["id"], run_id)
         new = run is None
         if run is None:
             # A finish-only run (`job && curl .../ping/job`): it started `duration` earlier,
@@ -202,7 +202,7 @@ class Runs(Dependencies):
                 earliest=ev.duration is None and scheduled_for is None,
                 now=now,
             )
-            last = job.last_start_at
+            last = loaded(job)["last_start_at"]
             if last is None or start > last:
                 job.last_start_at = start
         abandoned = run.outcome == "timeout" and run.error_type == ABANDONED

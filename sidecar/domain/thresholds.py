@@ -11,7 +11,7 @@ from .base import OUTCOMES
 from .jobconfig import JobConfig
 from .rollup import add_duration
 from .states import States
-from .tables import Job
+from .tables import Job, loaded
 
 if TYPE_CHECKING:
     from .transaction import Tx
@@ -25,9 +25,10 @@ class Thresholds(States):
     def _count_outcome(
         self, tx: Tx, job: Job, cfg: JobConfig, outcome: str, at: float, duration: float | None
     ) -> None:
+        row = loaded(job)
         counter = _COUNTERS[outcome]
-        setattr(job, counter, getattr(job, counter) + 1)
-        job_id = job.id
+        setattr(job, counter, row[counter] + 1)
+        job_id = row["id"]
         roll = tx.rollup(job_id, at)
         # A failure or timeout in a maintenance window is recorded on the run and in the
         # counters, but left out of the hourly statistics the success ratios come from: the
@@ -35,30 +36,31 @@ class Thresholds(States):
         if outcome not in ("failure", "timeout") or not self._maintained(tx, job, at):
             setattr(roll, outcome, getattr(roll, outcome) + 1)
         if outcome == "success":
-            last = job.last_success_at
+            last = row["last_success_at"]
             if last is None or at > last:  # set only what changes, as in Engine.apply
                 job.last_success_at = at
         elif outcome in ("failure", "timeout"):
-            job.last_failure_at = max(job.last_failure_at or at, at)
+            job.last_failure_at = max(row["last_failure_at"] or at, at)
         if duration is not None and outcome != "timeout":
-            if job.last_duration != duration:
+            if row["last_duration"] != duration:
                 job.last_duration = duration
-            buckets = list(job.duration_buckets or [])
+            buckets = list(row["duration_buckets"] or [])
             if len(buckets) != len(cfg.buckets) + 1:
                 buckets = [0] * (len(cfg.buckets) + 1)
             buckets[bisect_left(cfg.buckets, duration)] += 1  # the first bound >= duration
             job.duration_buckets = buckets
-            job.duration_sum += duration
-            job.duration_count += 1
+            job.duration_sum = row["duration_sum"] + duration
+            job.duration_count = row["duration_count"] + 1
             add_duration(roll, duration)
             tx.note_duration(job_id, at, duration)
 
     def _good(self, tx: Tx, job: Job, cfg: JobConfig, at: float) -> None:
-        good = job.good_streak + 1
+        row = loaded(job)
+        good = row["good_streak"] + 1
         job.good_streak = good
-        if job.bad_streak:  # set only what changes: an ORM set costs more than its read
+        if row["bad_streak"]:  # set only what changes: an ORM set costs more than its read
             job.bad_streak = 0
-        state = job.state
+        state = row["state"]
         if state == "new" or (state == "down" and good >= cfg.recovery_threshold):
             self._set_state(tx, job, "up", None, at)
 

@@ -30,7 +30,17 @@ from sqlalchemy.orm.attributes import instance_state
 
 from ..domain.maintenance import Window
 from ..domain.rollup import HourRollup, Stats, hour_of
-from ..domain.tables import EventKey, Flip, FlipRecord, Job, JobUpstream, MaintenanceRow, Run, Slot
+from ..domain.tables import (
+    JOB_COLUMNS,
+    EventKey,
+    Flip,
+    FlipRecord,
+    Job,
+    JobUpstream,
+    MaintenanceRow,
+    Run,
+    Slot,
+)
 from .bulk import Bulk
 from .readahead import ROLLUP_FIELDS, ROLLUPS, SELECT_ROLLUPS, ReadAhead
 
@@ -197,6 +207,11 @@ class Tx(ReadAhead):
     def add_job(self, job: Job) -> None:
         self.session.add(job)
         self.session.flush()
+        # The columns left NULL are not in the new row's dict, as they are in a row read:
+        # put them there, so the engine reads every column from it (``tables.loaded``).
+        values = job.__dict__
+        for name in JOB_COLUMNS:
+            values.setdefault(name, None)
         self._jobs[job.name] = job
         if self._job_count is not None:
             self._job_count += 1
