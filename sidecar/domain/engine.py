@@ -185,20 +185,24 @@ class Engine(Runs):
         finishing = ("success", "failure", "cancelled")
         tx.load_downstreams(ev.job for ev, _ in jobs if ev.type in finishing)
         windows: dict[int, tuple[float, float]] = {}
+        seen: set[tuple[int, float, float]] = set()  # a job's events at the same times
         for ev, job in jobs:
-            cfg = self.config(job)
-            kind = cfg.schedule.kind
-            if kind == "none":
-                continue
             # A run is matched by its scheduled time, or its start (a finish-only run started
             # `duration` before its finish).
             t = ev.scheduled_for if ev.scheduled_for is not None else ev.ts
             first = min(t, ev.ts - ev.duration) if ev.duration is not None else t
+            cursor, job_id = cursors[ev.job], ids[ev.job]
+            if (job_id, first, t) in seen:
+                continue
+            seen.add((job_id, first, t))
+            cfg = self.config(job)
+            kind = cfg.schedule.kind
+            if kind == "none":
+                continue
             if kind == "cron":
                 lo, hi = cfg.match_window(first)[0], cfg.match_window(t)[1]
             else:
                 lo, hi = first, t
-            cursor, job_id = cursors[ev.job], ids[ev.job]
             if cursor is not None:
                 lo, hi = min(lo, cursor), max(hi, cursor)
             if job_id in windows:
@@ -218,9 +222,10 @@ class Engine(Runs):
         if not finishing:
             return
         now = max(ev.sent_at if ev.sent_at is not None else ev.ts for ev, _ in finishing)
+        by_name = {ev.job: job for ev, job in finishing}  # each job once
         windows = {
-            ids[ev.job]: window_hour(anomaly, now)
-            for ev, job in finishing
+            ids[name]: window_hour(anomaly, now)
+            for name, job in by_name.items()
             if (anomaly := self.config(job).anomaly) is not None
         }
         if windows:
