@@ -49,6 +49,14 @@ BURST_BESIDE = 4
 HOLD_LAG = YIELD_LAG
 HOLD_LAG_BESIDE = 10.0
 QUIET = 0.05  # seconds unsaturated that end a burst
+# The same for an applier process. What is in flight after its batch is mostly what piled up
+# behind the batch's writes, answered at the next group commit: waiting QUIET after that took
+# a third of its time at 13,000 events/s in 100-event requests, and it fell behind. Ending a
+# burst at the first quiet instant instead cost a flood of pings a fifth of its pace and the
+# top of the hour 0.8 s (a burst's clients all wait for one group commit and send again at
+# once, so it has quiet instants too). Three quiet polls in a row tell the two apart
+# (docs/benchmarks.md, eighteenth round).
+QUIET_BESIDE = 0.015
 PAUSE = 0.005  # the applier's step while it gives way
 
 
@@ -66,7 +74,7 @@ class InboxApplier:
         on_applied: Callable[[], None],
         burst: int = BURST,
         hold_lag: float = HOLD_LAG,
-        beside: bool = False,
+        quiet: float = QUIET,
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:
         self.store = store
@@ -78,9 +86,7 @@ class InboxApplier:
         self.ingesting = ingesting  # ingest requests in flight
         self.burst = burst  # that many of them at once are a burst (see busy)
         self.hold_lag = hold_lag  # see HOLD_LAG
-        # In an applier process beside the server (a core of its own): what is in flight after
-        # a batch that started with ingest quiet piled up behind it (see give_way).
-        self.beside = beside
+        self.quiet = quiet  # see QUIET
         self.on_applied = on_applied  # after every batch applied
         self._sleep = sleep
         # Inbox rows of every: jobs held back during the catch-up delay (see apply_rows).
@@ -126,7 +132,7 @@ class InboxApplier:
         turn = 0.0  # how long the last batch held the process
         while True:
             if yield_to_appends:
-                self.give_way(newest, turn, piled=self.beside)
+                self.give_way(newest, turn)
             started = time.monotonic()
             done, after, read = self._apply_batch(after=after, now=at)
             turn = time.monotonic() - started
@@ -147,7 +153,7 @@ class InboxApplier:
         appends queued behind the one being committed."""
         return self.ingesting() >= self.burst or self.appender.waiting()
 
-    def give_way(self, newest_applied: float, turn: float, *, piled: bool = False) -> None:
+    def give_way(self, newest_applied: float, turn: float) -> None:
         """While ingest is saturated, let appends have the process until the oldest unapplied
         event (about the newest one applied in this pass, as events are applied in order; the
         inbox's oldest before the first batch) is ``YIELD_LAG`` old: a burst is acknowledged at
@@ -157,25 +163,14 @@ class InboxApplier:
         ``YIELD_LAG``. So a burst a little longer than the lag is still acknowledged at about
         half its pace (not at one group commit per batch applied), while a sustained overload
         is slowed to the applier's pace with a bounded lag. The burst is over once ingest has been
-        unsaturated for ``QUIET``: between two group commits all requests in flight can be
-        answered at one instant, before their clients send the next. Reads the inbox only when
-        a burst is on.
-
-        ``piled`` (an applier process, with a core of its own): the burst is over as soon as
-        ingest is not busy, not after ``QUIET``. Requests in flight after a batch are mostly
-        those that piled up behind its writes, answered at the next group commit; waiting
-        ``QUIET`` after them took a third of the applier process's time at 13,000 events/s in
-        100-event requests, and it fell behind (docs/benchmarks.md, eighteenth round). A burst
-        of many connections keeps ingest busy between its group commits and is still given
-        way to. In one process ``QUIET`` stays: the applier's batch holds the interpreter, and
-        a client sending requests back to back (a short-lived job's flush at exit) would wait
-        for one batch per request."""
+        unsaturated for ``quiet`` seconds (``QUIET``; ``QUIET_BESIDE`` in an applier process):
+        between two group commits all requests in flight can be answered at one instant,
+        before their clients send the next. Reads the inbox only when a burst is on."""
         if not self.busy():
             return
         oldest = newest_applied or self._oldest_waiting()
         waited = quiet = 0.0
-        enough = PAUSE if piled else QUIET
-        while waited < YIELD_LAG and quiet < enough:
+        while waited < YIELD_LAG and quiet < self.quiet:
             lag = self.clock.now() - oldest
             if lag >= YIELD_LAG and waited >= turn * (2.0 - lag / YIELD_LAG):
                 return

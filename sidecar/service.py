@@ -22,7 +22,15 @@ from sqlalchemy.orm import Session
 from jobpulse.instrumentation.errors import ConfigError
 from jobpulse.instrumentation.wire import Event
 
-from .applying import BURST, BURST_BESIDE, HOLD_LAG, HOLD_LAG_BESIDE, InboxApplier
+from .applying import (
+    BURST,
+    BURST_BESIDE,
+    HOLD_LAG,
+    HOLD_LAG_BESIDE,
+    QUIET,
+    QUIET_BESIDE,
+    InboxApplier,
+)
 from .config import FileConfig, dependency_error, load_config, unknown_upstreams
 from .domain.clock import Clock, SystemClock
 from .domain.engine import Engine, EngineSettings
@@ -191,7 +199,7 @@ class Sidecar:
             on_applied=server.on_applied if server is not None else self.note_applied,
             burst=BURST_BESIDE if server is not None else BURST,
             hold_lag=HOLD_LAG_BESIDE if server is not None else HOLD_LAG,
-            beside=server is not None,
+            quiet=QUIET_BESIDE if server is not None else QUIET,
         )
         # Notifications: every committed flip adds its outbox rows in its own transaction;
         # the notifier sends them after commit, on the leader.

@@ -279,9 +279,15 @@ def test_an_applier_process_gives_way_to_bursts_and_holds_appends_back_later(
     tmp_path: Path,
 ) -> None:
     """The applier role's own rules: it gives way to four requests at once, not one, and
-    only while they are in flight (not QUIET after), and its batches hold appends back from
+    its burst is over after QUIET_BESIDE of quiet, not QUIET, and its batches hold appends back from
     HOLD_LAG_BESIDE of lag, not from one process's HOLD_LAG."""
-    from jobpulse.sidecar.applying import BURST_BESIDE, HOLD_LAG, HOLD_LAG_BESIDE
+    from jobpulse.sidecar.applying import (
+        BURST_BESIDE,
+        HOLD_LAG,
+        HOLD_LAG_BESIDE,
+        QUIET,
+        QUIET_BESIDE,
+    )
 
     in_flight = ctypes.c_int(0)
     link = ServerLink(
@@ -294,7 +300,7 @@ def test_an_applier_process_gives_way_to_bursts_and_holds_appends_back_later(
         assert beside.role == "applier" and beside.store.shared and not whole.store.shared
         assert (beside.applier.hold_lag, whole.applier.hold_lag) == (HOLD_LAG_BESIDE, HOLD_LAG)
         assert HOLD_LAG_BESIDE > HOLD_LAG
-        assert beside.applier.beside and not whole.applier.beside  # bursts end unquiet
+        assert (beside.applier.quiet, whole.applier.quiet) == (QUIET_BESIDE, QUIET)
         assert beside.engine.judge_from == 123.0
         in_flight.value = BURST_BESIDE - 1
         assert not beside.applier.busy()

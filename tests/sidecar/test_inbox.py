@@ -379,15 +379,17 @@ def test_past_its_patience_the_applier_takes_turns_with_a_burst(tmp_path: Path) 
         sidecar.stop()
 
 
-def test_requests_piled_up_behind_a_batch_are_waited_for_not_a_burst(tmp_path: Path) -> None:
-    """An applier process gives way until ingest is not busy, not for QUIET after it: what is
-    in flight after its batch piled up behind the batch's writes (waiting QUIET after them
-    cost it a third of its time at a moderate flow); ingest that stays busy is a burst."""
-    from jobpulse.sidecar.applying import BURST, PAUSE, QUIET, YIELD_LAG
+def test_an_applier_process_ends_a_burst_after_a_shorter_quiet(tmp_path: Path) -> None:
+    """An applier process's burst is over after QUIET_BESIDE of quiet, not QUIET: what is in
+    flight after its batch mostly piled up behind the batch's writes (waiting QUIET after
+    them cost it a third of its time at a moderate flow); ingest that stays busy is a burst."""
+    from jobpulse.sidecar.applying import BURST, PAUSE, QUIET, QUIET_BESIDE, YIELD_LAG
     from jobpulse.sidecar.service import Sidecar
 
+    assert PAUSE < QUIET_BESIDE < QUIET
     sidecar = Sidecar(Settings(store=f"sqlite:///{tmp_path}/s.db"), clock=ManualClock(T0))
     applier = sidecar.applier
+    applier.quiet = QUIET_BESIDE
     pauses: list[float] = []
     ingest_after: dict[int, int] = {}
 
@@ -399,13 +401,17 @@ def test_requests_piled_up_behind_a_batch_are_waited_for_not_a_burst(tmp_path: P
     try:
         sidecar.ingesting = BURST
         ingest_after[2] = 0  # answered at the next group commit
-        applier.give_way(T0 - 1.0, turn=0.2, piled=True)
-        assert sum(pauses) == pytest.approx(2 * PAUSE, abs=PAUSE / 2)
-        assert sum(pauses) < QUIET
+        applier.give_way(T0 - 1.0, turn=0.2)
+        assert sum(pauses) == pytest.approx(1 * PAUSE + QUIET_BESIDE, abs=PAUSE / 2)
         pauses.clear()
         ingest_after.clear()
         sidecar.ingesting = BURST  # still busy: a burst, given way to as one
-        applier.give_way(T0 - 1.0, turn=0.2, piled=True)
+        applier.give_way(T0 - 1.0, turn=0.2)
+        assert sum(pauses) == pytest.approx(YIELD_LAG, abs=PAUSE)
+        pauses.clear()
+        # Quiet instants between a burst's group commits do not end it.
+        ingest_after.update({n: (0 if n % 2 else BURST) for n in range(1, 1000)})
+        applier.give_way(T0 - 1.0, turn=0.2)
         assert sum(pauses) == pytest.approx(YIELD_LAG, abs=PAUSE)
     finally:
         sidecar.stop()
@@ -493,30 +499,5 @@ def test_looking_up_a_batchs_keys_costs_the_database_per_event_not_per_job_times
         assert large[1] < 20 * small[1], (small, large)
         again = h.sidecar.appender.submit(batch("b", 200), at=T0).result(10)
         assert (again.accepted, again.duplicates) == (0, 1600)
-    finally:
-        h.close()
-
-
-@pytest.mark.parametrize("beside", [True, False])
-def test_only_an_applier_process_ends_a_burst_without_quiet(tmp_path: Path, beside: bool) -> None:
-    """A pass's give-ways between batches: an applier process's end once ingest is not busy;
-    one process's wait for QUIET (there a client sending back to back looks the same)."""
-    h = Harness(f"sqlite:///{tmp_path}/s.db", "", start=T0)
-    applier = h.sidecar.applier
-    applier.beside = beside
-    seen: list[bool] = []
-
-    def give_way(newest: float, turn: float, *, piled: bool = False) -> None:
-        seen.append(piled)
-
-    applier.give_way = give_way  # type: ignore[method-assign]
-    try:
-        events = [
-            Event(type="success", job="nightly", run_id=f"r{i}", ts=T0)
-            for i in range(APPLY_BATCH + 10)
-        ]
-        h.sidecar.appender.submit(events).result(timeout=10)
-        assert len(applier.apply_pending(yield_to_appends=True)) == len(events)
-        assert seen == [beside, beside]
     finally:
         h.close()
