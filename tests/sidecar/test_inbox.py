@@ -338,24 +338,32 @@ def test_the_applier_gives_way_to_ingest_in_flight(tmp_path: Path) -> None:
     assert waiting.exception() is not None  # refused at the stop, never half-taken
 
 
+def _scripted_ingest(tmp_path: Path) -> tuple[Any, list[float], dict[int, int]]:
+    """A sidecar whose applier's pauses are recorded (not slept), and the ingest requests in
+    flight after that many pauses (``ingest_after``), as a script."""
+    from jobpulse.sidecar.service import Sidecar
+
+    sidecar = Sidecar(Settings(store=f"sqlite:///{tmp_path}/s.db"), clock=ManualClock(T0))
+    pauses: list[float] = []
+    ingest_after: dict[int, int] = {}
+
+    def sleep(seconds: float) -> None:
+        pauses.append(seconds)
+        sidecar.ingesting = ingest_after.get(len(pauses), sidecar.ingesting)
+
+    sidecar.applier._sleep = sleep
+    return sidecar, pauses, ingest_after
+
+
 def test_past_its_patience_the_applier_takes_turns_with_a_burst(tmp_path: Path) -> None:
     """While the backlog is younger than YIELD_LAG a burst has the process; past that, the
     applier gives way for as long as its last batch took, less as the lag grows and not at all
     from twice YIELD_LAG (a sustained overload is slowed to the applier's pace, its lag
     bounded); a burst is over once ingest has been quiet for QUIET."""
     from jobpulse.sidecar.applying import BURST, PAUSE, QUIET, YIELD_LAG
-    from jobpulse.sidecar.service import Sidecar
 
-    sidecar = Sidecar(Settings(store=f"sqlite:///{tmp_path}/s.db"), clock=ManualClock(T0))
+    sidecar, pauses, ingest_after = _scripted_ingest(tmp_path)
     applier = sidecar.applier
-    pauses: list[float] = []
-    ingest_after: dict[int, int] = {}  # after that many pauses, that many requests in flight
-
-    def sleep(seconds: float) -> None:
-        pauses.append(seconds)
-        sidecar.ingesting = ingest_after.get(len(pauses), sidecar.ingesting)
-
-    applier._sleep = sleep
     try:
         sidecar.ingesting = BURST
         applier.give_way(T0 - 1.0, turn=0.2)  # a young backlog: the burst goes first
@@ -384,20 +392,11 @@ def test_an_applier_process_ends_a_burst_after_a_shorter_quiet(tmp_path: Path) -
     flight after its batch mostly piled up behind the batch's writes (waiting QUIET after
     them cost it a third of its time at a moderate flow); ingest that stays busy is a burst."""
     from jobpulse.sidecar.applying import BURST, PAUSE, QUIET, QUIET_BESIDE, YIELD_LAG
-    from jobpulse.sidecar.service import Sidecar
 
     assert PAUSE < QUIET_BESIDE < QUIET
-    sidecar = Sidecar(Settings(store=f"sqlite:///{tmp_path}/s.db"), clock=ManualClock(T0))
+    sidecar, pauses, ingest_after = _scripted_ingest(tmp_path)
     applier = sidecar.applier
     applier.quiet = QUIET_BESIDE
-    pauses: list[float] = []
-    ingest_after: dict[int, int] = {}
-
-    def sleep(seconds: float) -> None:
-        pauses.append(seconds)
-        sidecar.ingesting = ingest_after.get(len(pauses), sidecar.ingesting)
-
-    applier._sleep = sleep
     try:
         sidecar.ingesting = BURST
         ingest_after[2] = 0  # answered at the next group commit
