@@ -266,13 +266,13 @@ class Engine(Runs):
             # With none running, the ping starts a finish-only run under the id it came with.
             run_id = latest.run_id if latest is not None else ev.run_id
         key_ts = _key_ts(ev)
-        if not tx.claim_event(loaded(job)["id"], run_id, ev.type, key_ts, now, ev.message):
+        row = loaded(job)
+        if not tx.claim_event(row["id"], run_id, ev.type, key_ts, now, ev.message):
             return Applied(duplicate=True, run_id=run_id)
 
         ts, scheduled_for, skewed = self._unskew(ev, now)
         # Set only what changes (an ORM set costs more than its read): a request's events
         # share their arrival.
-        row = loaded(job)
         last = row["last_event_at"]
         if last is None or now > last:
             job.last_event_at = now

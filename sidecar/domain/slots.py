@@ -9,7 +9,7 @@ import math
 from typing import TYPE_CHECKING
 
 from .jobconfig import JobConfig
-from .tables import Job, Run, Slot, new_row, set_new
+from .tables import Job, Run, Slot, loaded, new_row, set_new
 from .thresholds import Thresholds
 
 if TYPE_CHECKING:
@@ -26,7 +26,7 @@ class Slots(Thresholds):
     ) -> float | None:
         sched = cfg.schedule
         if sched.kind == "cron":
-            job_id = job.id
+            job_id = loaded(job)["id"]
             lo, hi, fits = self._slot_window(job_id, cfg, t)
             if not fits:
                 return None

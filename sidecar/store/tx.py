@@ -40,6 +40,7 @@ from ..domain.tables import (
     MaintenanceRow,
     Run,
     Slot,
+    loaded,
 )
 from .bulk import Bulk
 from .readahead import ROLLUP_FIELDS, ROLLUPS, SELECT_ROLLUPS, ReadAhead
@@ -209,7 +210,7 @@ class Tx(ReadAhead):
         self.session.flush()
         # The columns left NULL are not in the new row's dict, as they are in a row read:
         # put them there, so the engine reads every column from it (``tables.loaded``).
-        values = job.__dict__
+        values = loaded(job)
         for name in JOB_COLUMNS:
             values.setdefault(name, None)
         self._jobs[job.name] = job
@@ -413,7 +414,7 @@ class Tx(ReadAhead):
             return conn
         conn = conn or self.session.connection()
         for keys, rows in groups.items():
-            _job_update(keys).execute_tuples(conn, (*keys, "key_id"), rows)
+            _UPDATE_JOB.execute_tuples(conn, (*keys, "key_id"), rows)
         for state, values in written:
             state._commit_all(values, identity)
         return conn
@@ -573,14 +574,8 @@ def _values(row: Any, fields: Sequence[str], key: Sequence[str] = ()) -> dict[st
 
 
 _JOBS = cast(Table, Job.__table__)
-_JOB_UPDATES: dict[tuple[str, ...], Bulk] = {}  # by the columns a job's UPDATE sets
-
-
-def _job_update(keys: tuple[str, ...]) -> Bulk:
-    bulk = _JOB_UPDATES.get(keys)
-    if bulk is None:
-        bulk = _JOB_UPDATES[keys] = Bulk(_update_by_key(_JOBS, ("id",), keys))
-    return bulk
+# A job's UPDATE by id: it sets the columns it is executed with (Bulk compiles one per set).
+_UPDATE_JOB = Bulk(update(_JOBS).where(_JOBS.c.id == bindparam("key_id")))
 
 
 _UPDATE_SLOT = Bulk(_update_by_key(_SLOTS, _SLOT_KEY, _SLOT_FIELDS))
