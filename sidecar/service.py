@@ -134,7 +134,8 @@ class Sidecar:
             role = "applier"
         elif settings.apply_process and applier_process:
             role = "server"
-        self.store = Store(settings.store, shared=role != "whole")
+        # A server leaves checkpoints to its applier process (see Store).
+        self.store = Store(settings.store, shared=role != "whole", checkpoints=role != "server")
         if not self.store.shared:
             role = "whole"  # PostgreSQL, or a SQLite store in memory: one process applies
         self.role = role

@@ -16,6 +16,7 @@ import sqlite3
 import threading
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
+from functools import partial
 from pathlib import Path
 from typing import Any, cast
 
@@ -99,7 +100,14 @@ def _bind_null_directly() -> None:
     sqlite3.register_adapter(type(None), as_it_is)
 
 
-def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+# Pages in the write-ahead log past which a commit checkpoints it into the database file:
+# SQLite's default, and a fallback for a server whose applier process checkpoints instead
+# (see Store's ``checkpoints``), used only should that process stop for a while.
+CHECKPOINT_PAGES = 1000
+FALLBACK_CHECKPOINT_PAGES = 16384  # 64 MB of 4 KB pages
+
+
+def _sqlite_pragmas(checkpoint_pages: int, dbapi_connection: Any, _record: Any) -> None:
     # Let SQLAlchemy, not pysqlite, decide where transactions begin, so BEGIN IMMEDIATE and
     # SAVEPOINT work as documented.
     dbapi_connection.isolation_level = None
@@ -108,6 +116,7 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cur.execute("PRAGMA synchronous=FULL")
     cur.execute("PRAGMA foreign_keys=ON")
     cur.execute("PRAGMA busy_timeout=10000")
+    cur.execute(f"PRAGMA wal_autocheckpoint={checkpoint_pages}")
     cur.close()
 
 
@@ -168,9 +177,14 @@ class Store:
 
     ``shared``: a SQLite file that two processes of one sidecar write, the server and its
     applier (``apply_process``); without it the store's locks are its process's own.
+    ``checkpoints``: this process's commits checkpoint SQLite's write-ahead log into the
+    database file once it holds ``CHECKPOINT_PAGES``. A server beside its applier process
+    leaves that to the applier (only past ``FALLBACK_CHECKPOINT_PAGES``): the commit that
+    checkpoints copies the whole log into the file and flushes it, and an append that did so
+    kept its requests, and every request queued behind them, waiting for it.
     """
 
-    def __init__(self, url: str, *, shared: bool = False) -> None:
+    def __init__(self, url: str, *, shared: bool = False, checkpoints: bool = True) -> None:
         try:
             parsed = make_url(url)
         except ArgumentError as exc:
@@ -229,7 +243,8 @@ class Store:
         self.shared = shared and self._lazy and self.sqlite_path is not None
         self._claim: int | None = None  # the descriptor of the locked -serving file
         if self.is_sqlite:
-            event.listen(self.engine, "connect", _sqlite_pragmas)
+            pages = CHECKPOINT_PAGES if checkpoints else FALLBACK_CHECKPOINT_PAGES
+            event.listen(self.engine, "connect", partial(_sqlite_pragmas, pages))
             event.listen(self.engine, "begin", _sqlite_begin)
         if self._lazy:
             event.listen(self.engine, "commit", _sqlite_end)

@@ -275,6 +275,40 @@ def test_apply_process_is_for_sqlite_files_only(store: str) -> None:
     sidecar.store.dispose()
 
 
+def test_the_applier_process_checkpoints_the_log_and_its_server_does_not(tmp_path: Path) -> None:
+    """A server's appends leave checkpoints to its applier process's commits (see Store's
+    ``checkpoints``); one process checkpoints as SQLite does by default."""
+    from jobpulse.sidecar.store.database import CHECKPOINT_PAGES, FALLBACK_CHECKPOINT_PAGES
+
+    link = ServerLink(
+        judge_from=123.0,
+        in_flight=ctypes.c_int(0),
+        on_applied=lambda: None,
+        on_write=lambda s: None,
+    )
+    settings = Settings(store=f"sqlite:///{tmp_path}/s.db", apply_process=True)
+    server = Sidecar(
+        settings,
+        file_config=FileConfig(),
+        applier_process=lambda s: None,  # type: ignore[arg-type,return-value]
+    )
+    beside = Sidecar(settings, file_config=FileConfig(), server=link)
+    whole = Sidecar(Settings(store=f"sqlite:///{tmp_path}/w.db"), file_config=FileConfig())
+    try:
+        pages = {}
+        for sidecar in (server, beside, whole):
+            with sidecar.store.engine.connect() as conn:
+                pages[sidecar.role] = conn.exec_driver_sql("PRAGMA wal_autocheckpoint").scalar()
+        assert pages == {
+            "server": FALLBACK_CHECKPOINT_PAGES,
+            "applier": CHECKPOINT_PAGES,
+            "whole": CHECKPOINT_PAGES,
+        }
+    finally:
+        for sidecar in (server, beside, whole):
+            sidecar.store.dispose()
+
+
 def test_an_applier_process_gives_way_to_bursts_and_holds_appends_back_later(
     tmp_path: Path,
 ) -> None:

@@ -18,7 +18,8 @@ from jobpulse.instrumentation.wire import Event
 from jobpulse.sidecar import applying
 from jobpulse.sidecar.applying import HOLD_LAG, HOLD_LAG_BESIDE
 from jobpulse.sidecar.domain.tables import Job, Run, new_row
-from jobpulse.sidecar.store.inbox import APPLY_BATCH, IngestResult
+from jobpulse.sidecar.store.database import CHECKPOINT_PAGES, Store
+from jobpulse.sidecar.store.inbox import APPLY_BATCH, INBOX, IngestResult
 from jobpulse.sidecar.store.pairs import PairsQuery, pairs_args, pairs_sql
 from jobpulse.sidecar.store.tx import Tx
 from tests.sidecar.harness import T0, Harness
@@ -335,3 +336,41 @@ def test_one_sidecar_serves_a_sqlite_file_at_a_time(tmp_path: Path) -> None:
         assert [r.run_id for r in again.runs("nightly")] == ["r1"]
     finally:
         again.close()
+
+
+def test_a_server_beside_its_applier_process_leaves_checkpoints_to_it(tmp_path: Path) -> None:
+    # A commit that checkpoints copies the whole write-ahead log into the database file and
+    # flushes it: the server's appends leave that to the applier process's commits, so no
+    # acknowledgement waits for it.
+    path = tmp_path / "s.db"
+    server = Store(f"sqlite:///{path}", shared=True, checkpoints=False)
+    applier = Store(f"sqlite:///{path}", shared=True)
+    server.migrate()
+    with applier.engine.connect() as conn:  # the log is empty: all in the file
+        conn.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)")
+    migrated = path.stat().st_size
+    body = "x" * 4000  # about a page per row
+    rows = CHECKPOINT_PAGES + 200
+    try:
+        for i in range(rows):  # one commit each: SQLite checkpoints, if at all, at a commit
+            with server.append_transaction() as conn:
+                conn.execute(
+                    INBOX.insert().values(
+                        job="nightly",
+                        run_id=f"r{i}",
+                        type="success",
+                        key_ts=0.0,
+                        ts=T0,
+                        arrived_at=T0,
+                        flags=0,
+                        body=body,
+                    )
+                )
+        assert path.stat().st_size == migrated  # every page still in the log
+        assert Path(f"{path}-wal").stat().st_size > rows * 4096
+        with applier.append_transaction() as conn:  # the applier's next commit checkpoints
+            conn.execute(INBOX.delete().where(INBOX.c.run_id == "r0"))
+        assert path.stat().st_size > migrated + rows * 4000
+    finally:
+        server.dispose()
+        applier.dispose()
