@@ -14,7 +14,7 @@ from sqlalchemy import BindParameter, Table, bindparam, select
 from sqlalchemy.orm import Session
 
 from ..domain.rollup import HourRollup, Stats, hour_of, stats_from_rows
-from ..domain.tables import EventKey, Job, JobUpstream, Rollup, Run, Slot
+from ..domain.tables import RUNNING, EventKey, Job, JobUpstream, Rollup, Run, Slot
 from .pairs import MAX_PAIRS, PairsQuery, pairs_args, pairs_sql
 
 __all__ = ["ROLLUPS", "ROLLUP_FIELDS", "SELECT_ROLLUPS", "ReadAhead"]
@@ -35,7 +35,7 @@ _HOURS: BindParameter[int] = bindparam("hours", expanding=True)
 # Sorted by name: PostgreSQL replicas lock a batch's jobs in one order.
 _JOBS = select(Job).where(Job.name.in_(_NAMES)).order_by(Job.name)
 _JOBS_LOCKED = _JOBS.with_for_update()
-_RUNNING = select(Run).where(Run.job_id.in_(_IDS), Run.outcome == "running")
+_RUNNING = select(Run).where(Run.job_id.in_(_IDS), RUNNING)
 # The ids of the stored runs among (job id, run id) pairs, one index probe each (see pairs.py).
 _RUN_IDS = PairsQuery(
     names="job_id, run_id",

@@ -32,6 +32,7 @@ from ..domain.maintenance import Window
 from ..domain.rollup import HourRollup, Stats, hour_of
 from ..domain.tables import (
     JOB_COLUMNS,
+    RUNNING,
     EventKey,
     Flip,
     FlipRecord,
@@ -54,7 +55,7 @@ LAZY_BEGIN = "jobpulse_lazy_begin"
 _JOB_BY_NAME = select(Job).where(Job.name == bindparam("name"))
 _JOB_BY_NAME_LOCKED = _JOB_BY_NAME.with_for_update()
 _RUN_BY_ID = select(Run).where(Run.job_id == bindparam("job_id"), Run.run_id == bindparam("run_id"))
-_RUNNING = select(Run).where(Run.job_id == bindparam("job_id"), Run.outcome == "running")
+_RUNNING = select(Run).where(Run.job_id == bindparam("job_id"), RUNNING)
 _SLOT_AT = select(Slot).where(Slot.job_id == bindparam("job_id"), Slot.slot == bindparam("slot"))
 _SLOTS_BETWEEN = select(Slot).where(
     Slot.job_id == bindparam("job_id"), Slot.slot >= bindparam("lo"), Slot.slot <= bindparam("hi")

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 from sqlalchemy import func, select
+from sqlalchemy import inspect as sa_inspect
 
 from jobpulse.instrumentation.errors import ConfigError
 from jobpulse.instrumentation.wire import Event
@@ -374,3 +375,24 @@ def test_a_server_beside_its_applier_process_leaves_checkpoints_to_it(tmp_path: 
     finally:
         server.dispose()
         applier.dispose()
+
+
+def test_running_runs_are_found_through_the_partial_index_of_them(tmp_path: Path) -> None:
+    # Only running runs are in ix_runs_running, so a finished run costs no write to it; the
+    # lookups of a job's running runs (one job, and a batch's jobs at once) must use it.
+    from jobpulse.sidecar.store import readahead, tx
+
+    store = Store(f"sqlite:///{tmp_path}/s.db")
+    store.migrate()
+    try:
+        with store.engine.connect() as conn:
+            for query, args in ((tx._RUNNING, (1,)), (readahead._RUNNING, (1, 2))):
+                sql = str(query.compile(store.engine)).replace("(__[POSTCOMPILE_ids])", "(?, ?)")
+                plan = conn.exec_driver_sql(f"EXPLAIN QUERY PLAN {sql}", args).all()
+                assert [row[3] for row in plan] == [
+                    "SEARCH runs USING INDEX ix_runs_running (job_id=?)"
+                ]
+            names = {i["name"] for i in sa_inspect(conn).get_indexes("runs")}
+            assert "ix_runs_running" in names and "ix_runs_job_outcome" not in names
+    finally:
+        store.dispose()
