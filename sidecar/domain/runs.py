@@ -19,7 +19,7 @@ from .anomaly import is_slow
 from .base import DELIVERY_ALLOWANCE, Arrival
 from .dependencies import Dependencies
 from .jobconfig import JobConfig
-from .tables import Job, Run, loaded, new_row, set_new
+from .tables import Job, Run, loaded, new_row, put, set_new
 
 if TYPE_CHECKING:
     from .transaction import Tx
@@ -204,7 +204,7 @@ class Runs(Dependencies):
             )
             last = loaded(job)["last_start_at"]
             if last is None or start > last:
-                job.last_start_at = start
+                put(job, "last_start_at", start)
         abandoned = run.outcome == "timeout" and run.error_type == ABANDONED
         self._fill_details(run, ev)
         if abandoned:

@@ -11,7 +11,7 @@ from .base import OUTCOMES
 from .jobconfig import JobConfig
 from .rollup import add_duration
 from .states import States
-from .tables import Job, loaded
+from .tables import Job, loaded, put
 
 if TYPE_CHECKING:
     from .transaction import Tx
@@ -27,7 +27,7 @@ class Thresholds(States):
     ) -> None:
         row = loaded(job)
         counter = _COUNTERS[outcome]
-        setattr(job, counter, row[counter] + 1)
+        put(job, counter, row[counter] + 1)
         job_id = row["id"]
         roll = tx.rollup(job_id, at)
         # A failure or timeout in a maintenance window is recorded on the run and in the
@@ -38,26 +38,26 @@ class Thresholds(States):
         if outcome == "success":
             last = row["last_success_at"]
             if last is None or at > last:  # set only what changes, as in Engine.apply
-                job.last_success_at = at
+                put(job, "last_success_at", at)
         elif outcome in ("failure", "timeout"):
             job.last_failure_at = max(row["last_failure_at"] or at, at)
         if duration is not None and outcome != "timeout":
             if row["last_duration"] != duration:
-                job.last_duration = duration
+                put(job, "last_duration", duration)
             buckets = list(row["duration_buckets"] or [])
             if len(buckets) != len(cfg.buckets) + 1:
                 buckets = [0] * (len(cfg.buckets) + 1)
             buckets[bisect_left(cfg.buckets, duration)] += 1  # the first bound >= duration
-            job.duration_buckets = buckets
-            job.duration_sum = row["duration_sum"] + duration
-            job.duration_count = row["duration_count"] + 1
+            put(job, "duration_buckets", buckets)
+            put(job, "duration_sum", row["duration_sum"] + duration)
+            put(job, "duration_count", row["duration_count"] + 1)
             add_duration(roll, duration)
             tx.note_duration(job_id, at, duration)
 
     def _good(self, tx: Tx, job: Job, cfg: JobConfig, at: float) -> None:
         row = loaded(job)
         good = row["good_streak"] + 1
-        job.good_streak = good
+        put(job, "good_streak", good)
         if row["bad_streak"]:  # set only what changes: an ORM set costs more than its read
             job.bad_streak = 0
         state = row["state"]
