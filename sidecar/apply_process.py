@@ -96,6 +96,9 @@ class ApplierProcess:
         self._process: BaseProcess | None = None
         self._stopping = False
         self._counted: Samples = {}  # the running applier process's counters, as last seen
+        # Set by the applier process when its evaluator wants to hear of the next append (see
+        # wake); it starts set, so a new process hears of the first.
+        self._wake_wanted = self._context.RawValue(ctypes.c_int, 1)
         self.leading = False  # the applier process runs and judges
 
     # ------------------------------------------------------------------ lifecycle
@@ -109,6 +112,7 @@ class ApplierProcess:
                 sidecar.file_config,
                 sidecar.engine.judge_from,
                 sidecar.in_flight,
+                self._wake_wanted,
                 there,
             ),
             name="jobpulse-applier",
@@ -147,7 +151,14 @@ class ApplierProcess:
 
     # ------------------------------------------------------------------ to the applier
     def wake(self) -> None:
-        self._send(("wake",))
+        """Events were appended: tell the applier process, if its evaluator is waiting to hear
+        of it (an append per group commit would otherwise each cost a message both ways
+        while a pass is on anyway: a flood of pings spent a twentieth of the inbox thread on
+        them)."""
+        wanted = self._wake_wanted
+        if wanted.value:
+            wanted.value = 0
+            self._send(("wake",))
 
     def notify(self) -> None:
         self._send(("notify",))
@@ -224,6 +235,7 @@ def run_applier(
     config: FileConfig | None,
     judge_from: float,
     in_flight: ctypes.c_int,
+    wake_wanted: ctypes.c_int,
     conn: Connection,
 ) -> None:
     """The applier process's main: a :class:`Sidecar` in the applier role, until the server
@@ -251,6 +263,7 @@ def run_applier(
         in_flight=in_flight,
         on_applied=lambda: send(("applied",)),
         on_write=writes.append,
+        wake_wanted=wake_wanted,
     )
     sidecar = Sidecar(settings, file_config=config, server=link)
     sidecar.start_applying()

@@ -88,6 +88,9 @@ class ServerLink:
     in_flight: ctypes.c_int  # the server's ingest requests in flight, in shared memory
     on_applied: Callable[[], None]  # after every batch applied: the server's waiters wake
     on_write: Callable[[float], None]  # every write's seconds, for the server's histogram
+    # Set by the applier when its evaluator wants to hear of the next append, cleared by the
+    # server when it says so (shared memory): one ``wake`` per pass, not one per append.
+    wake_wanted: ctypes.c_int | None = None
 
 
 class ApplierHandle(Protocol):
@@ -212,6 +215,7 @@ class Sidecar:
             applier_process(self) if role == "server" and applier_process else None
         )
         self.on_write = server.on_write if server is not None else None
+        self._wake_wanted = server.wake_wanted if server is not None else None
         self.notifier = Notifier(
             store=self.store,
             writer=self.writer,
@@ -537,6 +541,10 @@ class Sidecar:
         while True:
             nxt = None
             self._wake.clear()
+            if self._wake_wanted is not None:
+                # From here on an append wakes the next pass; one committed before this
+                # instant is read by this pass (it reads the inbox after).
+                self._wake_wanted.value = 1
             try:
                 await self._lead()
                 if self.is_leader:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import ctypes
 import json
+import multiprocessing
 import os
 import re
 import signal
@@ -103,6 +104,47 @@ def test_the_applier_process_applies_judges_and_reports_through_the_server(
     assert metric(served, "jobpulse_store_write_duration_seconds_count") > 0
     _, body = served.get("/api/v1/health", applied=False)
     assert json.loads(body)["sidecar"]["leader"] is True
+
+
+def failures(served: Served) -> int:
+    _, body = served.get("/api/v1/jobs/hourly", applied=False)
+    return int(json.loads(body)["runs"]["failure"])
+
+
+def test_an_append_wakes_a_waiting_applier_process_once_per_pass(served: Served) -> None:
+    """The server tells the applier process of an append only when its evaluator waits to
+    hear of one (it says so at each pass): events sent one at a time, each once the last is
+    applied, are each applied at once, not at the evaluator's next timed pass (1 s)."""
+    wait_for(lambda: applier_pids(served), 10, "the applier process starts")
+    served.post_events(failure("hourly", "warm-up"), wait_applied=True)
+    took = []
+    for i in range(5):
+        started = time.monotonic()
+        served.post_events(failure("hourly", f"r{i}"), wait_applied=False)
+        wait_for(lambda i=i: failures(served) == i + 2, 10, f"run r{i} applied")
+        took.append(time.monotonic() - started)
+    assert sorted(took)[2] < 0.5, took
+
+
+def test_a_wake_is_sent_only_when_the_applier_process_wants_one(tmp_path: Path) -> None:
+    from jobpulse.sidecar.apply_process import ApplierProcess
+
+    sidecar = Sidecar(Settings(store=f"sqlite:///{tmp_path}/s.db"), file_config=FileConfig())
+    handle = ApplierProcess(sidecar)
+    here, there = multiprocessing.Pipe()
+    handle._conn = here
+    try:
+        for _ in range(3):  # appends while a pass is on: one wake
+            handle.wake()
+        assert there.recv() == ("wake",) and not there.poll(0.1)
+        handle._wake_wanted.value = 1  # the applier's next pass starts and wants to hear
+        handle.wake()
+        handle.wake()
+        assert there.recv() == ("wake",) and not there.poll(0.1)
+    finally:
+        here.close()
+        there.close()
+        sidecar.store.dispose()
 
 
 def test_the_applier_process_stops_with_the_server(served: Served) -> None:
