@@ -12,7 +12,9 @@ The server starts the applier process once the store is migrated and the configu
 applied, and then tells it, over a pipe:
 
 - ``wake``: events were appended (the applier's evaluator passes are woken by appends, as in
-  one process);
+  one process), sent only when the applier wants to hear of one: it sets a flag in shared
+  memory as each pass starts, and the server clears it when it sends (see
+  :meth:`ApplierProcess.wake`);
 - ``notify``: the server committed notifications (a flip of an API write);
 - ``config``: the configuration was (re)applied: the applier takes its in-memory part (the
   maintenance windows, the receivers); the server wrote the jobs;
@@ -242,7 +244,8 @@ def run_applier(
     says stop or ends. ``in_flight``: the server's ingest requests in flight (shared memory):
     the applier gives way to a burst of them as in one process, where they would share the
     interpreter; here they would share the write lock, the disk's flushes and the cores with
-    the load's senders."""
+    the load's senders. ``wake_wanted``: set here as each evaluator pass starts, cleared by
+    the server when it says ``wake`` (shared memory; see :meth:`ApplierProcess.wake`)."""
     # A terminal's ^C reaches the whole process group: the server stops, then stops this.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     logging.basicConfig(
