@@ -34,7 +34,6 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
-    literal_column,
     text,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
@@ -180,8 +179,10 @@ class JobUpstream(Base):
     upstream: Mapped[str] = mapped_column(String(128), primary_key=True, index=True)
 
 
-# The partial index of running runs holds the runs this says are (see RUNNING).
-_RUNNING = text("outcome = 'running'")
+# A job's running runs: the condition of the partial index that holds them, and the words
+# the queries for them use. A literal, as SQLite's planner uses a partial index only for a
+# query that says what it holds (a bound value could be anything).
+RUNNING = text("outcome = 'running'")
 
 
 class Run(Base):
@@ -190,7 +191,7 @@ class Run(Base):
         UniqueConstraint("job_id", "run_id"),
         Index("ix_runs_job_started", "job_id", "started_at"),
         # A job's running runs (see RUNNING): a run that finished leaves the index.
-        Index("ix_runs_running", "job_id", sqlite_where=_RUNNING, postgresql_where=_RUNNING),
+        Index("ix_runs_running", "job_id", sqlite_where=RUNNING, postgresql_where=RUNNING),
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
@@ -224,12 +225,6 @@ class Run(Base):
     # Slower than the job's anomaly factor x its p95 duration (see domain/anomaly.py).
     slow: Mapped[bool] = mapped_column(Boolean, default=False)
     received_at: Mapped[float] = mapped_column(Float)
-
-
-# A query for running runs, in the words of the partial index's condition: a literal, as
-# SQLite's planner uses a partial index only for a query that says what it holds (a bound
-# value could be anything).
-RUNNING = Run.outcome == literal_column("'running'")
 
 
 class EventKey(Base):
