@@ -188,7 +188,8 @@ RUNNING = text("outcome = 'running'")
 class Run(Base):
     __tablename__ = "runs"
     __table_args__ = (
-        UniqueConstraint("job_id", "run_id"),
+        # Led by the run id: see migration 0009.
+        UniqueConstraint("run_id", "job_id", name="uq_runs_key"),
         Index("ix_runs_job_started", "job_id", "started_at"),
         # A job's running runs (see RUNNING): a run that finished leaves the index.
         Index("ix_runs_running", "job_id", sqlite_where=RUNNING, postgresql_where=RUNNING),
@@ -231,7 +232,9 @@ class EventKey(Base):
     """Idempotency: start/finish types keyed on (run_id, type); progress/log also on ts."""
 
     __tablename__ = "events"
-    __table_args__ = (UniqueConstraint("job_id", "run_id", "type", "key_ts"),)
+    __table_args__ = (
+        UniqueConstraint("run_id", "job_id", "type", "key_ts", name="uq_events_key"),
+    )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     job_id: Mapped[int] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"))
@@ -325,7 +328,7 @@ class InboxRow(Base):
     may register its job, 2: a finish without a run id pairs with the latest running run)."""
 
     __tablename__ = "inbox"
-    __table_args__ = (UniqueConstraint("job", "run_id", "type", "key_ts", name="uq_inbox_key"),)
+    __table_args__ = (UniqueConstraint("run_id", "job", "type", "key_ts", name="uq_inbox_key"),)
 
     id: Mapped[int] = mapped_column(
         BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True

@@ -11,8 +11,11 @@ from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
+from alembic.autogenerate import compare_metadata
+from alembic.migration import MigrationContext
 from alembic.script import ScriptDirectory
 
+from jobpulse.sidecar.domain.tables import Base
 from jobpulse.sidecar.store.database import Store
 from jobpulse.sidecar.store.migrate import alembic_config, current_revision, head_revision, upgrade
 from tests.sidecar.harness import T0, Harness
@@ -86,6 +89,7 @@ def populate_at_first_revision(url: str) -> None:
             count=1,
             recorded_at=T0 - 290,
         )
+        insert_row(conn, "events", job_id=1, run_id="run-1", type="success", received_at=T0 - 290)
         insert_row(
             conn, "slots", job_id=1, slot=T0 - 600, status="missed", count=1, recorded_at=T0 - 560
         )
@@ -98,6 +102,18 @@ def test_populated_store_upgrades_to_head_with_data_intact(store_url: str) -> No
     store.migrate()
     assert current_revision(store) == head_revision()
     store.migrate()  # idempotent
+    with store.engine.connect() as conn:
+        # The upgraded schema is the models' (the unique keys in their column order too).
+        assert compare_metadata(MigrationContext.configure(conn), Base.metadata) == []
+        keys = {t: sa.inspect(conn).get_unique_constraints(t) for t in ("runs", "events", "inbox")}
+        # The tables SQLite rebuilt for them kept their rows.
+        events = conn.exec_driver_sql("SELECT job_id, run_id, type FROM events").all()
+        assert [tuple(row) for row in events] == [(1, "run-1", "success")]
+    assert {t: [uc["column_names"] for uc in found] for t, found in keys.items()} == {
+        "runs": [["run_id", "job_id"]],
+        "events": [["run_id", "job_id", "type", "key_ts"]],
+        "inbox": [["run_id", "job", "type", "key_ts"]],
+    }
     store.dispose()
     h = Harness(store_url, CONFIG, start=T0)
     try:

@@ -1,0 +1,76 @@
+"""unique keys led by the run id
+
+Revision ID: 0009
+Revises: 0008
+Create Date: 2026-12-05 17:20:00
+
+The unique keys of ``runs`` (job_id, run_id), ``events`` (job_id, run_id, type, key_ts) and
+``inbox`` (job, run_id, type, key_ts) now lead with the run id. Their only reads look a key up
+whole, which either order serves, but every write lands where the key's leading column puts
+it: led by the job, one batch of a hundred jobs' events wrote a leaf of each index per job (an
+append of pings dirtied ~45 pages of the inbox's key alone); led by run ids that a client makes
+in order (``new_run_id``: a process's prefix and a counter), a batch's keys land on a page or
+two. A job's runs keep ``ix_runs_job_started`` (job_id, started_at) for the reads by job.
+
+SQLite cannot drop a table's own unique constraint: its tables are rebuilt (Alembic's batch
+mode; the inbox's few waiting rows, and the runs and events of a grown store, are copied).
+"""
+
+from collections.abc import Sequence
+
+import sqlalchemy as sa
+from alembic import op
+
+revision: str = "0009"
+down_revision: str | Sequence[str] | None = "0008"
+branch_labels: str | Sequence[str] | None = None
+depends_on: str | Sequence[str] | None = None
+
+# table: (constraint name at head, old columns, new columns)
+KEYS = {
+    "runs": ("uq_runs_key", ["job_id", "run_id"], ["run_id", "job_id"]),
+    "events": (
+        "uq_events_key",
+        ["job_id", "run_id", "type", "key_ts"],
+        ["run_id", "job_id", "type", "key_ts"],
+    ),
+    "inbox": (
+        "uq_inbox_key",
+        ["job", "run_id", "type", "key_ts"],
+        ["run_id", "job", "type", "key_ts"],
+    ),
+}
+# Names SQLite's unnamed unique constraints are given when batch mode reflects them.
+CONVENTION = {"uq": "uq_%(table_name)s_%(column_0_N_name)s"}
+
+
+def _rekey(table: str, name: str, old: list[str], new: list[str]) -> None:
+    bind = op.get_bind()
+    found = [
+        uc
+        for uc in sa.inspect(bind).get_unique_constraints(table)
+        if list(uc["column_names"]) == old
+    ]
+    if len(found) != 1:
+        raise RuntimeError(f"{table}: expected one unique key on {old}, found {found}")
+    current = found[0]["name"]
+    if bind.dialect.name == "sqlite":
+        with op.batch_alter_table(
+            table, recreate="always", naming_convention=CONVENTION
+        ) as batch_op:
+            batch_op.drop_constraint(current or "uq_" + table + "_" + "_".join(old), "unique")
+            batch_op.create_unique_constraint(name, new)
+    else:
+        assert current is not None  # PostgreSQL names every constraint
+        op.drop_constraint(current, table, type_="unique")
+        op.create_unique_constraint(name, table, new)
+
+
+def upgrade() -> None:
+    for table, (name, old, new) in KEYS.items():
+        _rekey(table, name, old, new)
+
+
+def downgrade() -> None:
+    for table, (name, old, new) in KEYS.items():
+        _rekey(table, name, new, old)
