@@ -232,9 +232,7 @@ class EventKey(Base):
     """Idempotency: start/finish types keyed on (run_id, type); progress/log also on ts."""
 
     __tablename__ = "events"
-    __table_args__ = (
-        UniqueConstraint("run_id", "job_id", "type", "key_ts", name="uq_events_key"),
-    )
+    __table_args__ = (UniqueConstraint("run_id", "job_id", "type", "key_ts", name="uq_events_key"),)
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     job_id: Mapped[int] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"))
