@@ -192,7 +192,15 @@ class Run(Base):
         UniqueConstraint("run_id", "job_id", name="uq_runs_key"),
         Index("ix_runs_job_started", "job_id", "started_at"),
         # A job's running runs (see RUNNING): a run that finished leaves the index.
-        Index("ix_runs_running", "job_id", sqlite_where=RUNNING, postgresql_where=RUNNING),
+        # Both of the lookup's terms, so SQLite's planner prefers it to ix_runs_job_started
+        # whatever their order in the schema (migration 0009).
+        Index(
+            "ix_runs_running",
+            "job_id",
+            "outcome",
+            sqlite_where=RUNNING,
+            postgresql_where=RUNNING,
+        ),
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)

@@ -63,8 +63,8 @@ _INSERT_PG = (
 
 
 # Keys among a batch's (job, run_id) pairs already stored: waiting in the inbox, or applied
-# (the engine's ``events`` table). Both read through the unique keys' indexes, (job, run_id,
-# ...) and (job_id, ...), one probe per pair (see ``pairs.py``).
+# (the engine's ``events`` table). Both read through the unique keys' indexes, (run_id, job,
+# ...) and (run_id, job_id, ...), one probe per pair (see ``pairs.py``).
 _KEYS_STORED = (
     PairsQuery(
         names="job, run_id",

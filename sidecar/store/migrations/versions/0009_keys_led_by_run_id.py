@@ -14,6 +14,12 @@ two. A job's runs keep ``ix_runs_job_started`` (job_id, started_at) for the read
 
 SQLite cannot drop a table's own unique constraint: its tables are rebuilt (Alembic's batch
 mode; the inbox's few waiting rows, and the runs and events of a grown store, are copied).
+
+``ix_runs_running`` becomes (job_id, outcome) WHERE outcome = 'running'. With no statistics,
+SQLite's planner weighed the partial index on (job_id) no better than ix_runs_job_started for
+"a job's running runs", and took whichever index the schema listed last: a rebuild lists them
+in any order, and reading every run of a batch's jobs cost a grown store's applier 99% of its
+pace. Matching both of the query's terms, the partial index wins whatever the order.
 """
 
 from collections.abc import Sequence
@@ -66,11 +72,23 @@ def _rekey(table: str, name: str, old: list[str], new: list[str]) -> None:
         op.create_unique_constraint(name, table, new)
 
 
+RUNNING = sa.text("outcome = 'running'")
+
+
+def _running_index(columns: list[str]) -> None:
+    op.drop_index("ix_runs_running", table_name="runs")
+    op.create_index(
+        "ix_runs_running", "runs", columns, sqlite_where=RUNNING, postgresql_where=RUNNING
+    )
+
+
 def upgrade() -> None:
     for table, (name, old, new) in KEYS.items():
         _rekey(table, name, old, new)
+    _running_index(["job_id", "outcome"])
 
 
 def downgrade() -> None:
+    _running_index(["job_id"])
     for table, (name, old, new) in KEYS.items():
         _rekey(table, name, new, old)
