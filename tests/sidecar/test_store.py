@@ -390,12 +390,9 @@ def test_running_runs_are_found_through_the_partial_index_of_them(tmp_path: Path
             # lists them in any): SQLite's planner, with no statistics, once took whichever
             # of this and ix_runs_job_started came last, and read every run of the jobs.
             for last in ("ix_runs_running", "ix_runs_job_started"):
-                sql = next(
-                    row[0]
-                    for row in conn.exec_driver_sql(
-                        "SELECT sql FROM sqlite_master WHERE name = ?", (last,)
-                    )
-                )
+                sql = conn.exec_driver_sql(
+                    "SELECT sql FROM sqlite_master WHERE name = ?", (last,)
+                ).scalar_one()
                 conn.exec_driver_sql(f"DROP INDEX {last}")
                 conn.exec_driver_sql(sql)
                 for query, args in ((tx._RUNNING, (1,)), (readahead._RUNNING, (1, 2))):

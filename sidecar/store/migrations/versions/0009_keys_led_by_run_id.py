@@ -64,7 +64,9 @@ def _rekey(table: str, name: str, old: list[str], new: list[str]) -> None:
         with op.batch_alter_table(
             table, recreate="always", naming_convention=CONVENTION
         ) as batch_op:
-            batch_op.drop_constraint(current or "uq_" + table + "_" + "_".join(old), "unique")
+            # Unnamed (as 0001 made them), it has the name the convention gives it.
+            named = CONVENTION["uq"] % {"table_name": table, "column_0_N_name": "_".join(old)}
+            batch_op.drop_constraint(current or named, "unique")
             batch_op.create_unique_constraint(name, new)
     else:
         assert current is not None  # PostgreSQL names every constraint
