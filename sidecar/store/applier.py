@@ -22,7 +22,7 @@ from .inbox import APPLY_BATCH, CHUNK, CREATE, INBOX, PAIR_LATEST, decode
 if TYPE_CHECKING:
     from .tx import Tx
 
-__all__ = ["Outcome", "apply_rows", "held_order"]
+__all__ = ["Outcome", "apply_rows", "held_order", "id_runs"]
 
 log = logging.getLogger("jobpulse.sidecar.inbox")
 
@@ -116,17 +116,31 @@ def apply_rows(
                 applied.run_id, applied.duplicate, applied.warning, arrived_at=arrived
             )
         done.append(row_id)
-    # At the driver: one prepared DELETE per row on SQLite, one array on PostgreSQL (an IN list
-    # of 400 ids cost SQLAlchemy a processed parameter each).
+    # Deleted with the transaction's other writes (Tx.defer), so that on SQLite the write lock
+    # is taken for the writes alone. At the driver: on SQLite one prepared DELETE per run of
+    # consecutive ids (rows are read in id order, so a batch is one run unless rows were held
+    # back or deleted meanwhile; no other row can lie inside a run), on PostgreSQL one array
+    # (an IN list of 400 ids cost SQLAlchemy a processed parameter each).
     if done:
         if tx.locking:
-            conn.exec_driver_sql(_DELETE_PG, (done,))
+            tx.defer((_DELETE_PG, (done,)))
         else:
-            conn.exec_driver_sql(_DELETE_SQLITE, [(row_id,) for row_id in done])
+            tx.defer((_DELETE_SQLITE, id_runs(done)))
     return outcomes, last, read
 
 
-_DELETE_SQLITE = f"DELETE FROM {INBOX.name} WHERE id = ?"
+def id_runs(ids: Iterable[int]) -> list[tuple[int, int]]:
+    """``ids`` as runs of consecutive integers, each (first, last), in order."""
+    runs: list[tuple[int, int]] = []
+    for row_id in sorted(ids):
+        if runs and row_id == runs[-1][1] + 1:
+            runs[-1] = (runs[-1][0], row_id)
+        else:
+            runs.append((row_id, row_id))
+    return runs
+
+
+_DELETE_SQLITE = f"DELETE FROM {INBOX.name} WHERE id BETWEEN ? AND ?"
 _DELETE_PG = f"DELETE FROM {INBOX.name} WHERE id = ANY(CAST(%b AS bigint[]))"
 
 

@@ -21,9 +21,11 @@ from sqlalchemy import Boolean, Connection, Dialect
 from sqlalchemy.sql.compiler import SQLCompiler
 from sqlalchemy.sql.expression import UpdateBase
 
-__all__ = ["Bulk"]
+__all__ = ["Bulk", "Statement", "run_statement"]
 
 _Processor = Callable[[Any], Any]
+# A statement's SQL and its parameters: one row's, or a list of rows' for executemany.
+Statement = tuple[str, Any]
 
 
 class _Plan:
@@ -99,18 +101,35 @@ class Bulk:
             self._plans[(conn.dialect.name, keys)] = plan
         return plan
 
+    def prepare(self, conn: Connection, rows: Sequence[Mapping[str, Any]]) -> Statement | None:
+        """The statement and its parameters for every row of ``rows`` (all with the same
+        keys), for one executemany; None for no rows."""
+        if not rows:
+            return None
+        plan = self._plan(conn, tuple(rows[0]))
+        return plan.sql, plan.params(rows)
+
+    def prepare_tuples(
+        self, conn: Connection, keys: tuple[str, ...], rows: Sequence[Sequence[Any]]
+    ) -> Statement | None:
+        """:meth:`prepare` for rows given as their values for ``keys``, in that order."""
+        if not rows:
+            return None
+        plan = self._plan(conn, keys)
+        return plan.sql, plan.tuple_params(rows)
+
     def execute(self, conn: Connection, rows: Sequence[Mapping[str, Any]]) -> None:
         """Execute for every row of ``rows`` (all with the same keys) in one executemany."""
-        if not rows:
-            return
-        plan = self._plan(conn, tuple(rows[0]))
-        conn.exec_driver_sql(plan.sql, plan.params(rows))
+        run_statement(conn, self.prepare(conn, rows))
 
     def execute_tuples(
         self, conn: Connection, keys: tuple[str, ...], rows: Sequence[Sequence[Any]]
     ) -> None:
         """:meth:`execute` for rows given as their values for ``keys``, in that order."""
-        if not rows:
-            return
-        plan = self._plan(conn, keys)
-        conn.exec_driver_sql(plan.sql, plan.tuple_params(rows))
+        run_statement(conn, self.prepare_tuples(conn, keys, rows))
+
+
+def run_statement(conn: Connection, statement: Statement | None) -> None:
+    """Execute a prepared statement (nothing for None) at the driver."""
+    if statement is not None:
+        conn.exec_driver_sql(*statement)

@@ -43,7 +43,7 @@ from ..domain.tables import (
     Slot,
     loaded,
 )
-from .bulk import Bulk
+from .bulk import Bulk, Statement, run_statement
 from .readahead import ROLLUP_FIELDS, ROLLUPS, SELECT_ROLLUPS, ReadAhead
 
 __all__ = ["BEGIN_IMMEDIATE", "LAZY_BEGIN", "Tx"]
@@ -141,6 +141,8 @@ class Tx(ReadAhead):
         self._keys: dict[tuple[int, str, str, float], bool] = {}
         # Claimed keys not yet written: one executemany before each flush (no ORM objects).
         self._new_keys: list[dict[str, Any]] = []
+        # Statements at the driver for the end of the next write_pending (see defer).
+        self._deferred: list[Statement | None] = []
         event.listen(session, "before_flush", self.write_pending)
         event.listen(session, "before_commit", self.write_pending)
         # Per job: (first hour, its durations from that hour on) for slow-run detection.
@@ -197,6 +199,7 @@ class Tx(ReadAhead):
         self._stored_slots.clear()
         self._keys.clear()
         self._new_keys.clear()
+        self._deferred.clear()
         self._downstream.clear()
 
     def job(self, name: str) -> Job | None:
@@ -345,34 +348,59 @@ class Tx(ReadAhead):
         - the flips added: one executemany INSERT;
         - the runs added: one executemany INSERT, and one UPDATE of those written earlier in
           the transaction whose values changed since;
+        - the jobs changed (see :meth:`_job_updates`);
         - the rollups counted into: one executemany INSERT of the hours not stored (their
           primary key decides likewise) and one UPDATE of the others, with the values counted
-          here (on PostgreSQL the job's row lock, taken first, serialises them)."""
-        conn = None
+          here (on PostgreSQL the job's row lock, taken first, serialises them);
+        - last, the statements deferred to it (:meth:`defer`).
+
+        Every statement's parameters are worked out first, and then the statements executed
+        back to back: on SQLite the first of them takes the write lock (see
+        ``Store.transaction``), which the inbox's appends wait for, so it is held for the
+        writes alone, not for the Python that prepares them."""
+        if not (
+            self._new_keys
+            or self._new_slots
+            or self._changed_slots
+            or self._new_runs
+            or self._written_runs
+            or self._new_flips
+            or self._jobs
+            or self._changed_rollups
+            or self._deferred
+        ):
+            return
+        conn = self.session.connection()
+        statements: list[Statement | None] = []
         if self._new_keys:
             keys, self._new_keys = self._new_keys, []
-            conn = self.session.connection()
-            _INSERT_KEYS.execute(conn, keys)
+            statements.append(_INSERT_KEYS.prepare(conn, keys))
         if self._new_slots or self._changed_slots:
             added, self._new_slots = self._new_slots, []
             updated, self._changed_slots = self._changed_slots, {}
-            conn = conn or self.session.connection()
             if updated:
-                _UPDATE_SLOT.execute(
-                    conn, [_values(s, _SLOT_FIELDS, _SLOT_KEY) for s in updated.values()]
+                statements.append(
+                    _UPDATE_SLOT.prepare(
+                        conn, [_values(s, _SLOT_FIELDS, _SLOT_KEY) for s in updated.values()]
+                    )
                 )
             if added:
-                _INSERT_SLOTS.execute(conn, [_values(s, _SLOT_KEY + _SLOT_FIELDS) for s in added])
+                statements.append(
+                    _INSERT_SLOTS.prepare(
+                        conn, [_values(s, _SLOT_KEY + _SLOT_FIELDS) for s in added]
+                    )
+                )
                 self._written_slots.update((slot.job_id, slot.slot) for slot in added)
         if self._new_runs or self._written_runs:
-            conn = conn or self.session.connection()
-            self._write_runs(conn)
+            statements += self._run_writes(conn)
         if self._new_flips:
             flips, self._new_flips = self._new_flips, []
-            conn = conn or self.session.connection()
-            _INSERT_FLIPS.execute(conn, [_values(flip, _FLIP_FIELDS) for flip in flips])
+            statements.append(
+                _INSERT_FLIPS.prepare(conn, [_values(flip, _FLIP_FIELDS) for flip in flips])
+            )
+        jobs: list[tuple[InstanceState[Job], dict[str, Any]]] = []
         if self._jobs:
-            conn = self._write_jobs(conn)
+            jobs = self._job_updates(conn, statements)
         if self._changed_rollups:
             changed, self._changed_rollups = self._changed_rollups, {}
             new = [
@@ -384,20 +412,32 @@ class Tx(ReadAhead):
                 if key not in self._new_rollups
             ]
             self._new_rollups.difference_update(changed)
-            conn = conn or self.session.connection()
-            if new:
-                _INSERT_ROLLUPS.execute(conn, new)
-            if old:
-                _UPDATE_ROLLUP.execute(conn, old)
-
-    def _write_jobs(self, conn: Connection | None) -> Connection | None:
-        """The jobs this transaction read and changed: one executemany UPDATE of the columns
-        changed, per set of them, at the driver, and then the jobs are clean to the session,
-        as after its flush. The session's flush of them cost the applier more than everything
-        else it writes (its unit of work per job, and a statement's parameters built per row
-        in Python: a seventh of the applier's time at the top of the hour). Jobs the session
-        holds otherwise (an API write's queries) are flushed by it as before."""
+            statements.append(_INSERT_ROLLUPS.prepare(conn, new))
+            statements.append(_UPDATE_ROLLUP.prepare(conn, old))
+        if self._deferred:
+            statements += self._deferred
+            self._deferred = []
+        for statement in statements:
+            run_statement(conn, statement)
         identity = self.session.identity_map
+        for state, values in jobs:
+            state._commit_all(values, identity)  # clean to the session, as after its flush
+
+    def defer(self, statement: Statement) -> None:
+        """Execute ``statement`` (at the driver) at the end of the next :meth:`write_pending`,
+        with this transaction's other writes, rather than now."""
+        self._deferred.append(statement)
+
+    def _job_updates(
+        self, conn: Connection, statements: list[Statement | None]
+    ) -> list[tuple[InstanceState[Job], dict[str, Any]]]:
+        """The jobs this transaction read and changed: one executemany UPDATE of the columns
+        changed, per set of them, at the driver (added to ``statements``); returned, to be
+        made clean to the session once written, as after its flush. The session's flush of
+        them cost the applier more than everything else it writes (its unit of work per job,
+        and a statement's parameters built per row in Python: a seventh of the applier's time
+        at the top of the hour). Jobs the session holds otherwise (an API write's queries) are
+        flushed by it as before."""
         groups: dict[tuple[str, ...], list[tuple[Any, ...]]] = {}
         written: list[tuple[InstanceState[Job], dict[str, Any]]] = []
         for job in self._jobs.values():
@@ -411,16 +451,11 @@ class Tx(ReadAhead):
             keys = tuple(sorted(changed))
             groups.setdefault(keys, []).append((*[values[key] for key in keys], values["id"]))
             written.append((state, values))
-        if not written:
-            return conn
-        conn = conn or self.session.connection()
         for keys, rows in groups.items():
-            _UPDATE_JOB.execute_tuples(conn, (*keys, "key_id"), rows)
-        for state, values in written:
-            state._commit_all(values, identity)
-        return conn
+            statements.append(_UPDATE_JOB.prepare_tuples(conn, (*keys, "key_id"), rows))
+        return written
 
-    def _write_runs(self, conn: Connection) -> None:
+    def _run_writes(self, conn: Connection) -> list[Statement | None]:
         written = self._written_runs
         changed = []
         for run, before in written.items():
@@ -428,16 +463,20 @@ class Tx(ReadAhead):
             if values != before:
                 written[run] = values
                 changed.append(values)
+        statements: list[Statement | None] = []
         if changed:
             key = len(_RUN_KEY)
-            _UPDATE_RUN.execute_tuples(
-                conn, _RUN_UPDATE_KEYS, [values[key:] + values[:key] for values in changed]
+            statements.append(
+                _UPDATE_RUN.prepare_tuples(
+                    conn, _RUN_UPDATE_KEYS, [values[key:] + values[:key] for values in changed]
+                )
             )
         if self._new_runs:
             added, self._new_runs = self._new_runs, []
             rows = [_run_row(run) for run in added]
-            _INSERT_RUNS.execute_tuples(conn, _RUN_COLUMNS, rows)
+            statements.append(_INSERT_RUNS.prepare_tuples(conn, _RUN_COLUMNS, rows))
             written.update(zip(added, rows, strict=True))
+        return statements
 
     def slot(self, job_id: int, slot: float) -> Slot | None:
         key = (job_id, slot)

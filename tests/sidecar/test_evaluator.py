@@ -6,6 +6,8 @@ from collections.abc import Iterator
 
 import pytest
 
+from jobpulse.instrumentation.wire import Event
+from jobpulse.sidecar.store.inbox import inbox_lag
 from tests.sidecar.harness import T0, Harness, at
 
 FIVE = """
@@ -585,5 +587,47 @@ def test_every_runs_spooled_newest_first_during_catchup_fill_their_own_intervals
         assert first + 600 not in h.missed("ten")
         assert not any(r.late for r in h.runs("ten"))
         assert h.job("ten").runs_success == 3
+    finally:
+        h.close()
+
+
+TEN_AND_HOURLY = (
+    TEN
+    + """  - name: hourly
+    schedule: "0 * * * *"
+"""
+)
+
+
+def test_rows_held_during_catchup_stay_in_the_inbox_among_the_rows_applied_around_them(
+    tmp_path: object,
+) -> None:
+    # One apply batch reads an every: job's rows interleaved with a cron job's. During the
+    # catch-up delay the every: job's are held back; the rows applied are deleted with the
+    # batch's effects, and the held rows between them must stay until the delay ends.
+    h = Harness(f"sqlite:///{tmp_path}/s.db", TEN_AND_HOURLY, start=T0 - 60)
+    try:
+        h.restart(at_time=T0 + 3 * 3600, catchup_delay=60)
+        restarted = h.clock.now()
+        events = []
+        for n in range(3):
+            hour = T0 + n * 3600
+            events.append(Event(type="success", job="hourly", run_id=f"h{n}", ts=hour + 40))
+            events.append(Event(type="success", job="ten", run_id=f"t{n}", ts=hour + 600))
+        events.append(Event(type="success", job="hourly", run_id="h3", ts=T0 + 3 * 3600 + 5))
+        h.sidecar.appender.submit(events, at=restarted + 20).result(10)
+
+        h.clock.set(restarted + 20)
+        h.sidecar.apply_pending()
+        with h.sidecar.store.engine.connect() as conn:
+            assert inbox_lag(conn)[0] == 3  # the every: job's three, held
+        assert h.job("hourly").runs_success == 4
+        assert h.job("ten").runs_success == 0
+
+        h.move(restarted + 61)
+        with h.sidecar.store.engine.connect() as conn:
+            assert inbox_lag(conn)[0] == 0
+        assert h.job("ten").runs_success == 3
+        assert h.job("hourly").runs_success == 4
     finally:
         h.close()

@@ -20,6 +20,7 @@ from jobpulse.sidecar.domain.tables import InboxRow
 from jobpulse.sidecar.http.app import create_app
 from jobpulse.sidecar.http.keys import SIDECAR
 from jobpulse.sidecar.settings import Settings
+from jobpulse.sidecar.store.applier import id_runs
 from jobpulse.sidecar.store.inbox import APPLY_BATCH, CREATE, decode, encode, key_ts
 from tests.sidecar.harness import T0, Harness
 
@@ -500,3 +501,20 @@ def test_looking_up_a_batchs_keys_costs_the_database_per_event_not_per_job_times
         assert (again.accepted, again.duplicates) == (0, 1600)
     finally:
         h.close()
+
+
+@pytest.mark.parametrize(
+    ("ids", "runs"),
+    [
+        ([], []),
+        ([7], [(7, 7)]),
+        ([3, 4, 5, 6], [(3, 6)]),
+        ([9, 1, 2, 3, 5, 7, 8], [(1, 3), (5, 5), (7, 9)]),
+    ],
+)
+def test_applied_rows_are_deleted_by_runs_of_consecutive_ids(
+    ids: list[int], runs: list[tuple[int, int]]
+) -> None:
+    # No row can lie inside a run of consecutive ids, so deleting each run by BETWEEN deletes
+    # exactly the rows given (a held row between two applied ones splits the run).
+    assert id_runs(ids) == runs
