@@ -441,6 +441,27 @@ async def test_appends_from_the_loop_each_get_their_own_answer(tmp_path: Path) -
         await h.sidecar.appender.append([events[0]])
 
 
+def test_each_accepted_event_gets_the_id_of_its_own_inbox_row(tmp_path: Path) -> None:
+    """A group of 200 events (inserted in several statements on SQLite), one of them a
+    duplicate within the request: each accepted event's id is its own row's, in order
+    (``?wait=applied`` waits for exactly those rows)."""
+    h = Harness(f"sqlite:///{tmp_path}/s.db", CONFIG)
+    try:
+        events = [Event(type="success", job="nightly", run_id=f"r{i}", ts=T0) for i in range(200)]
+        events.insert(70, events[5])
+        result = h.sidecar.appender.submit(events).result(10)
+        assert (result.accepted, result.duplicates) == (200, 1)
+        assert result.ids[70] is None
+        with h.sidecar.store.session() as s:
+            rows = dict(s.execute(select(InboxRow.id, InboxRow.run_id)).all())
+        assert len(rows) == 200
+        assert [rows[i] for i in result.ids if i is not None] == [
+            ev.run_id for n, ev in enumerate(events) if n != 70
+        ]
+    finally:
+        h.close()
+
+
 def _vm_steps(h: Harness, action: Any) -> int:
     """SQLite virtual-machine steps (in units of 100) that ``action`` costs on the sidecar's
     connections: a count of the database's work, the same on every run and machine."""
