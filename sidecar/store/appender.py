@@ -152,6 +152,9 @@ class Appender(GroupCommit[_Request]):
         self._job_cap = job_cap
         self._on_commit = on_commit
         self.healthy = True
+        # The appender thread's own connection on a SQLite file, kept between group commits
+        # (see Store.append_connection); dropped after a failed append.
+        self._kept: Connection | None = None
         dialect = sqlite if store.is_sqlite else postgresql
         # After an IntegrityError (another replica appended one of the keys meanwhile), rows are
         # inserted one by one, each deciding for itself (see _insert_rows for the batch).
@@ -164,6 +167,23 @@ class Appender(GroupCommit[_Request]):
 
     def _fail(self, item: _Request, error: Exception) -> None:
         self._answer([(item, error)])
+
+    def stop(self) -> None:
+        super().stop()
+        self.release_connection()
+
+    def _connection(self) -> Connection | None:
+        if self._kept is None:
+            self._kept = self._store.append_connection()
+        return self._kept
+
+    def release_connection(self) -> None:
+        """Give the kept connection back to the pool (the appender's thread uses it: only while
+        no append is in flight); the next append takes a new one."""
+        kept, self._kept = self._kept, None
+        if kept is not None:
+            with contextlib.suppress(Exception):  # it failed already; the pool replaces it
+                kept.close()
 
     def submit(
         self,
@@ -242,8 +262,17 @@ class Appender(GroupCommit[_Request]):
     def _append(
         self, batch: list[_Request], *, careful: bool
     ) -> tuple[list[IngestResult], set[str]]:
+        try:
+            return self._append_on(self._connection(), batch, careful=careful)
+        except BaseException:
+            self.release_connection()
+            raise
+
+    def _append_on(
+        self, kept: Connection | None, batch: list[_Request], *, careful: bool
+    ) -> tuple[list[IngestResult], set[str]]:
         registry = self._registry
-        with self._store.append_transaction() as conn:
+        with self._store.append_transaction(kept) as conn:
             if not self._store.is_sqlite:
                 lock_for_pass(conn, exclusive=False)  # SQLite: the write lock already holds
             now = self._clock.now()  # after the lock: see store/inbox.py

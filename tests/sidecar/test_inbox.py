@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import sqlite3
 from pathlib import Path
 from typing import Any
 
@@ -462,6 +463,37 @@ def test_each_accepted_event_gets_the_id_of_its_own_inbox_row(tmp_path: Path) ->
         h.close()
 
 
+def test_an_append_the_store_refuses_is_unavailable_and_the_next_one_is_taken(
+    tmp_path: Path,
+) -> None:
+    """The appender keeps its connection between group commits on a SQLite file; an append
+    the store refuses (here a trigger stands in for a full disk) is answered unavailable, and
+    the next append, once the store takes writes again, is appended on a fresh connection."""
+    from jobpulse.sidecar.store.writer import StoreUnavailable
+
+    h = Harness(f"sqlite:///{tmp_path}/s.db", CONFIG)
+    try:
+        appender = h.sidecar.appender
+        first = Event(type="success", job="nightly", run_id="before", ts=T0)
+        assert appender.submit([first]).result(10).accepted == 1
+        other = sqlite3.connect(tmp_path / "s.db", isolation_level=None)
+        other.execute(
+            "CREATE TRIGGER refuse BEFORE INSERT ON inbox BEGIN SELECT RAISE(ABORT, 'full'); END"
+        )
+        refused = Event(type="success", job="nightly", run_id="refused", ts=T0)
+        with pytest.raises(StoreUnavailable):
+            appender.submit([refused]).result(10)
+        assert not appender.healthy
+        other.execute("DROP TRIGGER refuse")
+        other.close()
+        after = Event(type="success", job="nightly", run_id="after", ts=T0)
+        assert appender.submit([refused, after]).result(10).accepted == 2
+        assert appender.healthy
+        assert pending(h) == 3
+    finally:
+        h.close()
+
+
 def _vm_steps(h: Harness, action: Any) -> int:
     """SQLite virtual-machine steps (in units of 100) that ``action`` costs on the sidecar's
     connections: a count of the database's work, the same on every run and machine."""
@@ -478,6 +510,7 @@ def _vm_steps(h: Harness, action: Any) -> int:
         dbapi_conn.set_progress_handler(count, 100)
 
     engine = h.sidecar.store.engine
+    h.sidecar.appender.release_connection()  # the one it keeps between appends, too
     engine.dispose()  # every connection from here on is a new one, counted
     event.listen(engine, "connect", on_connect)
     try:
