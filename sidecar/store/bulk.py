@@ -7,7 +7,9 @@ as much as the statements themselves. Here the statement is compiled once per di
 of columns, and each row becomes a tuple (SQLite's positional ``?``) or stays a dict
 (psycopg's named parameters) with only the bind processors its types have (JSON), then goes to
 the driver's ``executemany``. Rows already in a fixed column order go as tuples
-(:meth:`Bulk.execute_tuples`), without a dict per row. Booleans bind as they are: both
+(:meth:`Bulk.prepare_tuples`), without a dict per row. A statement is prepared apart from its
+execution (:func:`run_statement`), so a transaction can work out all it writes before its
+first write takes SQLite's write lock. Booleans bind as they are: both
 drivers take Python's ``bool`` (sqlite3 as 0 and 1), and what writes here only sets bools,
 so SQLAlchemy's check and coercion of each one bought nothing.
 """
@@ -117,16 +119,6 @@ class Bulk:
             return None
         plan = self._plan(conn, keys)
         return plan.sql, plan.tuple_params(rows)
-
-    def execute(self, conn: Connection, rows: Sequence[Mapping[str, Any]]) -> None:
-        """Execute for every row of ``rows`` (all with the same keys) in one executemany."""
-        run_statement(conn, self.prepare(conn, rows))
-
-    def execute_tuples(
-        self, conn: Connection, keys: tuple[str, ...], rows: Sequence[Sequence[Any]]
-    ) -> None:
-        """:meth:`execute` for rows given as their values for ``keys``, in that order."""
-        run_statement(conn, self.prepare_tuples(conn, keys, rows))
 
 
 def run_statement(conn: Connection, statement: Statement | None) -> None:
