@@ -153,7 +153,7 @@ class Appender(GroupCommit[_Request]):
         self._on_commit = on_commit
         self.healthy = True
         # The appender thread's own connection on a SQLite file, kept between group commits
-        # (see Store.append_connection); dropped after a failed append.
+        # (see Store.append_connection); given back after a failed append (see _commit).
         self._kept: Connection | None = None
         dialect = sqlite if store.is_sqlite else postgresql
         # After an IntegrityError (another replica appended one of the keys meanwhile), rows are
@@ -236,6 +236,7 @@ class Appender(GroupCommit[_Request]):
         try:
             results, new_names = self._try(batch)
         except Exception:
+            self.release_connection()  # the next append starts on a fresh one
             if len(batch) > 1:
                 # Something in one request breaks the batch: each request alone, so one bad
                 # request does not cost the others their answer.
@@ -262,17 +263,8 @@ class Appender(GroupCommit[_Request]):
     def _append(
         self, batch: list[_Request], *, careful: bool
     ) -> tuple[list[IngestResult], set[str]]:
-        try:
-            return self._append_on(self._connection(), batch, careful=careful)
-        except BaseException:
-            self.release_connection()
-            raise
-
-    def _append_on(
-        self, kept: Connection | None, batch: list[_Request], *, careful: bool
-    ) -> tuple[list[IngestResult], set[str]]:
         registry = self._registry
-        with self._store.append_transaction(kept) as conn:
+        with self._store.append_transaction(self._connection()) as conn:
             if not self._store.is_sqlite:
                 lock_for_pass(conn, exclusive=False)  # SQLite: the write lock already holds
             now = self._clock.now()  # after the lock: see store/inbox.py

@@ -7,9 +7,9 @@ as much as the statements themselves. Here the statement is compiled once per di
 of columns, and each row becomes a tuple (SQLite's positional ``?``) or stays a dict
 (psycopg's named parameters) with only the bind processors its types have (JSON), then goes to
 the driver's ``executemany``. Rows already in a fixed column order go as tuples
-(:meth:`Bulk.prepare_tuples`), without a dict per row. A statement is prepared apart from its
-execution (:func:`run_statement`), so a transaction can work out all it writes before its
-first write takes SQLite's write lock. Booleans bind as they are: both
+(:meth:`Bulk.prepare_tuples`), without a dict per row. A statement is prepared (for a dialect,
+without a connection) apart from its execution, so a transaction can work out all it writes
+before its first write takes SQLite's write lock. Booleans bind as they are: both
 drivers take Python's ``bool`` (sqlite3 as 0 and 1), and what writes here only sets bools,
 so SQLAlchemy's check and coercion of each one bought nothing.
 """
@@ -19,11 +19,11 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-from sqlalchemy import Boolean, Connection, Dialect
+from sqlalchemy import Boolean, Dialect
 from sqlalchemy.sql.compiler import SQLCompiler
 from sqlalchemy.sql.expression import UpdateBase
 
-__all__ = ["Bulk", "Statement", "run_statement"]
+__all__ = ["Bulk", "Statement"]
 
 _Processor = Callable[[Any], Any]
 # A statement's SQL and its parameters: one row's, or a list of rows' for executemany.
@@ -96,32 +96,26 @@ class Bulk:
         self.statement = statement
         self._plans: dict[tuple[str, tuple[str, ...]], _Plan] = {}
 
-    def _plan(self, conn: Connection, keys: tuple[str, ...]) -> _Plan:
-        plan = self._plans.get((conn.dialect.name, keys))
+    def _plan(self, dialect: Dialect, keys: tuple[str, ...]) -> _Plan:
+        plan = self._plans.get((dialect.name, keys))
         if plan is None:
-            plan = _Plan(self.statement, conn.dialect, keys)
-            self._plans[(conn.dialect.name, keys)] = plan
+            plan = _Plan(self.statement, dialect, keys)
+            self._plans[(dialect.name, keys)] = plan
         return plan
 
-    def prepare(self, conn: Connection, rows: Sequence[Mapping[str, Any]]) -> Statement | None:
+    def prepare(self, dialect: Dialect, rows: Sequence[Mapping[str, Any]]) -> list[Statement]:
         """The statement and its parameters for every row of ``rows`` (all with the same
-        keys), for one executemany; None for no rows."""
+        keys), for one executemany at the driver; none for no rows."""
         if not rows:
-            return None
-        plan = self._plan(conn, tuple(rows[0]))
-        return plan.sql, plan.params(rows)
+            return []
+        plan = self._plan(dialect, tuple(rows[0]))
+        return [(plan.sql, plan.params(rows))]
 
     def prepare_tuples(
-        self, conn: Connection, keys: tuple[str, ...], rows: Sequence[Sequence[Any]]
-    ) -> Statement | None:
+        self, dialect: Dialect, keys: tuple[str, ...], rows: Sequence[Sequence[Any]]
+    ) -> list[Statement]:
         """:meth:`prepare` for rows given as their values for ``keys``, in that order."""
         if not rows:
-            return None
-        plan = self._plan(conn, keys)
-        return plan.sql, plan.tuple_params(rows)
-
-
-def run_statement(conn: Connection, statement: Statement | None) -> None:
-    """Execute a prepared statement (nothing for None) at the driver."""
-    if statement is not None:
-        conn.exec_driver_sql(*statement)
+            return []
+        plan = self._plan(dialect, keys)
+        return [(plan.sql, plan.tuple_params(rows))]

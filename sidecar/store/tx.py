@@ -13,7 +13,6 @@ from operator import itemgetter
 from typing import Any, cast
 
 from sqlalchemy import (
-    Connection,
     Table,
     Update,
     bindparam,
@@ -43,7 +42,7 @@ from ..domain.tables import (
     Slot,
     loaded,
 )
-from .bulk import Bulk, Statement, run_statement
+from .bulk import Bulk, Statement
 from .readahead import ROLLUP_FIELDS, ROLLUPS, SELECT_ROLLUPS, ReadAhead
 
 __all__ = ["BEGIN_IMMEDIATE", "LAZY_BEGIN", "Tx"]
@@ -103,6 +102,7 @@ class Tx(ReadAhead):
         on_relabel: Callable[[Session, Job, Mapping[str, str]], None] | None = None,
     ) -> None:
         self.session = session
+        self._dialect = session.get_bind().dialect  # what write_pending prepares for
         # Adds what a flip, or a down job's new labels, entails to the same transaction (the
         # notification outbox).
         self.on_flip = on_flip
@@ -142,7 +142,7 @@ class Tx(ReadAhead):
         # Claimed keys not yet written: one executemany before each flush (no ORM objects).
         self._new_keys: list[dict[str, Any]] = []
         # Statements at the driver for the end of the next write_pending (see defer).
-        self._deferred: list[Statement | None] = []
+        self._deferred: list[Statement] = []
         event.listen(session, "before_flush", self.write_pending)
         event.listen(session, "before_commit", self.write_pending)
         # Per job: (first hour, its durations from that hour on) for slow-run detection.
@@ -358,49 +358,29 @@ class Tx(ReadAhead):
         back to back: on SQLite the first of them takes the write lock (see
         ``Store.transaction``), which the inbox's appends wait for, so it is held for the
         writes alone, not for the Python that prepares them."""
-        if not (
-            self._new_keys
-            or self._new_slots
-            or self._changed_slots
-            or self._new_runs
-            or self._written_runs
-            or self._new_flips
-            or self._jobs
-            or self._changed_rollups
-            or self._deferred
-        ):
-            return
-        conn = self.session.connection()
-        statements: list[Statement | None] = []
+        dialect = self._dialect
+        statements: list[Statement] = []
         if self._new_keys:
             keys, self._new_keys = self._new_keys, []
-            statements.append(_INSERT_KEYS.prepare(conn, keys))
+            statements += _INSERT_KEYS.prepare(dialect, keys)
         if self._new_slots or self._changed_slots:
             added, self._new_slots = self._new_slots, []
             updated, self._changed_slots = self._changed_slots, {}
-            if updated:
-                statements.append(
-                    _UPDATE_SLOT.prepare(
-                        conn, [_values(s, _SLOT_FIELDS, _SLOT_KEY) for s in updated.values()]
-                    )
-                )
-            if added:
-                statements.append(
-                    _INSERT_SLOTS.prepare(
-                        conn, [_values(s, _SLOT_KEY + _SLOT_FIELDS) for s in added]
-                    )
-                )
-                self._written_slots.update((slot.job_id, slot.slot) for slot in added)
+            statements += _UPDATE_SLOT.prepare(
+                dialect, [_values(s, _SLOT_FIELDS, _SLOT_KEY) for s in updated.values()]
+            )
+            statements += _INSERT_SLOTS.prepare(
+                dialect, [_values(s, _SLOT_KEY + _SLOT_FIELDS) for s in added]
+            )
+            self._written_slots.update((slot.job_id, slot.slot) for slot in added)
         if self._new_runs or self._written_runs:
-            statements += self._run_writes(conn)
+            statements += self._run_writes()
         if self._new_flips:
             flips, self._new_flips = self._new_flips, []
-            statements.append(
-                _INSERT_FLIPS.prepare(conn, [_values(flip, _FLIP_FIELDS) for flip in flips])
+            statements += _INSERT_FLIPS.prepare(
+                dialect, [_values(flip, _FLIP_FIELDS) for flip in flips]
             )
-        jobs: list[tuple[InstanceState[Job], dict[str, Any]]] = []
-        if self._jobs:
-            jobs = self._job_updates(conn, statements)
+        jobs = self._job_updates(statements) if self._jobs else []
         if self._changed_rollups:
             changed, self._changed_rollups = self._changed_rollups, {}
             new = [
@@ -412,13 +392,15 @@ class Tx(ReadAhead):
                 if key not in self._new_rollups
             ]
             self._new_rollups.difference_update(changed)
-            statements.append(_INSERT_ROLLUPS.prepare(conn, new))
-            statements.append(_UPDATE_ROLLUP.prepare(conn, old))
-        if self._deferred:
-            statements += self._deferred
-            self._deferred = []
-        for statement in statements:
-            run_statement(conn, statement)
+            statements += _INSERT_ROLLUPS.prepare(dialect, new)
+            statements += _UPDATE_ROLLUP.prepare(dialect, old)
+        statements += self._deferred
+        self._deferred = []
+        if not statements:
+            return
+        conn = self.session.connection()
+        for sql, params in statements:
+            conn.exec_driver_sql(sql, params)
         identity = self.session.identity_map
         for state, values in jobs:
             state._commit_all(values, identity)  # clean to the session, as after its flush
@@ -429,7 +411,7 @@ class Tx(ReadAhead):
         self._deferred.append(statement)
 
     def _job_updates(
-        self, conn: Connection, statements: list[Statement | None]
+        self, statements: list[Statement]
     ) -> list[tuple[InstanceState[Job], dict[str, Any]]]:
         """The jobs this transaction read and changed: one executemany UPDATE of the columns
         changed, per set of them, at the driver (added to ``statements``); returned, to be
@@ -452,10 +434,10 @@ class Tx(ReadAhead):
             groups.setdefault(keys, []).append((*[values[key] for key in keys], values["id"]))
             written.append((state, values))
         for keys, rows in groups.items():
-            statements.append(_UPDATE_JOB.prepare_tuples(conn, (*keys, "key_id"), rows))
+            statements += _UPDATE_JOB.prepare_tuples(self._dialect, (*keys, "key_id"), rows)
         return written
 
-    def _run_writes(self, conn: Connection) -> list[Statement | None]:
+    def _run_writes(self) -> list[Statement]:
         written = self._written_runs
         changed = []
         for run, before in written.items():
@@ -463,18 +445,14 @@ class Tx(ReadAhead):
             if values != before:
                 written[run] = values
                 changed.append(values)
-        statements: list[Statement | None] = []
-        if changed:
-            key = len(_RUN_KEY)
-            statements.append(
-                _UPDATE_RUN.prepare_tuples(
-                    conn, _RUN_UPDATE_KEYS, [values[key:] + values[:key] for values in changed]
-                )
-            )
+        key = len(_RUN_KEY)
+        statements = _UPDATE_RUN.prepare_tuples(
+            self._dialect, _RUN_UPDATE_KEYS, [values[key:] + values[:key] for values in changed]
+        )
         if self._new_runs:
             added, self._new_runs = self._new_runs, []
             rows = [_run_row(run) for run in added]
-            statements.append(_INSERT_RUNS.prepare_tuples(conn, _RUN_COLUMNS, rows))
+            statements += _INSERT_RUNS.prepare_tuples(self._dialect, _RUN_COLUMNS, rows)
             written.update(zip(added, rows, strict=True))
         return statements
 
